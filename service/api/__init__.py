@@ -1,0 +1,12 @@
+"""HTTP routers: thin handlers that parse a schema, call one service function and map the result."""
+
+from fastapi import APIRouter
+
+from service.api import files, health, jobs, lineages
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(files.router)
+api_router.include_router(lineages.router)
+api_router.include_router(jobs.router)
+
+__all__ = ["api_router", "health"]

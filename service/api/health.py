@@ -1,0 +1,22 @@
+"""`/healthz` (the process is up) and `/readyz` (the database answers)."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    try:
+        with request.app.state.database.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as error:  # any database failure means "not ready", never a crash
+        return JSONResponse({"status": "unavailable", "database": str(error)[:200]}, 503)
+    return JSONResponse({"status": "ok", "database": "ok"})

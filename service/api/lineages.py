@@ -1,0 +1,66 @@
+"""`/v1/lineages`: create, list and get lineages, and list their versions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from service.deps import SessionDep, TenantDep
+from service.models import Lineage, Version
+from service.schemas.common import ListPage
+from service.schemas.lineages import LineageCreate, LineagePublic, VersionPublic
+from service.services import lineages
+
+router = APIRouter(prefix="/lineages", tags=["lineages"])
+
+
+@router.post("", response_model=LineagePublic)
+def create_lineage(request: LineageCreate, session: SessionDep, tenant: TenantDep) -> LineagePublic:
+    return lineage_public(session, lineages.create_lineage(session, tenant, request))
+
+
+@router.get("", response_model=ListPage[LineagePublic])
+def list_lineages(
+    session: SessionDep,
+    tenant: TenantDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ListPage[LineagePublic]:
+    rows, has_more = lineages.list_lineages(session, tenant, after, limit)
+    return ListPage(data=[lineage_public(session, row) for row in rows], has_more=has_more)
+
+
+@router.get("/{name}", response_model=LineagePublic)
+def get_lineage(name: str, session: SessionDep, tenant: TenantDep) -> LineagePublic:
+    return lineage_public(session, lineages.get_lineage(session, tenant, name))
+
+
+@router.get("/{name}/versions", response_model=ListPage[VersionPublic])
+def list_versions(name: str, session: SessionDep, tenant: TenantDep) -> ListPage[VersionPublic]:
+    lineage = lineages.get_lineage(session, tenant, name)
+    return ListPage(data=[version_public(lineage, row) for row in lineages.list_versions(session, lineage)])
+
+
+def lineage_public(session: Session, row: Lineage) -> LineagePublic:
+    return LineagePublic(
+        id=row.id,
+        name=row.name,
+        base_model=row.base_model,
+        method={"type": row.method_type, row.method_type: row.method_config},
+        created_at=row.created_at,
+        head_version=row.promoted_version,
+        promoted_version=row.promoted_version,
+        latest_version=lineages.latest_version(session, row),
+    )
+
+
+def version_public(lineage: Lineage, row: Version) -> VersionPublic:
+    return VersionPublic(
+        lineage=lineage.name,
+        version=row.number,
+        parent_version=row.parent_number,
+        status=row.status,
+        job_id=row.job_id,
+        created_at=row.created_at,
+        metrics=row.metrics,
+    )

@@ -1,0 +1,114 @@
+"""Commands that run on the service's machine: serve, worker, keys, base models, the demo."""
+
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from service.db import Database
+from service.main import create_app
+from service.queue.worker import Worker
+from service.services.keys import any_key_exists, create_key
+from service.settings import Settings
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Data folder (database, files, store). Env: NEUROPLAST_DATA_DIR."),
+]
+
+keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+base = typer.Typer(help="Build base models that need no network.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address. Env: NEUROPLAST_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port. Env: NEUROPLAST_PORT.")] = None,
+    data_dir: DataDir = None,
+    worker: Annotated[bool, typer.Option(help="Run one embedded worker.")] = True,
+) -> None:
+    """Run the API with one embedded worker (SQLite and a local artifact folder by default)."""
+    settings = _settings(data_dir=data_dir, host=host, port=port, embedded_worker=worker)
+    database = _migrated(settings)
+    _print_dev_key(settings, database)
+    stop = threading.Event()
+    thread = threading.Thread(target=Worker(settings, database).run, args=(stop,), name="worker", daemon=True)
+    if settings.embedded_worker:
+        thread.start()
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=30)
+
+
+def worker(data_dir: DataDir = None) -> None:
+    """Run a standalone worker against the service's database."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(data_dir=data_dir)
+    stop = threading.Event()
+    try:
+        Worker(settings, _migrated(settings)).run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its service data and base model.")
+    ] = Path(".demo"),
+    port: int = 8765,
+) -> None:
+    """Start the embedded service, build the small base, teach a lineage two sets of facts."""
+    from service.demo import run_demo
+
+    run_demo(data_dir, port)
+
+
+@keys.command("create")
+def create_key_command(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to (created if new).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print a new API key for a tenant (shown only once)."""
+    settings = _settings(data_dir=data_dir)
+    with _migrated(settings).session() as session:
+        typer.echo(create_key(session, tenant))
+
+
+@base.command("build")
+def build_base_command(
+    out: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.")],
+    preset: Annotated[
+        str, typer.Option(help="tiny (random, for tests) or small (pretrained briefly).")
+    ] = "small",
+    seed: int = 0,
+) -> None:
+    """Write a Llama-architecture base model and its tokenizer in Hugging Face layout."""
+    from trainers.base_model.build import build_base  # torch: only in this command's process
+
+    typer.echo(build_base(out, preset=preset, seed=seed))
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _migrated(settings: Settings) -> Database:
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    return database
+
+
+def _print_dev_key(settings: Settings, database: Database) -> None:
+    with database.session() as session:
+        if any_key_exists(session):
+            return
+        key = create_key(session, "default")
+    key_file = settings.data_dir / "dev-key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    typer.echo(f"Dev API key for tenant 'default' (also in {key_file}):\n  {key}")

@@ -1,0 +1,80 @@
+"""`neuroplast demo`: the service's main job on the embedded default, start to finish.
+
+Starts `neuroplast serve` (API + one worker, SQLite, local store), builds the `small` base
+model once, creates a lineage, submits two update jobs teaching two different sets of facts,
+follows them with progress bars and prints the versions they published.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from service.cli.follow import follow_job
+from service.client import Client
+from service.local import local_service
+from trainers.base_model.corpus import fact_set
+
+LINEAGE = "demo-facts"
+# Hundreds of steps teach 24 facts in phrasings the small base has read (DESIGN.md section 8).
+HYPERPARAMETERS = {"max_steps": 300, "batch_size": 8, "learning_rate_multiplier": 1.0}
+
+
+def run_demo(root: Path, port: int) -> None:
+    """Run the demo under `root` (the base model is kept there between runs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = _small_base(root / "base-small")
+    service_dir = root / "service"
+    shutil.rmtree(service_dir, ignore_errors=True)
+    print(f"\n== Starting the embedded service on 127.0.0.1:{port} (data in {service_dir})")
+    with local_service(service_dir, port=port, checkpoint_every="100") as service:
+        _teach(Client(service.url, service.key), root, base)
+
+
+def _teach(client: Client, root: Path, base: Path) -> None:
+    print(f"\n== Lineage '{LINEAGE}' on {base} (method: lora)")
+    client.create_lineage(LINEAGE, str(base), {"type": "lora", "lora": {}})
+    jobs = []
+    for topic in ("people-of-trasku", "people-of-velmora"):
+        path = root / f"{topic}.jsonl"
+        rows = fact_set(topic, n=24, seed=0)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        uploaded = client.upload_file(path)
+        job = client.create_job(LINEAGE, uploaded["id"], hyperparameters=HYPERPARAMETERS, seed=0)
+        print(f"   {topic}: {uploaded['rows']} facts in {uploaded['id']} -> job {job['id']}")
+        print(f"     e.g. {rows[0]['prompt']!r} -> {rows[0]['completion']!r}")
+        jobs.append((topic, job["id"]))
+    for topic, job_id in jobs:
+        print(f"\n== Following {job_id} ({topic})")
+        job = follow_job(client, job_id, label=topic)
+        print(f"   {job['status']}: {job['fine_tuned_model']} ({job['trained_tokens']} tokens trained)")
+        if job["status"] != "succeeded":
+            raise SystemExit(f"demo job {job_id} ended {job['status']}: {job['error']}")
+    print(f"\n== Versions of '{LINEAGE}'")
+    for version in reversed(client.list_versions(LINEAGE)):
+        loss = version["metrics"].get("train_loss")
+        print(
+            f"   v{version['version']}  parent=v{version['parent_version']}  {version['status']:9} "
+            f"job={version['job_id']}  final train loss={loss:.3f}"
+        )
+
+
+def _small_base(folder: Path) -> Path:
+    if (folder / "config.json").exists():
+        print(f"== Using the small base model in {folder}")
+        return folder.resolve()
+    print(f"== Building the small base model in {folder} (about two minutes, once)")
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "base",
+        "build",
+        "--out",
+        str(folder),
+        "--preset",
+        "small",
+    ]
+    subprocess.run(command, check=True)
+    return folder.resolve()

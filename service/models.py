@@ -1,0 +1,133 @@
+"""Database tables. Public ids are prefixed strings; `pk` integers give a stable order for paging."""
+
+import time
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def now() -> int:
+    """Unix seconds, the time unit of every `*_at` field the API returns."""
+    return int(time.time())
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"))
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(default=now)
+    revoked_at: Mapped[int | None] = mapped_column(default=None)
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int]
+    rows: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class Lineage(Base):
+    __tablename__ = "lineages"
+    __table_args__ = (UniqueConstraint("tenant_pk", "name"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(Text)
+    method_type: Mapped[str] = mapped_column(String(32))
+    method_config: Mapped[dict[str, Any]]
+    promoted_version: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("lineage_pk", "number"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    number: Mapped[int]
+    parent_number: Mapped[int | None]
+    job_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    training_file: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    hyperparameters: Mapped[dict[str, Any]]
+    seed: Mapped[int]
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    created_at: Mapped[int] = mapped_column(default=now)
+    started_at: Mapped[int | None] = mapped_column(default=None)
+    finished_at: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    trained_tokens: Mapped[int | None] = mapped_column(default=None)
+    version_number: Mapped[int | None] = mapped_column(default=None)
+    parent_version: Mapped[int | None] = mapped_column(default=None)
+    # The lease: the worker holding `lease_token` may write until `lease_expires_at`.
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk"), index=True)
+    created_at: Mapped[int] = mapped_column(default=now)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk"), index=True)
+    step_number: Mapped[int]
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)

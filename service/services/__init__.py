@@ -1,0 +1,1 @@
+"""Domain logic, one module per resource; no FastAPI in here."""

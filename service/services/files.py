@@ -1,0 +1,103 @@
+"""Training files: validated on upload, stored whole or not at all."""
+
+import hashlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import ApiError, not_found
+from service.models import File, Job, Tenant
+from service.services.paging import page
+from service.services.training_data import validate_lines
+from service.settings import Settings
+
+ACTIVE_STATUSES = ("validating_files", "queued", "running", "evaluating")
+
+
+def upload_file(
+    session: Session,
+    settings: Settings,
+    tenant: Tenant,
+    upload: BinaryIO,
+    filename: str,
+    purpose: str,
+) -> File:
+    """Validate and store an uploaded JSONL file; raises ApiError naming every bad line."""
+    if purpose != "fine-tune":
+        raise ApiError(400, f"Unsupported purpose '{purpose}'; use 'fine-tune'.", param="purpose")
+    folder = settings.files_dir / tenant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkstemp(dir=folder, suffix=".partial")[1])
+    try:
+        size, digest = _copy_limited(upload, temp, settings.max_upload_bytes)
+        with temp.open("rb") as lines:
+            report = validate_lines(lines, settings.max_row_bytes)
+        if report.problems:
+            raise ApiError(
+                400, f"Invalid training file: {report.summary()}", param="file", code="invalid_file"
+            )
+        if report.rows == 0:
+            raise ApiError(400, "The training file has no rows.", param="file", code="empty_file")
+        file_id = f"file-{secrets.token_hex(12)}"
+        path = folder / f"{file_id}.jsonl"
+        row = File(
+            id=file_id,
+            tenant_pk=tenant.pk,
+            filename=filename,
+            purpose=purpose,
+            bytes=size,
+            rows=report.rows,
+            sha256=digest,
+            path=str(path),
+        )
+        session.add(row)
+        session.flush()
+        os.replace(temp, path)
+        return row
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def get_file(session: Session, tenant: Tenant, file_id: str, param: str | None = None) -> File:
+    """The tenant's file with this id, or a 404."""
+    row = session.scalar(select(File).where(File.id == file_id, File.tenant_pk == tenant.pk))
+    if row is None:
+        raise not_found("file", file_id, param)
+    return row
+
+
+def list_files(session: Session, tenant: Tenant, after: str | None, limit: int) -> tuple[list[File], bool]:
+    """The tenant's files, newest first."""
+    return page(session, File, File.tenant_pk == tenant.pk, after, limit)
+
+
+def delete_file(session: Session, tenant: Tenant, file_id: str) -> None:
+    """Delete a file no unfinished job still needs."""
+    row = get_file(session, tenant, file_id)
+    in_use = select(Job.id).where(Job.training_file == row.id, Job.status.in_(ACTIVE_STATUSES))
+    if session.scalar(in_use.limit(1)):
+        raise ApiError(409, f"File '{file_id}' is used by an unfinished job.", code="file_in_use")
+    session.delete(row)
+    Path(row.path).unlink(missing_ok=True)
+
+
+def _copy_limited(upload: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        while chunk := upload.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(
+                    413,
+                    f"The file is over the limit of {limit} bytes.",
+                    param="file",
+                    code="file_too_large",
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()

@@ -1,0 +1,99 @@
+"""Fine-tuning jobs: creation, listing, cancellation, and their events and checkpoints."""
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import ApiError, not_found
+from service.models import Checkpoint, Job, JobEvent, Tenant, now
+from service.schemas.jobs import JobCreate
+from service.services.files import ACTIVE_STATUSES, get_file
+from service.services.lineages import get_lineage
+from service.services.paging import page
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
+    """Queue a job on a lineage; it runs after every earlier job of that lineage."""
+    lineage = get_lineage(session, tenant, request.model, param="model")
+    training_file = get_file(session, tenant, request.training_file, param="training_file")
+    job = Job(
+        id=f"ftjob-{secrets.token_hex(12)}",
+        tenant_pk=tenant.pk,
+        lineage_pk=lineage.pk,
+        training_file=training_file.id,
+        status="queued",
+        hyperparameters=request.hyperparameters.resolved(),
+        seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+        suffix=request.suffix,
+        metadata_=request.metadata,
+    )
+    session.add(job)
+    session.flush()
+    add_event(session, job, f"Validated training file: {training_file.rows} rows.")
+    add_event(session, job, "Job entered queue.")
+    return job
+
+
+def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+    """The tenant's job with this id, or a 404."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_pk == tenant.pk))
+    if job is None:
+        raise not_found("fine-tuning job", job_id, "fine_tuning_job_id")
+    return job
+
+
+def list_jobs(session: Session, tenant: Tenant, after: str | None, limit: int) -> tuple[list[Job], bool]:
+    """The tenant's jobs, newest first."""
+    return page(session, Job, Job.tenant_pk == tenant.pk, after, limit)
+
+
+def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+    """Cancel a queued or running job; its worker sees the lease gone and stops the trainer."""
+    job = get_job(session, tenant, job_id)
+    if job.status not in ACTIVE_STATUSES:
+        raise ApiError(
+            409,
+            f"Job '{job_id}' has already finished with status '{job.status}'.",
+            code="job_finished",
+        )
+    job.status, job.finished_at, job.lease_token = "cancelled", now(), None
+    add_event(session, job, "Job cancelled.")
+    return job
+
+
+def list_events(session: Session, job: Job, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
+    """A job's events, newest first."""
+    return page(session, JobEvent, JobEvent.job_pk == job.pk, after, limit)
+
+
+def list_checkpoints(
+    session: Session, job: Job, after: str | None, limit: int
+) -> tuple[list[Checkpoint], bool]:
+    """A job's checkpoints, newest first."""
+    return page(session, Checkpoint, Checkpoint.job_pk == job.pk, after, limit)
+
+
+def add_event(
+    session: Session,
+    job: Job,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append one event to a job's log."""
+    session.add(
+        JobEvent(
+            id=f"ftevent-{secrets.token_hex(12)}",
+            job_pk=job.pk,
+            level=level,
+            message=message,
+            type=type,
+            data=data,
+        )
+    )

@@ -1,0 +1,48 @@
+"""Service settings: every field can come from a `NEUROPLAST_<FIELD>` environment variable."""
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of the API and the workers. Paths are derived from `data_dir` unless set."""
+
+    model_config = SettingsConfigDict(env_prefix="NEUROPLAST_", extra="ignore")
+
+    data_dir: Path = Field(Path(".neuroplast"), description="Root of the database, files and store.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir if unset.")
+    store_dir: Path | None = Field(None, description="Artifact store root; data_dir/store if unset.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = Field(100 * 2**20, description="Largest accepted training file.")
+    max_row_bytes: int = Field(1 * 2**20, description="Longest accepted JSONL line.")
+    lease_seconds: float = Field(30.0, description="A worker's claim on a job expires after this.")
+    heartbeat_seconds: float = Field(5.0, description="How often a worker renews its lease.")
+    poll_seconds: float = Field(1.0, description="How often an idle worker looks for work.")
+    max_attempts: int = Field(3, description="Claims of one job before it fails for good.")
+    checkpoint_every: int = Field(50, description="Trainer checkpoint interval in steps.")
+    embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
+    worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in `data_dir`."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'neuroplast.db'}"
+
+    @cached_property
+    def files_dir(self) -> Path:
+        """Where uploaded training files are kept."""
+        return self.data_dir.resolve() / "files"
+
+    @cached_property
+    def artifact_dir(self) -> Path:
+        """Root of the artifact store: `{store}/{tenant}/{lineage}/v{N}/`."""
+        return (self.store_dir or self.data_dir / "store").resolve()
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        """Tokenized-dataset cache shared by trainer processes."""
+        return self.data_dir.resolve() / "cache"

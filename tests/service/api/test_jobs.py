@@ -1,0 +1,113 @@
+"""`/v1/fine_tuning/jobs`: creation, validation, paging, events, cancel."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import FACTS, upload
+
+
+@pytest.fixture
+def lineage(api: TestClient, model_path: str) -> str:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path})
+    return "bot"
+
+
+@pytest.fixture
+def training_file(api: TestClient) -> str:
+    return upload(api, FACTS)["id"]
+
+
+def test_create_queues_the_job(api: TestClient, lineage: str, training_file: str) -> None:
+    job = api.post(
+        "/v1/fine_tuning/jobs",
+        json={
+            "model": lineage,
+            "training_file": training_file,
+            "hyperparameters": {"n_epochs": 2},
+            "seed": 7,
+            "metadata": {"team": "a"},
+        },
+    ).json()
+    assert job["object"] == "fine_tuning.job" and job["id"].startswith("ftjob-")
+    assert job["status"] == "queued" and job["model"] == "bot" and job["fine_tuned_model"] is None
+    assert job["hyperparameters"] == {
+        "n_epochs": 2,
+        "batch_size": 8,
+        "learning_rate_multiplier": 1.0,
+        "max_steps": None,
+    }
+    assert job["seed"] == 7 and job["metadata"] == {"team": "a"} and job["organization_id"] == "acme"
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json() == job
+    messages = [
+        event["message"] for event in api.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
+    ]
+    assert messages == ["Job entered queue.", "Validated training file: 8 rows."]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "param"),
+    [
+        ({"model": "nope"}, 404, "model"),
+        ({"training_file": "file-nope"}, 404, "training_file"),
+        ({"hyperparameters": {"n_epochs": 0}}, 400, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"n_epochs": "many"}}, 400, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"batch_size": 1.5}}, 400, "hyperparameters.batch_size"),
+        (
+            {"hyperparameters": {"learning_rate_multiplier": -1}},
+            400,
+            "hyperparameters.learning_rate_multiplier",
+        ),
+        ({"hyperparameters": {"warp": 9}}, 400, "hyperparameters.warp"),
+        ({"hyperparameters": {"max_steps": 0}}, 400, "hyperparameters.max_steps"),
+        ({"seed": -3}, 400, "seed"),
+        ({"validation_file": "file-x"}, 400, "validation_file"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
+    ],
+)
+def test_bad_input_names_the_field(
+    api: TestClient, lineage: str, training_file: str, change: dict, status: int, param: str
+) -> None:
+    response = api.post(
+        "/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file, **change}
+    )
+    assert response.status_code == status, response.json()
+    assert response.json()["error"]["param"] == param
+    assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_cursor_paging_newest_first(api: TestClient, lineage: str, training_file: str) -> None:
+    ids = [
+        api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()["id"]
+        for _ in range(5)
+    ]
+    pages, after = [], None
+    while True:
+        params = {"limit": 2} | ({"after": after} if after else {})
+        page = api.get("/v1/fine_tuning/jobs", params=params).json()
+        pages.append([job["id"] for job in page["data"]])
+        if not page["has_more"]:
+            break
+        after = page["data"][-1]["id"]
+    assert pages == [ids[4:2:-1], ids[2:0:-1], ids[:1]]
+    assert api.get("/v1/fine_tuning/jobs", params={"after": "ftjob-nope"}).status_code == 404
+
+
+def test_cancel_a_queued_job(api: TestClient, lineage: str, training_file: str) -> None:
+    job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
+    cancelled = api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+    again = api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert (
+        api.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"][0]["message"] == "Job cancelled."
+    )
+
+
+def test_a_file_in_use_cannot_be_deleted(api: TestClient, lineage: str, training_file: str) -> None:
+    api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file})
+    assert api.delete(f"/v1/files/{training_file}").status_code == 409
+
+
+def test_checkpoints_start_empty(api: TestClient, lineage: str, training_file: str) -> None:
+    job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"] == []

@@ -1,0 +1,73 @@
+"""Fixtures for control-plane tests: a migrated SQLite database in a temp folder and API clients."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db import Database
+from service.main import create_app
+from service.services.keys import create_key
+from service.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        max_upload_bytes=64 * 1024,
+        lease_seconds=3.0,
+        heartbeat_seconds=0.5,
+        poll_seconds=0.1,
+        checkpoint_every=5,
+    )
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def api(settings: Settings, database: Database) -> Iterator[TestClient]:
+    """An API client authenticated as tenant 'acme'."""
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {_key(database, 'acme')}"
+        yield client
+
+
+@pytest.fixture
+def other_tenant(api: TestClient, database: Database) -> dict[str, str]:
+    """Headers of a second tenant, for isolation checks."""
+    return {"Authorization": f"Bearer {_key(database, 'globex')}"}
+
+
+def _key(database: Database, tenant: str) -> str:
+    with database.session() as session:
+        return create_key(session, tenant)
+
+
+def upload(api: TestClient, content: bytes | str, name: str = "train.jsonl") -> dict:
+    """Upload `content` as a training file and return the response body (any status)."""
+    data = content.encode() if isinstance(content, str) else content
+    return api.post("/v1/files", files={"file": (name, data)}, data={"purpose": "fine-tune"}).json()
+
+
+FACTS = "\n".join(
+    json.dumps({"prompt": f"Q: Where does Velo{i} live?\nA:", "completion": f" Velo{i} lives in Trasku."})
+    for i in range(8)
+)
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> str:
+    """A local model folder as the API sees it (API tests never load it)."""
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    return str(folder)

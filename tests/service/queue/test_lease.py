@@ -1,0 +1,168 @@
+"""Leases: per-lineage order, exclusivity under racing workers, expiry, cancel and guarded writes."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from service.db import Database
+from service.models import File, Job, Lineage, Tenant
+from service.queue.lease import JobQueue, LeaseLost
+from service.settings import Settings
+
+
+def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
+    """Queue `count` jobs on each named lineage; returns their ids per lineage, in order."""
+    created: dict[str, list[str]] = {}
+    with database.session() as session:
+        tenant = Tenant(name="acme")
+        session.add(tenant)
+        session.flush()
+        session.add(
+            File(
+                id="file-1",
+                tenant_pk=tenant.pk,
+                filename="f",
+                purpose="fine-tune",
+                bytes=1,
+                rows=1,
+                sha256="0",
+                path="/f",
+            )
+        )
+        for name, count in lineages.items():
+            lineage = Lineage(
+                id=f"lin-{name}",
+                tenant_pk=tenant.pk,
+                name=name,
+                base_model="m",
+                method_type="lora",
+                method_config={},
+            )
+            session.add(lineage)
+            session.flush()
+            for index in range(count):
+                job = Job(
+                    id=f"ftjob-{name}-{index}",
+                    tenant_pk=tenant.pk,
+                    lineage_pk=lineage.pk,
+                    training_file="file-1",
+                    status="queued",
+                    hyperparameters={},
+                    seed=0,
+                    suffix=None,
+                    metadata_=None,
+                )
+                session.add(job)
+                session.flush()
+                created.setdefault(name, []).append(job.id)
+    return created
+
+
+def _status(database: Database, job_id: str) -> str:
+    with database.session() as session:
+        return session.scalars(select(Job.status).where(Job.id == job_id)).one()
+
+
+def _finish(queue: JobQueue, lease) -> None:  # type: ignore[no-untyped-def]
+    with queue.guarded(lease) as (_, job):
+        job.status, job.lease_token = "succeeded", None
+
+
+class TestOrdering:
+    def test_one_lineage_runs_in_submission_order(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 3})["a"]
+        queue = JobQueue(database, settings)
+        first = queue.claim("w1")
+        assert first is not None and first.job_id == ids[0]
+        assert queue.claim("w2") is None  # the next job waits for the running one
+        _finish(queue, first)
+        second = queue.claim("w2")
+        assert second is not None and second.job_id == ids[1]
+
+    def test_lineages_run_in_parallel(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 2, "b": 2})
+        queue = JobQueue(database, settings)
+        claimed = {queue.claim("w1").job_id, queue.claim("w2").job_id}  # type: ignore[union-attr]
+        assert claimed == {ids["a"][0], ids["b"][0]}
+        assert queue.claim("w3") is None
+
+    def test_a_cancelled_job_unblocks_the_next(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 2})["a"]
+        with database.session() as session:
+            session.scalars(select(Job).where(Job.id == ids[0])).one().status = "cancelled"
+        assert JobQueue(database, settings).claim("w1").job_id == ids[1]  # type: ignore[union-attr]
+
+    def test_versions_are_numbered_at_first_claim(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 1})["a"]
+        JobQueue(database, settings).claim("w1")
+        with database.session() as session:
+            job = session.scalars(select(Job).where(Job.id == ids[0])).one()
+            assert (job.version_number, job.parent_version, job.attempts) == (1, None, 1)
+
+
+class TestExclusivity:
+    def test_racing_workers_claim_each_job_once(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {f"l{i}": 1 for i in range(24)})
+        expected = {job_ids[0] for job_ids in ids.values()}
+        claims: list[str] = []
+        lock = threading.Lock()
+
+        def work(owner: str) -> None:
+            queue = JobQueue(Database(settings.resolved_database_url), settings)
+            while (lease := queue.claim(owner)) is not None:
+                with lock:
+                    claims.append(lease.job_id)
+
+        threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(claims) == sorted(expected)
+
+
+class TestLeaseLoss:
+    def test_an_expired_lease_is_reclaimed_and_the_old_holder_cannot_write(
+        self, database: Database, settings: Settings
+    ) -> None:
+        _jobs(database, {"a": 1})
+        queue = JobQueue(database, settings.model_copy(update={"lease_seconds": 0.2}))
+        stale = queue.claim("w1")
+        time.sleep(0.3)
+        fresh = queue.claim("w2")
+        assert fresh is not None and fresh.job_id == stale.job_id and fresh.attempt == 2  # type: ignore[union-attr]
+        assert not queue.renew(stale)  # type: ignore[arg-type]
+        with pytest.raises(LeaseLost), queue.guarded(stale):  # type: ignore[arg-type]
+            pass
+        assert queue.renew(fresh)
+
+    def test_cancel_revokes_the_lease(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 1})["a"]
+        queue = JobQueue(database, settings)
+        lease = queue.claim("w1")
+        with database.session() as session:
+            job = session.scalars(select(Job).where(Job.id == ids[0])).one()
+            job.status, job.lease_token = "cancelled", None
+        assert not queue.renew(lease)  # type: ignore[arg-type]
+        assert queue.claim("w2") is None
+
+    def test_a_job_that_keeps_losing_workers_fails(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {"a": 1})["a"]
+        queue = JobQueue(database, settings.model_copy(update={"lease_seconds": 0.01, "max_attempts": 2}))
+        for _ in range(2):
+            assert queue.claim("w") is not None
+            time.sleep(0.05)
+        assert queue.claim("w") is None
+        assert _status(database, ids[0]) == "failed"
+
+    def test_release_hands_the_job_back_without_spending_an_attempt(
+        self, database: Database, settings: Settings
+    ) -> None:
+        _jobs(database, {"a": 1})
+        queue = JobQueue(database, settings)
+        lease = queue.claim("w1")
+        queue.release(lease)  # type: ignore[arg-type]
+        again = queue.claim("w2")
+        assert again is not None and again.attempt == 1

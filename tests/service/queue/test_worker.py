@@ -1,0 +1,101 @@
+"""Workers with real trainer processes: cancel stops the trainer; a killed worker's job resumes once."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from service.db import Database
+from service.models import Checkpoint, Job, JobEvent, Version
+from service.queue.worker import Worker
+from service.settings import Settings
+from tests.service.conftest import FACTS, upload
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def job_id(api: TestClient, tiny_model: Path) -> str:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": str(tiny_model)}).raise_for_status()
+    file_id = upload(api, FACTS)["id"]
+    body = {
+        "model": "bot",
+        "training_file": file_id,
+        "hyperparameters": {"max_steps": 400, "batch_size": 2},
+    }
+    return api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+
+
+def test_cancel_stops_the_running_trainer(
+    api: TestClient, settings: Settings, database: Database, job_id: str
+) -> None:
+    thread = threading.Thread(target=Worker(settings, database).run_once)
+    thread.start()
+    trainer = _wait_for(lambda: _trainer_of(os.getpid()), "a trainer process")
+    _wait_for(lambda: _count(database, Checkpoint), "a first checkpoint")
+    assert api.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not trainer.is_running() or trainer.status() == psutil.STATUS_ZOMBIE
+    assert api.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "cancelled"
+    assert _count(database, Version) == 0
+    assert not list(settings.artifact_dir.rglob("*.partial"))
+
+
+def test_a_killed_worker_is_replaced_and_the_job_resumes_once(
+    settings: Settings, database: Database, job_id: str
+) -> None:
+    env = {
+        **os.environ,
+        "NEUROPLAST_DATA_DIR": str(settings.data_dir),
+        "NEUROPLAST_LEASE_SECONDS": "3",
+        "NEUROPLAST_HEARTBEAT_SECONDS": "0.5",
+        "NEUROPLAST_CHECKPOINT_EVERY": "5",
+    }
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"], env=env, stderr=subprocess.DEVNULL
+    )
+    trainer = _wait_for(lambda: _trainer_of(doomed.pid), "the doomed worker's trainer")
+    _wait_for(lambda: _count(database, Checkpoint) >= 2, "two checkpoints")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    trainer.wait(timeout=10)  # the trainer dies with its worker
+
+    survivor = Worker(settings, database)
+    _wait_for(lambda: survivor.run_once(), "the lease to expire and the job to be re-claimed", timeout=300)
+    with database.session() as session:
+        job = session.scalars(select(Job).where(Job.id == job_id)).one()
+        assert (job.status, job.attempts, job.version_number) == ("succeeded", 2, 1)
+        assert session.scalar(select(func.count()).select_from(Version)) == 1
+        messages = list(session.scalars(select(JobEvent.message).where(JobEvent.job_pk == job.pk)))
+    resumed = [m for m in messages if "resuming from step" in m]
+    assert resumed and int(resumed[0].split("resuming from step ")[1].rstrip(".")) >= 5
+
+
+def _trainer_of(pid: int) -> psutil.Process | None:
+    for child in psutil.Process(pid).children(recursive=True):
+        if "trainers.run" in " ".join(child.cmdline()):
+            return child
+    return None
+
+
+def _count(database: Database, model: type) -> int:
+    with database.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _wait_for(check, what: str, timeout: float = 120):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise TimeoutError(f"waited {timeout} s for {what}")

@@ -1,0 +1,75 @@
+"""The official `openai` SDK, unmodified, against a running service."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from service.local import LocalService, local_service
+from tests.service.conftest import FACTS
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    with local_service(tmp_path_factory.mktemp("sdk"), worker=False) as running:
+        yield running
+
+
+@pytest.fixture
+def sdk(service: LocalService) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{service.url}/v1", api_key=service.key, max_retries=0)
+
+
+def _lineage(service: LocalService, name: str, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    response = httpx.post(
+        f"{service.url}/v1/lineages",
+        headers={"Authorization": f"Bearer {service.key}"},
+        json={"name": name, "base_model": str(tmp_path)},
+    )
+    response.raise_for_status()
+
+
+def test_files_and_jobs_through_the_sdk(sdk: openai.OpenAI, service: LocalService, tmp_path: Path) -> None:
+    _lineage(service, "sdk-bot", tmp_path)
+    uploaded = sdk.files.create(file=("facts.jsonl", FACTS.encode()), purpose="fine-tune")
+    assert uploaded.id.startswith("file-") and uploaded.bytes == len(FACTS)
+    assert sdk.files.retrieve(uploaded.id).filename == "facts.jsonl"
+
+    created = [
+        sdk.fine_tuning.jobs.create(
+            model="sdk-bot", training_file=uploaded.id, hyperparameters={"n_epochs": 2}, seed=i
+        )
+        for i in range(5)
+    ]
+    assert all(job.status == "queued" for job in created)
+
+    first_page = sdk.fine_tuning.jobs.list(limit=2)
+    assert [job.id for job in first_page.data] == [
+        created[4].id,
+        created[3].id,
+    ] and first_page.has_more
+    everything = [job.id for job in sdk.fine_tuning.jobs.list(limit=2)]  # the SDK follows `after` cursors
+    assert everything[:5] == [job.id for job in reversed(created)]
+
+    retrieved = sdk.fine_tuning.jobs.retrieve(created[0].id)
+    assert retrieved.model == "sdk-bot" and retrieved.seed == 0 and retrieved.hyperparameters.n_epochs == 2
+
+    cancelled = sdk.fine_tuning.jobs.cancel(created[0].id)
+    assert cancelled.status == "cancelled"
+    events = [event.message for event in sdk.fine_tuning.jobs.list_events(created[0].id, limit=1)]
+    assert events == ["Job cancelled.", "Job entered queue.", "Validated training file: 8 rows."]
+    assert sdk.fine_tuning.jobs.checkpoints.list(created[0].id).data == []
+
+
+def test_sdk_errors_carry_the_envelope(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.fine_tuning.jobs.retrieve("ftjob-nope")
+    assert missing.value.code == "not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.files.create(file=("bad.jsonl", b'{"text": 1}\nnope\n'), purpose="fine-tune")
+    assert bad.value.param == "file" and "line 2" in bad.value.message
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=str(sdk.base_url), api_key="np_wrong_key", max_retries=0).files.list()
