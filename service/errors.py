@@ -57,7 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first, *_ = exc.errors()
+        first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path"))
         messages = "; ".join(_describe(error) for error in exc.errors())
         return JSONResponse(error_body(400, messages, param or None, "invalid_value"), 400)

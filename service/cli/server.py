@@ -3,7 +3,7 @@
 import logging
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -93,7 +93,7 @@ def build_base_command(
     typer.echo(build_base(out, preset=preset, seed=seed))
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 

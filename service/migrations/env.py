@@ -11,7 +11,7 @@ config = context.config
 def run_migrations() -> None:
     connection = config.attributes.get("connection")
     if connection is None:  # the `alembic` command line, e.g. `alembic revision --autogenerate`
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
         with engine.begin() as connection:
             _run(connection)
         return

@@ -46,7 +46,7 @@ class JobCreate(BaseModel):
 
     model: str = Field(description="The lineage to update.")
     training_file: str
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    hyperparameters: Hyperparameters = Field(default_factory=lambda: Hyperparameters())
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(None, max_length=64)
