@@ -71,11 +71,3 @@ def model_path(tmp_path: Path) -> str:
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "llama"}')
     return str(folder)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (random) tiny Llama and tokenizer, for tests that run trainer processes."""
-    from trainers.base_model.build import build_base
-
-    return build_base(tmp_path_factory.mktemp("tiny-base"), preset="tiny").resolve()

@@ -13,14 +13,14 @@ from tests.service.conftest import FACTS
 pytestmark = pytest.mark.slow
 
 
-def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_model: Path) -> None:
+def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
     with local_service(tmp_path / "data", heartbeat_seconds="0.5", checkpoint_every="4") as service:
         api = httpx.Client(
             base_url=f"{service.url}/v1",
             headers={"Authorization": f"Bearer {service.key}"},
             timeout=30,
         )
-        api.post("/lineages", json={"name": "bot", "base_model": str(tiny_model)}).raise_for_status()
+        api.post("/lineages", json={"name": "bot", "base_model": str(tiny_base)}).raise_for_status()
         file_id = api.post("/files", files={"file": ("facts.jsonl", FACTS.encode())}).json()["id"]
         job_ids = [
             api.post(
@@ -57,9 +57,10 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_model: Path) -> None
         steps = [event["data"]["step"] for event in events if event["type"] == "metrics"]
         assert max(steps) == 6
         checkpoints = api.get(f"/fine_tuning/jobs/{job_ids[1]}/checkpoints").json()["data"]
-        assert checkpoints[0]["step_number"] == 6 and checkpoints[0][
-            "fine_tuned_model_checkpoint"
-        ] == "bot@2:step-6"
+        assert (
+            checkpoints[0]["step_number"] == 6
+            and checkpoints[0]["fine_tuned_model_checkpoint"] == "bot@2:step-6"
+        )
 
 
 def _wait(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:

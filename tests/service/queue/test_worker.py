@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def job_id(api: TestClient, tiny_model: Path) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": str(tiny_model)}).raise_for_status()
+def job_id(api: TestClient, tiny_base: Path) -> str:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": str(tiny_base)}).raise_for_status()
     file_id = upload(api, FACTS)["id"]
     body = {
         "model": "bot",

@@ -1,0 +1,1 @@
+"""Probes, retention metrics, brain-rot panel, health gate and reports; later issues."""

@@ -1,0 +1,1 @@
+"""Memories that methods carry between versions (replay buffers, neural memory); later issues."""

@@ -1,0 +1,77 @@
+"""The method registry: what the control plane validates lineage configs with."""
+
+import subprocess
+import sys
+
+import pytest
+
+from trainers.registry import (
+    MethodConfigError,
+    available_methods,
+    load_method,
+    method_config,
+    resolve_method_config,
+)
+
+
+def test_lora_is_available() -> None:
+    assert available_methods() == ["lora"]
+
+
+def test_resolving_fills_every_default() -> None:
+    config = resolve_method_config("lora", {"r": 8})
+    assert config == {
+        "r": 8,
+        "alpha": 32.0,
+        "dropout": 0.0,
+        "target_modules": "all-linear",
+        "learning_rate": 2e-3,
+        "weight_decay": 0.0,
+        "warmup_ratio": 0.03,
+        "max_grad_norm": 1.0,
+        "max_seq_len": 256,
+    }
+    assert resolve_method_config("lora", config) == config  # resolving is idempotent
+
+
+@pytest.mark.parametrize(
+    ("method_type", "config", "param"),
+    [
+        ("lorax", {}, "method.type"),
+        ("lora", {"rank": 8}, "method.lora.rank"),
+        ("lora", {"r": 0}, "method.lora.r"),
+        ("lora", {"r": "16"}, "method.lora.r"),
+        ("lora", {"r": True}, "method.lora.r"),
+        ("lora", {"dropout": 1.0}, "method.lora.dropout"),
+        ("lora", {"learning_rate": 0}, "method.lora.learning_rate"),
+        ("lora", {"target_modules": []}, "method.lora.target_modules"),
+        ("lora", {"target_modules": "all"}, "method.lora.target_modules"),
+        ("lora", {"max_seq_len": 4}, "method.lora.max_seq_len"),
+        ("lora", [], "method.lora"),
+    ],
+)
+def test_rejects_with_the_param_name(method_type: str, config: dict, param: str) -> None:
+    with pytest.raises(MethodConfigError) as raised:
+        resolve_method_config(method_type, config)
+    assert raised.value.param == param
+    assert raised.value.message
+
+
+def test_accepts_a_list_of_module_names() -> None:
+    config = resolve_method_config("lora", {"target_modules": ["q_proj", "v_proj"]})
+    assert config["target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_load_method_gives_the_class_for_the_config() -> None:
+    method = load_method("lora")(method_config("lora", {"r": 4}))
+    assert method.config.r == 4
+
+
+def test_importing_the_registry_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from trainers.registry import resolve_method_config\n"
+        "resolve_method_config('lora', {})\n"
+        "assert not {'torch', 'transformers', 'peft'} & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,51 @@
+"""spec.json parsing: a worker's mistakes are refused before any model is loaded."""
+
+from pathlib import Path
+
+import pytest
+
+from trainers.spec import JobSpec, SpecError
+
+SPEC = {
+    "job_id": "ftjob-1",
+    "tenant": "acme",
+    "lineage": "bot",
+    "version": 2,
+    "parent_version": 1,
+    "base_model": "/models/base",
+    "method": {"type": "lora", "lora": {"r": 8}},
+    "training_file": "/files/file-1.jsonl",
+    "training_file_sha256": "abc",
+    "parent_dir": "/store/acme/bot/v1",
+    "output_dir": "/store/acme/bot/v2.partial",
+    "hyperparameters": {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0, "max_steps": None},
+    "seed": 0,
+    "checkpoint_every": 50,
+    "cache_dir": "/cache",
+}
+
+
+def test_a_protocol_spec_parses_with_paths() -> None:
+    spec = JobSpec.from_dict(SPEC)
+    assert spec.parent_dir == Path("/store/acme/bot/v1")
+    assert spec.hyperparameters.batch_size == 8
+    assert (spec.method_type, spec.method_fields) == ("lora", {"r": 8})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"surprise": 1}, "spec has unknown fields: surprise"),
+        ({"hyperparameters": {"n_epochs": 3, "batch_size": 8}}, "missing fields: learning_rate_multiplier"),
+        (
+            {"hyperparameters": {"n_epochs": 3, "batch_size": 0, "learning_rate_multiplier": 1.0}},
+            "hyperparameters.batch_size must be a positive integer",
+        ),
+        ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
+        ({"parent_dir": None}, "parent_dir and parent_version must be both set or both null"),
+        ({"method": {"type": "lora", "lora": {"alpha": "big"}}}, "method.lora.alpha: must be a number"),
+    ],
+)
+def test_mistakes_are_refused_with_a_reason(change: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        JobSpec.from_dict({**SPEC, **change})

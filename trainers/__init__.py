@@ -1,0 +1,1 @@
+"""Training plane: one process per fine-tuning job, one shared loop, one folder per method."""

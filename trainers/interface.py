@@ -1,0 +1,83 @@
+"""The hooks the shared training loop calls: what a continual-learning method implements.
+
+A method class is built as `MethodClass(config)` from its config dataclass (see
+`trainers.registry`). The loop, per job (`trainers.loop.run_job`):
+
+1. `prepare_model(base_model, parent_dir)` once; the loop trains the parameters that have
+   `requires_grad` set;
+2. `load_memory(checkpoint/memory)` when it resumes from a checkpoint;
+3. per step: `outputs = model(**batch)`, `loss = training_loss(model, batch, outputs)`,
+   backward, optimizer step, `after_optimizer_step(model, step)`;
+4. `save_memory(checkpoint/memory)` in every checkpoint;
+5. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
+"""
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+__all__ = ["ContinualMethod", "TrainingConfig"]
+
+
+class TrainingConfig(Protocol):
+    """Fields of every method config that the shared loop reads."""
+
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float
+    max_seq_len: int
+
+
+class ContinualMethod(Protocol):
+    """A continual-learning method: adapter setup, loss terms and work at job boundaries."""
+
+    config: TrainingConfig
+
+    def prepare_model(self, base_model: PreTrainedModel, parent_dir: Path | None) -> nn.Module:
+        """Attach the method's trainable modules to a frozen base model.
+
+        Args:
+            base_model: The lineage's base model, fp32, every parameter frozen or not yet.
+            parent_dir: The parent version's folder (`adapter/`, `memory/`), or None for the
+                first job of a lineage.
+
+        Returns:
+            The model to train; only its parameters with `requires_grad` are optimized.
+        """
+        ...
+
+    def training_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], outputs: CausalLMOutputWithPast
+    ) -> torch.Tensor:
+        """The loss to minimise for one batch, given the model's outputs on it.
+
+        Args:
+            model: The (possibly engine-wrapped) model, for any extra forward passes.
+            batch: `input_ids`, `attention_mask` and `labels`, each (batch, seq).
+            outputs: `model(**batch)`; `outputs.loss` is the token cross-entropy.
+
+        Returns:
+            A scalar tensor.
+        """
+        ...
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """Work after each optimizer step (e.g. an EMA update); `step` counts from 1."""
+        ...
+
+    def save_memory(self, memory_dir: Path) -> None:
+        """Write the state the method carries to the next version or a resumed run."""
+        ...
+
+    def load_memory(self, memory_dir: Path) -> None:
+        """Restore what `save_memory` wrote (used when resuming from a checkpoint)."""
+        ...
+
+    def export_adapter(self, model: nn.Module, adapter_dir: Path) -> None:
+        """Write the servable PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`)."""
+        ...

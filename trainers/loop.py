@@ -1,0 +1,223 @@
+"""The one training loop every method shares: accelerate + DeepSpeed ZeRO-2.
+
+Started by `python -m trainers.run --spec spec.json` as a single process (it then makes itself
+rank 0 of 1), or by a launcher (`accelerate launch`, `deepspeed`, `torchrun`) for several
+processes; each process takes its share of every batch. On a machine without a GPU DeepSpeed
+runs on its CPU accelerator with the gloo backend.
+"""
+
+import json
+import os
+import socket
+import sys
+import time
+import types
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainers.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
+from trainers.interface import ContinualMethod
+from trainers.progress import Progress
+from trainers.registry import load_method, method_config
+from trainers.spec import JobSpec
+
+__all__ = ["METRICS_EVERY", "run_job"]
+
+METRICS_EVERY = 10  # steps between metrics lines (plus the first and the last step)
+
+
+def run_job(spec: JobSpec, progress: Progress) -> None:
+    """Train one version: from the parent (or base) model to `adapter/`, `memory/`, manifest.
+
+    Resumes from the newest checkpoint in `spec.output_dir/checkpoints/` when there is one.
+
+    Args:
+        spec: The job.
+        progress: Where protocol lines go.
+    """
+    started_at = time.monotonic()
+    _default_to_single_process()
+    _stand_in_for_deepspeed_muon()
+    config = method_config(spec.method_type, spec.method_fields)
+    method: ContinualMethod = load_method(spec.method_type)(config)
+    hyperparameters = spec.hyperparameters
+    set_seed(spec.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    base_model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=torch.float32)
+    model = method.prepare_model(base_model, spec.parent_dir)
+    data = load_training_data(
+        spec.training_file, spec.training_file_sha256, tokenizer, config.max_seq_len, spec.cache_dir
+    )
+    if data.dropped:
+        progress.message(
+            f"{data.dropped} training rows left out: nothing to learn in their first "
+            f"{config.max_seq_len} tokens (max_seq_len).",
+            level="warn",
+        )
+    if len(data.rows) == 0:
+        raise ValueError("no training row has a token to learn from")
+    order = BatchOrder(len(data.rows), hyperparameters.batch_size, spec.seed)
+    total_steps = order.total_steps(hyperparameters.n_epochs, hyperparameters.max_steps)
+
+    accelerator = Accelerator(
+        deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=_deepspeed_config(hyperparameters.batch_size, config)),
+        # The scheduler counts optimizer steps of the whole (global) batch, once per step.
+        step_scheduler_with_optimizer=False,
+        # Without a GPU, accelerate counts DeepSpeed's processes (ranks, main process, barriers)
+        # only when told the backend; otherwise every process believes it is rank 0 of 1.
+        kwargs_handlers=[] if torch.cuda.is_available() else [InitProcessGroupKwargs(backend="gloo")],
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate * hyperparameters.learning_rate_multiplier,
+        weight_decay=config.weight_decay,
+    )
+    schedule = partial(
+        _warmup_then_linear_decay, warmup=round(config.warmup_ratio * total_steps), total=total_steps
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    engine, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    checkpoints_dir = spec.output_dir / "checkpoints"
+    state = TrainState()
+    if (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
+        state = load_checkpoint(accelerator, method, checkpoint)
+    progress.started(total_steps=total_steps, examples=len(data.rows), resumed_from_step=state.step)
+
+    collate = Collator(
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    engine.train()
+    losses: list[float] = []
+    for step in range(state.step, total_steps):
+        rows = [data.rows[i] for i in order.batch(step)]
+        mine = rows[accelerator.process_index :: accelerator.num_processes]
+        batch = {name: tensor.to(accelerator.device) for name, tensor in collate(mine).items()}
+        outputs = engine(**batch)
+        loss = method.training_loss(engine, batch, outputs)
+        accelerator.backward(loss)  # under DeepSpeed this also steps the optimizer
+        optimizer.step()
+        learning_rate = scheduler.get_last_lr()[0]
+        scheduler.step()
+        optimizer.zero_grad()
+        method.after_optimizer_step(model, step + 1)
+
+        state.step = step + 1
+        state.trained_tokens += sum(row["length"] for row in rows)
+        losses.append(accelerator.reduce(loss.detach(), "mean").item())
+        if state.step == 1 or state.step % METRICS_EVERY == 0 or state.step == total_steps:
+            state.train_loss, losses = sum(losses) / len(losses), []
+            progress.metrics(
+                step=state.step,
+                total_steps=total_steps,
+                train_loss=state.train_loss,
+                learning_rate=learning_rate,
+                trained_tokens=state.trained_tokens,
+                elapsed_s=time.monotonic() - started_at,
+            )
+        if state.step % spec.checkpoint_every == 0 or state.step == total_steps:
+            path = save_checkpoint(accelerator, method, state, checkpoints_dir)
+            progress.checkpoint(state.step, str(path.relative_to(spec.output_dir)), state.train_loss)
+
+    if accelerator.is_main_process:
+        _publish(spec, method, model, data, state, time.monotonic() - started_at)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    progress.completed(steps=state.step, train_loss=state.train_loss, trained_tokens=state.trained_tokens)
+
+
+def _default_to_single_process() -> None:
+    """Without a launcher, this process is rank 0 of 1 with a local rendezvous."""
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+
+
+def _stand_in_for_deepspeed_muon() -> None:
+    """Replace DeepSpeed's Muon optimizer modules, which we never use, by stand-ins.
+
+    DeepSpeed's ZeRO code imports them for `isinstance(optimizer, MuonWithAuxAdam)` checks and
+    for Muon parameter groups, but importing them runs `torch.compile` decorators that load
+    inductor: 1.1-1.4 s of every job on 2 CPU cores. With our AdamW those checks are False and
+    there is no Muon group, for the stand-ins as for the real modules.
+    """
+    muon_optimizer = types.ModuleType("deepspeed.runtime.zero.muon.muon_optimizer")
+    muon_optimizer.MuonWithAuxAdam = type("MuonWithAuxAdam", (), {})
+    original_muon = types.ModuleType("deepspeed.runtime.zero.muon.original_muon")
+    original_muon.muon_update = None  # only called for Muon parameter groups
+    for module in (muon_optimizer, original_muon):
+        sys.modules.setdefault(module.__name__, module)
+
+
+def _deepspeed_config(batch_size: int, config: Any) -> dict[str, Any]:
+    world_size = int(os.environ["WORLD_SIZE"])
+    return {
+        "train_micro_batch_size_per_gpu": -(-batch_size // world_size),  # ceil
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": config.max_grad_norm,
+        "zero_optimization": {"stage": 2},
+        # Our AdamW is torch's, over the trainable parameters only; ZeRO-2 shards its state.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+    }
+
+
+def _warmup_then_linear_decay(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear from ~0 to 1 over `warmup` steps, then linear to 0."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _publish(
+    spec: JobSpec,
+    method: ContinualMethod,
+    model: torch.nn.Module,
+    data: TrainingData,
+    state: TrainState,
+    seconds: float,
+) -> None:
+    """Write the artifact: `adapter/`, `memory/`, then `manifest.json` last."""
+    method.export_adapter(model, spec.output_dir / "adapter")
+    memory_dir = spec.output_dir / "memory"
+    memory_dir.mkdir(exist_ok=True)
+    method.save_memory(memory_dir)
+    manifest = {
+        "job_id": spec.job_id,
+        "tenant": spec.tenant,
+        "lineage": spec.lineage,
+        "version": spec.version,
+        "parent_version": spec.parent_version,
+        "method": spec.method_type,
+        "config": asdict(method.config),
+        "base_model": spec.base_model,
+        "data": {
+            "training_file_sha256": spec.training_file_sha256,
+            "examples": len(data.rows),
+            "dropped_rows": data.dropped,
+        },
+        "hyperparameters": asdict(spec.hyperparameters),
+        "seed": spec.seed,
+        "metrics": {
+            "steps": state.step,
+            "train_loss": state.train_loss,
+            "trained_tokens": state.trained_tokens,
+            "seconds": round(seconds, 1),
+        },
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (spec.output_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

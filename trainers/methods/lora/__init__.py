@@ -1,0 +1,1 @@
+"""Plain sequential LoRA: the baseline every other method is measured against."""
