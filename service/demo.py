@@ -54,8 +54,9 @@ def _teach(client: Client, root: Path, base: Path) -> None:
     print(f"\n== Versions of '{LINEAGE}'")
     for version in reversed(client.list_versions(LINEAGE)):
         loss = version["metrics"].get("train_loss")
+        parent = f"v{version['parent_version']}" if version["parent_version"] else "base"
         print(
-            f"   v{version['version']}  parent=v{version['parent_version']}  {version['status']:9} "
+            f"   v{version['version']}  parent={parent}  {version['status']:9} "
             f"job={version['job_id']}  final train loss={loss:.3f}"
         )
 

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         return (self.store_dir or self.data_dir / "store").resolve()
 
     @cached_property
+    def logs_dir(self) -> Path:
+        """Trainer logs, one `{job_id}.log` per job, kept after the job ends."""
+        return self.data_dir.resolve() / "logs"
+
+    @cached_property
     def cache_dir(self) -> Path:
         """Tokenized-dataset cache shared by trainer processes."""
         return self.data_dir.resolve() / "cache"

@@ -61,7 +61,8 @@ def _quiet_progress_bars() -> None:
 
 
 def _fail(message: str, status: int = 1) -> int:
-    print(message, file=sys.stderr, flush=True)
+    # One line: the worker reports the log's last line as the job's error message.
+    print(" ".join(message.split()), file=sys.stderr, flush=True)
     return status
 
 

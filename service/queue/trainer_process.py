@@ -65,10 +65,10 @@ class TrainerProcess:
     def returncode(self) -> int | None:
         return self.process.returncode
 
-    def log_tail(self, max_chars: int = 1500) -> str:
-        """The end of the trainer's stderr, for the job's error message."""
-        text = self.log_path.read_text(errors="replace")[-max_chars:]
-        return text.strip() or f"trainer exited with status {self.returncode}"
+    def failure_reason(self) -> str:
+        """The trainer's last stderr line, which says why it failed (the log holds the rest)."""
+        lines = self.log_path.read_text(errors="replace")[-4000:].strip().splitlines()
+        return lines[-1] if lines else f"trainer exited with status {self.returncode}"
 
     def _read(self) -> None:
         assert self.process.stdout is not None

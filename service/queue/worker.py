@@ -70,7 +70,10 @@ class Worker:
         if _published_by(workspace.final, lease.job_id):
             self._publish(lease, workspace)  # an earlier attempt published the files, not the row
             return
-        trainer = TrainerProcess(workspace.staging / "spec.json", workspace.staging / "trainer.log")
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        trainer = TrainerProcess(
+            workspace.staging / "spec.json", self.settings.logs_dir / f"{lease.job_id}.log"
+        )
         try:
             completed = self._follow(lease, trainer, stop)
         except LeaseLost:
@@ -84,7 +87,7 @@ class Worker:
         elif completed and trainer.returncode == 0:
             self._publish(lease, workspace)
         else:
-            self._fail(lease, workspace, trainer.log_tail())
+            self._fail(lease, workspace, trainer.failure_reason())
 
     def _prepare(self, lease: Lease) -> Workspace:
         with self.database.session() as session:
@@ -162,7 +165,7 @@ class Worker:
         with self.queue.guarded(lease) as (session, job):
             job.status, job.finished_at, job.lease_token = "failed", now(), None
             job.error = {"code": "training_failed", "message": reason, "param": None}
-            add_event(session, job, f"Training failed: {reason.splitlines()[-1]}", level="error")
+            add_event(session, job, f"Training failed: {reason}", level="error")
         shutil.rmtree(workspace.staging, ignore_errors=True)
 
 

@@ -99,3 +99,21 @@ def _wait_for(check, what: str, timeout: float = 120):  # type: ignore[no-untype
             return result
         time.sleep(0.2)
     raise TimeoutError(f"waited {timeout} s for {what}")
+
+
+def test_a_failing_trainer_fails_the_job_not_the_worker(
+    api: TestClient, settings: Settings, database: Database, model_path: str
+) -> None:
+    api.post("/v1/lineages", json={"name": "broken", "base_model": model_path}).raise_for_status()
+    body = {"model": "broken", "training_file": upload(api, FACTS)["id"]}
+    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    worker = Worker(settings, database)
+    assert worker.run_once()
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "training_failed"
+    assert job["error"]["message"].startswith("training failed:")
+    assert (
+        "Traceback" in (settings.logs_dir / f"{job_id}.log").read_text()
+    )  # the whole story stays in the log
+    assert not list(settings.artifact_dir.rglob("*.partial"))
+    assert not worker.run_once()  # the worker lives on, with nothing left to do
