@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): run the benchmarks, print them and write docs/benchmarks.md."""
+"""`python -m bench` (`make bench`): run every benchmark; each rewrites its section of docs/benchmarks.md."""
 
 import os
 import platform
@@ -6,9 +6,9 @@ from datetime import date
 from pathlib import Path
 
 from bench import control_plane, service_vs_peft
+from bench.report import REPORT, write_section
 
 WORKDIR = Path(".bench")
-REPORT = Path("docs/benchmarks.md")
 
 
 def main() -> None:
@@ -16,21 +16,24 @@ def main() -> None:
     print("control plane: start-up and memory at rest ...", flush=True)
     plane = control_plane.measure()
     print(f"  {plane}", flush=True)
+    write_section("control-plane", _control_plane_section(plane))
     print(f"service job vs bare peft script, {service_vs_peft.STEPS} steps ...", flush=True)
     jobs = service_vs_peft.measure(WORKDIR)
     print(f"  {jobs}", flush=True)
-    REPORT.write_text(_report(plane, jobs))
+    write_section("service-vs-peft", _service_vs_peft_section(jobs))
     print(f"wrote {REPORT}")
 
 
-def _report(plane: dict[str, float], jobs: dict[str, float]) -> str:
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU"
+def machine() -> str:
+    """Where a benchmark ran, for its section's first line."""
+    return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU"
+
+
+def _service_vs_peft_section(jobs: dict[str, float]) -> str:
     steps, batch, runs = service_vs_peft.STEPS, service_vs_peft.BATCH_SIZE, service_vs_peft.RUNS
-    return f"""# Benchmarks
+    return f"""## Service job against a bare peft script
 
-Produced by `make bench` (`python -m bench`) on {date.today()}, {machine}. Medians of several runs.
-
-## Service job against a bare peft script
+`python -m bench` on {machine()}.
 
 A {steps}-step `lora` job (batch {batch}, default LoRA config, 24 fact rows) on the `small` base
 model, submitted through the REST API to the embedded service and timed from submission to
@@ -44,10 +47,14 @@ Median of {runs} runs each.
 | service job, submit to `succeeded` | {jobs["service_s"]:.1f} |
 | bare peft script, whole process | {jobs["bare_s"]:.1f} |
 | ratio (target at most 1.3) | {jobs["ratio"]:.2f} |
+"""
 
-## Control plane
 
-`neuroplast serve` with its embedded worker, fresh data folder, median of 3 starts.
+def _control_plane_section(plane: dict[str, float]) -> str:
+    return f"""## Control plane
+
+`python -m bench` on {machine()}. `neuroplast serve` with its embedded worker, fresh data
+folder, median of 3 starts.
 
 | what | measured | target |
 |---|---|---|
