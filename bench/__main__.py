@@ -26,7 +26,8 @@ def main() -> None:
 
 def machine() -> str:
     """Where a benchmark ran, for its section's first line."""
-    return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU"
+    python = platform.python_version()
+    return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
 
 
 def _service_vs_peft_section(jobs: dict[str, float]) -> str:
