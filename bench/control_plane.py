@@ -1,7 +1,6 @@
 """Control-plane start-up time and memory at rest (`neuroplast serve` with its embedded worker)."""
 
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from service.local import free_port, wait_ready
+from service.local import local_service
 
 
 def measure(runs: int = 3) -> dict[str, float]:
@@ -17,27 +16,11 @@ def measure(runs: int = 3) -> dict[str, float]:
     startups, rss = [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as folder:
-            port = free_port()
-            command = [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                folder,
-            ]
             started = time.perf_counter()
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-            try:
-                wait_ready(f"http://127.0.0.1:{port}", Path(folder), process)
+            with local_service(Path(folder)) as service:
                 startups.append(time.perf_counter() - started)
                 for path in ("/healthz", "/readyz", "/v1/files"):
-                    httpx.get(f"http://127.0.0.1:{port}{path}")
+                    httpx.get(f"{service.url}{path}")
                 time.sleep(5)
-                rss.append(psutil.Process(process.pid).memory_info().rss / 2**20)
-            finally:
-                process.terminate()
-                process.wait(30)
-    return {"startup_s": sorted(startups)[runs // 2], "rss_mb": sorted(rss)[runs // 2]}
+                rss.append(psutil.Process(service.process.pid).memory_info().rss / 2**20)
+    return {"startup_s": statistics.median(startups), "rss_mb": statistics.median(rss)}

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from service.client import Client
-from service.local import local_service
+from service.local import local_service, small_base
 from trainers.base_model.corpus import fact_set
 
 STEPS, BATCH_SIZE, RUNS = 200, 8, 3
@@ -16,7 +16,7 @@ STEPS, BATCH_SIZE, RUNS = 200, 8, 3
 
 def measure(workdir: Path) -> dict[str, float]:
     """Median seconds of RUNS service jobs and RUNS bare scripts, and their ratio."""
-    base = _small_base(workdir / "base-small")
+    base = small_base(workdir / "base-small")
     data = workdir / "facts.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in fact_set("benchmark", n=24, seed=0)))
     service_s = statistics.median(_service_job_seconds(workdir, base, data, run) for run in range(RUNS))
@@ -50,20 +50,3 @@ def _bare_script_seconds(base: Path, data: Path) -> float:
     if finished.returncode != 0:
         raise RuntimeError(f"bench.bare_peft failed:\n{finished.stderr[-2000:]}")
     return time.perf_counter() - started
-
-
-def _small_base(folder: Path) -> Path:
-    if not (folder / "config.json").exists():
-        command = [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "base",
-            "build",
-            "--out",
-            str(folder),
-            "--preset",
-            "small",
-        ]
-        subprocess.run(command, check=True)
-    return folder.resolve()

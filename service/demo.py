@@ -13,7 +13,7 @@ from pathlib import Path
 
 from service.cli.follow import follow_job
 from service.client import Client
-from service.local import local_service
+from service.local import local_service, small_base
 from trainers.base_model.corpus import fact_set
 
 LINEAGE = "demo-facts"
@@ -62,9 +62,9 @@ def _teach(client: Client, root: Path, base: Path) -> None:
 
 
 def _small_base(folder: Path) -> Path:
-    if (folder / "config.json").exists():
-        print(f"== Using the small base model in {folder}")
-        return folder.resolve()
+    built = (folder / "config.json").exists()
+    print(f"== {'Using' if built else 'Building (about two minutes, once)'} the small base model in {folder}")
+    return small_base(folder)
     print(f"== Building the small base model in {folder} (about two minutes, once)")
     command = [
         sys.executable,
