@@ -7,8 +7,6 @@ follows them with progress bars and prints the versions they published.
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from service.cli.follow import follow_job
@@ -65,17 +63,3 @@ def _small_base(folder: Path) -> Path:
     built = (folder / "config.json").exists()
     print(f"== {'Using' if built else 'Building (about two minutes, once)'} the small base model in {folder}")
     return small_base(folder)
-    print(f"== Building the small base model in {folder} (about two minutes, once)")
-    command = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "base",
-        "build",
-        "--out",
-        str(folder),
-        "--preset",
-        "small",
-    ]
-    subprocess.run(command, check=True)
-    return folder.resolve()
