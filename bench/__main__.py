@@ -1,11 +1,16 @@
-"""`python -m bench` (`make bench`): run every benchmark; each rewrites its section of docs/benchmarks.md."""
+"""`python -m bench` (`make bench`): run every benchmark; each rewrites its section of docs/benchmarks.md.
+
+The continual-learning benchmark trains 36 versions (about 40 minutes on 2 shared CPU cores) and
+runs on its own: `neuroplast bench cl --methods lora,replay,ilora --seeds 3` (from the repository
+root, where it also rewrites its section).
+"""
 
 import os
 import platform
 from datetime import date
 from pathlib import Path
 
-from bench import control_plane, service_vs_peft
+from bench import control_plane, service_vs_peft, serving
 from bench.report import REPORT, write_section
 
 WORKDIR = Path(".bench")
@@ -21,6 +26,8 @@ def main() -> None:
     jobs = service_vs_peft.measure(WORKDIR)
     print(f"  {jobs}", flush=True)
     write_section("service-vs-peft", _service_vs_peft_section(jobs))
+    print("serving: hot swap, gateway throughput, memory over swaps ...", flush=True)
+    serving.main()  # writes its own section
     print(f"wrote {REPORT}")
 
 

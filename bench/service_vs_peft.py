@@ -25,7 +25,7 @@ def measure(workdir: Path) -> dict[str, float]:
 
 
 def _service_job_seconds(workdir: Path, base: Path, data: Path, run: int) -> float:
-    with local_service(workdir / f"service-{run}") as service:
+    with local_service(workdir / f"service-{run}", serving="false") as service:  # training only
         client = Client(service.url, service.key)
         client.create_lineage("bench", str(base), {"type": "lora", "lora": {}})
         file_id = client.upload_file(data)["id"]

@@ -68,6 +68,18 @@ class Client:
         """The newest `limit` events of a job, newest first."""
         return self._call("GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})["data"]  # type: ignore[no-any-return]
 
+    def promote(self, lineage: str, version: int) -> dict[str, Any]:
+        return self._call("POST", f"/lineages/{lineage}/promote", json={"version": version})
+
+    def rollback(self, lineage: str) -> dict[str, Any]:
+        return self._call("POST", f"/lineages/{lineage}/rollback")
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/models")["data"])
+
+    def complete(self, model: str, prompt: str, **parameters: Any) -> dict[str, Any]:
+        return self._call("POST", "/completions", json={"model": model, "prompt": prompt, **parameters})
+
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)
         body = response.json()

@@ -1,12 +1,14 @@
 """`neuroplast demo`: the service's main job on the embedded default, start to finish.
 
 Starts `neuroplast serve` (API + one worker, SQLite, local store), builds the `small` base
-model once, creates a lineage, submits two update jobs teaching two different sets of facts,
-follows them with progress bars and prints the versions they published.
+model once, creates an `ilora` lineage, submits two update jobs teaching two different sets of
+facts, follows them with progress bars, prints the versions they published and how many facts of
+each job the last version still recalls.
 """
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from service.cli.follow import follow_job
@@ -28,11 +30,12 @@ def run_demo(root: Path, port: int) -> None:
     print(f"\n== Starting the embedded service on 127.0.0.1:{port} (data in {service_dir})")
     with local_service(service_dir, port=port, checkpoint_every="100") as service:
         _teach(Client(service.url, service.key), root, base)
+        _serve(Client(service.url, service.key))
 
 
 def _teach(client: Client, root: Path, base: Path) -> None:
-    print(f"\n== Lineage '{LINEAGE}' on {base} (method: lora)")
-    client.create_lineage(LINEAGE, str(base), {"type": "lora", "lora": {}})
+    print(f"\n== Lineage '{LINEAGE}' on {base} (method: ilora)")
+    client.create_lineage(LINEAGE, str(base), {"type": "ilora", "ilora": {}})
     jobs = []
     for topic in ("people-of-trasku", "people-of-velmora"):
         path = root / f"{topic}.jsonl"
@@ -57,9 +60,49 @@ def _teach(client: Client, root: Path, base: Path) -> None:
             f"   v{version['version']}  parent={parent}  {version['status']:9} "
             f"job={version['job_id']}  final train loss={loss:.3f}"
         )
+    latest = max(version["version"] for version in client.list_versions(LINEAGE))
+    _print_recall(root / "service", base, latest, [topic for topic, _ in jobs])
+
+
+def _print_recall(service_dir: Path, base: Path, version: int, topics: list[str]) -> None:
+    """Greedy recall of each job's facts by a version's served (slow) adapter, loaded here."""
+    from peft import PeftModel  # torch: only this client step needs it, never the control plane
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eval.recall import recalled
+
+    (adapter,) = service_dir.glob(f"store/*/{LINEAGE}/v{version}/adapter")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    print(f"\n== Recall by v{version} (greedy, exact match), loaded from {adapter}")
+    for job, topic in enumerate(topics, start=1):
+        flags = recalled(model, tokenizer, fact_set(topic, n=24, seed=0))
+        print(f"   job {job} ({topic}): {sum(flags)}/{len(flags)} facts")
 
 
 def _small_base(folder: Path) -> Path:
     built = (folder / "config.json").exists()
     print(f"== {'Using' if built else 'Building (about two minutes, once)'} the small base model in {folder}")
     return small_base(folder)
+
+
+def _serve(client: Client) -> None:
+    """Move the lineage's alias from v1 to v2 through hot swaps and ask each job's facts via the gateway."""
+    print(f"\n== Serving '{LINEAGE}' through the gateway (vLLM with runtime LoRA loading)")
+    topics = ("people-of-trasku", "people-of-velmora")
+    for version in (1, 2):
+        swap = client.promote(LINEAGE, version)
+        deadline = time.monotonic() + 300  # the first promotion waits for vLLM to start
+        while _served_version(client) != version and time.monotonic() < deadline:
+            time.sleep(0.5)
+        served = _served_version(client)
+        print(f"   alias '{LINEAGE}' -> {LINEAGE}@{served} (promote call {swap['swap_seconds']:.3f} s)")
+        for topic in topics:
+            row = fact_set(topic, n=24, seed=0)[0]
+            answer = client.complete(LINEAGE, row["prompt"], max_tokens=24, temperature=0.0, stop=["\n"])
+            text = answer["choices"][0]["text"]
+            print(f"     {row['prompt']!r} -> {text!r}  (taught: {row['completion']!r})")
+
+
+def _served_version(client: Client) -> int | None:
+    return next((model["version"] for model in client.list_models() if model["id"] == LINEAGE), None)

@@ -26,13 +26,22 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_tenant(
     request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
 ) -> Tenant:
+    tenant = tenant_for_key(session, bearer_key(request))
+    if tenant is None:
+        raise invalid_key()
+    return tenant
+
+
+def bearer_key(request: Request) -> str:
+    """The API key of `Authorization: Bearer <key>`, or a 401."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
-    tenant = tenant_for_key(session, key.strip())
-    if tenant is None:
-        raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-    return tenant
+    return key.strip()
+
+
+def invalid_key() -> ApiError:
+    return ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

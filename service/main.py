@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from service.api import api_router, health
 from service.db import Database
 from service.errors import install_error_handlers
+from service.services.keys import TenantCache
+from service.serving.tier import ServingTier
 from service.settings import Settings
 
 
@@ -17,14 +19,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     database = Database(settings.resolved_database_url)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database.migrate()
+        if settings.serving:
+            app.state.serving = ServingTier(settings, database)
+            await app.state.serving.start()
         yield
+        if app.state.serving is not None:
+            await app.state.serving.stop()
         database.dispose()
 
     app = FastAPI(title="Neuroplast", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
+    app.state.serving = None
+    app.state.tenant_cache = TenantCache(database)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router)

@@ -79,6 +79,8 @@ class Version(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]]
     created_at: Mapped[int] = mapped_column(default=now)
+    # When this version last became the promoted one; rollback goes to the newest before the current.
+    promoted_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Job(Base):

@@ -26,6 +26,24 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(50, description="Trainer checkpoint interval in steps.")
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
     worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
+    serving: bool = Field(True, description="`neuroplast serve` runs the serving tier (gateway + vLLM).")
+    vllm_urls: list[str] = Field(
+        default_factory=list, description="External vLLM replicas; empty: the supervisor starts vLLM."
+    )
+    vllm_python: Path | None = Field(
+        None, description="Python that has vLLM installed; .venv-vllm/bin/python or this one if unset."
+    )
+    vllm_args: list[str] = Field(
+        default_factory=lambda: ["--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"],
+        description="Extra arguments of supervised vLLM servers (besides model, host, port, --enable-lora).",
+    )
+    vllm_start_seconds: float = Field(300.0, description="How long a supervised vLLM may take to start.")
+    native_backend_methods: list[str] = Field(
+        default_factory=lambda: ["titans", "trc"],
+        description="Methods whose lineages the native transformers backend serves instead of vLLM.",
+    )
+    reconcile_seconds: float = Field(1.0, description="How often the reconciler compares desired and loaded.")
+    drain_seconds: float = Field(120.0, description="Longest wait for in-flight requests before an unload.")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -154,7 +154,10 @@ class Collator:
     pad_token_id: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """`input_ids`, `attention_mask`, `labels`, each (batch, longest row)."""
+        """`input_ids`, `attention_mask`, `labels`, each (batch, longest row), and `replayed` (batch,).
+
+        `replayed` is True for rows that carry `"replayed": True` (rows a method replays).
+        """
         width = max(row["length"] for row in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id)  # (batch, seq)
         labels = torch.full((len(rows), width), IGNORE_INDEX)  # (batch, seq)
@@ -164,7 +167,13 @@ class Collator:
             input_ids[i, :n] = torch.tensor(row["input_ids"])
             labels[i, :n] = torch.tensor(row["labels"])
             attention_mask[i, :n] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        replayed = torch.tensor([bool(row.get("replayed")) for row in rows])  # (batch,)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "replayed": replayed,
+        }
 
 
 # ---------------------------------------------------------------------------------------------

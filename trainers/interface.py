@@ -5,17 +5,22 @@ A method class is built as `MethodClass(config)` from its config dataclass (see
 
 1. `prepare_model(base_model, parent_dir)` once; the loop trains the parameters that have
    `requires_grad` set;
-2. `load_memory(checkpoint/memory)` when it resumes from a checkpoint;
-3. per step: `outputs = model(**batch)`, `loss = training_loss(model, batch, outputs)`,
-   backward, optimizer step, `after_optimizer_step(model, step)`;
-4. `save_memory(checkpoint/memory)` in every checkpoint;
-5. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
+2. `start_job(job_id, rows, seed)` once the training rows are tokenized (e.g. to offer them to
+   a replay buffer); before a resume, so a resumed job starts as the uninterrupted one did;
+3. `load_memory(checkpoint/memory)` when it resumes from a checkpoint;
+4. per step: the batch's rows plus `replay_rows(step, batch_size)` (marked `replayed`) are
+   collated, `outputs = model(input_ids, attention_mask, labels, output_hidden_states=True)`,
+   `loss = training_loss(model, batch, outputs)`, backward, optimizer step,
+   `after_optimizer_step(model, step)`;
+5. `save_memory(checkpoint/memory)` in every checkpoint;
+6. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
 """
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
+from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -51,6 +56,26 @@ class ContinualMethod(Protocol):
         """
         ...
 
+    def start_job(self, job_id: str, rows: Dataset, seed: int) -> None:
+        """The job's tokenized rows are ready (called before any resume and any step).
+
+        Args:
+            job_id: The fine-tuning job.
+            rows: Its rows: `input_ids`, `labels`, `length`.
+            seed: The job's seed.
+        """
+        ...
+
+    def replay_rows(self, step: int, batch_size: int) -> list[dict[str, Any]]:
+        """Rows of earlier jobs to add to the batch of `step` (counting from 0).
+
+        Must depend only on the method's memory and `step`, so a resumed job replays the same.
+
+        Returns:
+            Rows like the training rows (`input_ids`, `labels`, `length`), possibly none.
+        """
+        ...
+
     def training_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], outputs: CausalLMOutputWithPast
     ) -> torch.Tensor:
@@ -58,8 +83,10 @@ class ContinualMethod(Protocol):
 
         Args:
             model: The (possibly engine-wrapped) model, for any extra forward passes.
-            batch: `input_ids`, `attention_mask` and `labels`, each (batch, seq).
-            outputs: `model(**batch)`; `outputs.loss` is the token cross-entropy.
+            batch: `input_ids`, `attention_mask` and `labels`, each (batch, seq), and
+                `replayed` (batch,): True on the rows `replay_rows` added.
+            outputs: The model's outputs on the batch, with `hidden_states`; `outputs.loss` is
+                the token cross-entropy over all rows, replayed ones included.
 
         Returns:
             A scalar tensor.

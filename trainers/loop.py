@@ -65,6 +65,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         )
     if len(data.rows) == 0:
         raise ValueError("no training row has a token to learn from")
+    method.start_job(spec.job_id, data.rows, spec.seed)
     order = BatchOrder(len(data.rows), hyperparameters.batch_size, spec.seed)
     total_steps = order.total_steps(hyperparameters.n_epochs, hyperparameters.max_steps)
 
@@ -100,9 +101,15 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     losses: list[float] = []
     for step in range(state.step, total_steps):
         rows = [data.rows[i] for i in order.batch(step)]
+        rows += method.replay_rows(step, len(rows))
         mine = rows[accelerator.process_index :: accelerator.num_processes]
         batch = {name: tensor.to(accelerator.device) for name, tensor in collate(mine).items()}
-        outputs = engine(**batch)
+        outputs = engine(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            output_hidden_states=True,  # references to activations kept for backward anyway
+        )
         loss = method.training_loss(engine, batch, outputs)
         accelerator.backward(loss)  # under DeepSpeed this also steps the optimizer
         optimizer.step()

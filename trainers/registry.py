@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainers.methods.checks import MethodConfigError
+from trainers.methods.ilora.config import IloraConfig
 from trainers.methods.lora.config import LoraConfig
+from trainers.methods.replay.config import ReplayConfig
 
 __all__ = [
     "METHODS",
@@ -39,6 +41,8 @@ class MethodSpec:
 
 METHODS = {
     "lora": MethodSpec(config=LoraConfig, method="trainers.methods.lora.method:LoraMethod"),
+    "replay": MethodSpec(config=ReplayConfig, method="trainers.methods.replay.method:ReplayMethod"),
+    "ilora": MethodSpec(config=IloraConfig, method="trainers.methods.ilora.method:IloraMethod"),
 }
 
 

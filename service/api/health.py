@@ -1,4 +1,4 @@
-"""`/healthz` (the process is up) and `/readyz` (the database answers)."""
+"""`/healthz` (the process is up) and `/readyz` (the database answers and serving is ready)."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -19,4 +19,10 @@ def readyz(request: Request) -> JSONResponse:
             session.execute(text("SELECT 1"))
     except Exception as error:  # any database failure means "not ready", never a crash
         return JSONResponse({"status": "unavailable", "database": str(error)[:200]}, 503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    tier = request.app.state.serving
+    if tier is None:
+        return JSONResponse({"status": "ok", "database": "ok", "serving": "disabled"})
+    ready, reason = tier.ready()
+    if not ready:
+        return JSONResponse({"status": "unavailable", "database": "ok", "serving": reason}, 503)
+    return JSONResponse({"status": "ok", "database": "ok", "serving": "ok"})

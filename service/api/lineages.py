@@ -1,14 +1,24 @@
 """`/v1/lineages`: create, list and get lineages, and list their versions."""
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
+from service.db import Database
 from service.deps import SessionDep, TenantDep
-from service.models import Lineage, Version
+from service.models import Lineage, Tenant, Version
 from service.schemas.common import ListPage
-from service.schemas.lineages import LineageCreate, LineagePublic, VersionPublic
+from service.schemas.lineages import (
+    LineageCreate,
+    LineagePublic,
+    PromoteRequest,
+    ServingPublic,
+    VersionPublic,
+)
 from service.services import lineages
 
 router = APIRouter(prefix="/lineages", tags=["lineages"])
@@ -39,6 +49,41 @@ def get_lineage(name: str, session: SessionDep, tenant: TenantDep) -> LineagePub
 def list_versions(name: str, session: SessionDep, tenant: TenantDep) -> ListPage[VersionPublic]:
     lineage = lineages.get_lineage(session, tenant, name)
     return ListPage(data=[version_public(lineage, row) for row in lineages.list_versions(session, lineage)])
+
+
+@router.post("/{name}/promote", response_model=ServingPublic)
+async def promote(name: str, body: PromoteRequest, request: Request, tenant: TenantDep) -> ServingPublic:
+    return await _swap(
+        request, tenant, name, lambda session, row: lineages.promote(session, row, body.version)
+    )
+
+
+@router.post("/{name}/rollback", response_model=ServingPublic)
+async def rollback(name: str, request: Request, tenant: TenantDep) -> ServingPublic:
+    return await _swap(request, tenant, name, lineages.rollback)
+
+
+async def _swap(
+    request: Request, tenant: Tenant, name: str, change: Callable[[Session, Lineage], Version]
+) -> ServingPublic:
+    # The database change commits first; the swap (network work) runs with no transaction open.
+    database: Database = request.app.state.database
+
+    def apply() -> int:
+        with database.session() as session:
+            return change(session, lineages.get_lineage(session, tenant, name)).number
+
+    version = await asyncio.to_thread(apply)
+    started = time.perf_counter()
+    served = None
+    if request.app.state.serving is not None:
+        served = await request.app.state.serving.sync_lineage(tenant.name, name)
+    return ServingPublic(
+        lineage=name,
+        promoted_version=version,
+        served_version=served.version if served else None,
+        swap_seconds=round(time.perf_counter() - started, 4),
+    )
 
 
 def lineage_public(session: Session, row: Lineage) -> LineagePublic:

@@ -28,9 +28,18 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port. Env: NEUROPLAST_PORT.")] = None,
     data_dir: DataDir = None,
     worker: Annotated[bool, typer.Option(help="Run one embedded worker.")] = True,
+    serving: Annotated[
+        bool | None, typer.Option(help="Run the serving tier (gateway + vLLM). Env: NEUROPLAST_SERVING.")
+    ] = None,
+    vllm_url: Annotated[
+        list[str] | None,
+        typer.Option(help="Attach to this vLLM replica instead of starting one (repeatable)."),
+    ] = None,
 ) -> None:
-    """Run the API with one embedded worker (SQLite and a local artifact folder by default)."""
-    settings = _settings(data_dir=data_dir, host=host, port=port, embedded_worker=worker)
+    """Run the API with one embedded worker and the serving tier (SQLite and a local store by default)."""
+    settings = _settings(
+        data_dir=data_dir, host=host, port=port, embedded_worker=worker, serving=serving, vllm_urls=vllm_url
+    )
     database = _migrated(settings)
     _print_dev_key(settings, database)
     stop = threading.Event()

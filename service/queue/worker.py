@@ -24,6 +24,7 @@ from service.models import Checkpoint, File, Job, Lineage, Tenant, Version, now
 from service.queue.lease import JobQueue, Lease, LeaseLost
 from service.queue.trainer_process import TrainerProcess
 from service.services.jobs import add_event
+from service.services.lineages import promote_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -201,22 +202,19 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
 
 
 def _promote(session: Session, lineage: Lineage, job: Job, path: Path, manifest: dict[str, Any]) -> None:
-    # No health gate yet: a version that trained successfully goes live; the previous one retires.
-    if lineage.promoted_version is not None:
-        promoted = (Version.lineage_pk == lineage.pk, Version.number == lineage.promoted_version)
-        session.scalars(select(Version).where(*promoted)).one().status = "retired"
-    session.add(
-        Version(
-            lineage_pk=lineage.pk,
-            number=job.version_number,
-            parent_number=job.parent_version,
-            job_id=job.id,
-            status="promoted",
-            path=str(path),
-            metrics=manifest.get("metrics", {}),
-        )
+    # No health gate yet: a version that trained successfully becomes the desired one. The serving
+    # tier (docs/serving.md) notices, loads and warms it up, and only then flips the alias to it.
+    version = Version(
+        lineage_pk=lineage.pk,
+        number=job.version_number,
+        parent_number=job.parent_version,
+        job_id=job.id,
+        status="published",
+        path=str(path),
+        metrics=manifest.get("metrics", {}),
     )
-    lineage.promoted_version = job.version_number
+    session.add(version)
+    promote_version(session, lineage, version)
 
 
 def _published_by(final: Path, job_id: str) -> bool:

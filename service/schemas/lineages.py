@@ -59,3 +59,19 @@ class VersionPublic(BaseModel):
     created_at: int
     metrics: dict[str, Any]
     report_id: str | None = None
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version to serve under the lineage name.")
+
+
+class ServingPublic(BaseModel):
+    """What a promote or rollback did: the version promoted and the one the gateway now serves."""
+
+    object: Literal["lineage.serving"] = "lineage.serving"
+    lineage: str
+    promoted_version: int
+    served_version: int | None = Field(description="The version the gateway answers with now.")
+    swap_seconds: float = Field(description="Load + warm-up + alias flip, as measured by the gateway.")

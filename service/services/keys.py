@@ -1,12 +1,15 @@
 """API keys: `np_<key id>_<secret>`, stored as a salted hash, each belonging to one tenant."""
 
+import asyncio
 import hashlib
 import hmac
 import secrets
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.db import Database
 from service.models import ApiKey, Tenant, now
 
 KEY_PREFIX = "np_"
@@ -51,3 +54,31 @@ def revoke_key(session: Session, key_id: str) -> bool:
 
 def _hash(salt: str, secret: str) -> str:
     return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+class TenantCache:
+    """Key -> tenant name for `ttl` seconds, so the gateway's hot path skips the database.
+
+    A revoked key keeps working through the gateway for at most `ttl` seconds.
+    """
+
+    def __init__(self, database: Database, ttl: float = 10.0) -> None:
+        self.database = database
+        self.ttl = ttl
+        self._entries: dict[str, tuple[str, float]] = {}
+
+    async def tenant(self, key: str) -> str | None:
+        """The tenant name owning `key`, or None when it is unknown or revoked."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        name, expires = self._entries.get(digest, ("", 0.0))
+        if expires > time.monotonic():
+            return name
+        found = await asyncio.to_thread(self._lookup, key)
+        if found is not None:
+            self._entries[digest] = (found, time.monotonic() + self.ttl)
+        return found
+
+    def _lookup(self, key: str) -> str | None:
+        with self.database.session() as session:
+            tenant = tenant_for_key(session, key)
+            return None if tenant is None else tenant.name

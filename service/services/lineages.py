@@ -1,17 +1,18 @@
 """Lineages (continually adapted models) and their immutable versions."""
 
 import secrets
+import time
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from trainers.registry import MethodConfigError, resolve_method_config
 
 from service.errors import ApiError, not_found
 from service.models import Lineage, Tenant, Version
 from service.schemas.lineages import LineageCreate
 from service.services.paging import page
+from trainers.registry import MethodConfigError, resolve_method_config
 
 
 def create_lineage(session: Session, tenant: Tenant, request: LineageCreate) -> Lineage:
@@ -66,6 +67,51 @@ def list_versions(session: Session, lineage: Lineage) -> list[Version]:
 def latest_version(session: Session, lineage: Lineage) -> int | None:
     """The newest published version number, or None before the first job succeeded."""
     return session.scalar(select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk))
+
+
+def promote(session: Session, lineage: Lineage, number: int) -> Version:
+    """Make version `number` the one served under the lineage name (the swap happens in serving)."""
+    version = _version(session, lineage, number)
+    promote_version(session, lineage, version)
+    return version
+
+
+def rollback(session: Session, lineage: Lineage) -> Version:
+    """Promote the version that was promoted before the current one."""
+    query = (
+        select(Version)
+        .where(
+            Version.lineage_pk == lineage.pk,
+            Version.promoted_at.is_not(None),
+            Version.number != lineage.promoted_version,
+        )
+        .order_by(Version.promoted_at.desc(), Version.number.desc())
+    )
+    previous = session.scalars(query).first()
+    if previous is None:
+        raise ApiError(
+            409,
+            f"Lineage '{lineage.name}' has no previously promoted version to roll back to.",
+            code="no_previous_version",
+        )
+    promote_version(session, lineage, previous)
+    return previous
+
+
+def promote_version(session: Session, lineage: Lineage, version: Version) -> None:
+    """Record `version` as the promoted one; the one it replaces is retired."""
+    if lineage.promoted_version is not None and lineage.promoted_version != version.number:
+        _version(session, lineage, lineage.promoted_version).status = "retired"
+    version.status, version.promoted_at = "promoted", time.time()
+    lineage.promoted_version = version.number
+
+
+def _version(session: Session, lineage: Lineage, number: int) -> Version:
+    query = select(Version).where(Version.lineage_pk == lineage.pk, Version.number == number)
+    version = session.scalar(query)
+    if version is None:
+        raise not_found("version", f"{lineage.name}@{number}", "version")
+    return version
 
 
 def _check_base_model(base_model: str) -> None:

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
-    with local_service(tmp_path / "data", heartbeat_seconds="0.5", checkpoint_every="4") as service:
+    # Training only: serving (vLLM) has tests of its own in tests/service/serving/.
+    with local_service(
+        tmp_path / "data", heartbeat_seconds="0.5", checkpoint_every="4", serving="false"
+    ) as service:
         api = httpx.Client(
             base_url=f"{service.url}/v1",
             headers={"Authorization": f"Bearer {service.key}"},

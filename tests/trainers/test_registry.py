@@ -14,8 +14,8 @@ from trainers.registry import (
 )
 
 
-def test_lora_is_available() -> None:
-    assert available_methods() == ["lora"]
+def test_lora_replay_and_ilora_are_available() -> None:
+    assert available_methods() == ["ilora", "lora", "replay"]
 
 
 def test_resolving_fills_every_default() -> None:
@@ -48,6 +48,12 @@ def test_resolving_fills_every_default() -> None:
         ("lora", {"target_modules": "all"}, "method.lora.target_modules"),
         ("lora", {"max_seq_len": 4}, "method.lora.max_seq_len"),
         ("lora", [], "method.lora"),
+        ("replay", {"replay_ratio": -1}, "method.replay.replay_ratio"),
+        ("replay", {"priority": "loss"}, "method.replay.priority"),
+        ("ilora", {"slow_lambda": 1.5}, "method.ilora.slow_lambda"),
+        ("ilora", {"update_probability": -0.1}, "method.ilora.update_probability"),
+        ("ilora", {"consistency_layers": "last"}, "method.ilora.consistency_layers"),
+        ("ilora", {"r": 0}, "method.ilora.r"),
     ],
 )
 def test_rejects_with_the_param_name(method_type: str, config: dict, param: str) -> None:

@@ -1,8 +1,10 @@
 """Plain sequential LoRA: each version continues training the parent version's adapter."""
 
 from pathlib import Path
+from typing import Any
 
 import torch
+from datasets import Dataset
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
@@ -36,6 +38,13 @@ class LoraMethod:
             task_type="CAUSAL_LM",
         )
         return get_peft_model(base_model, peft_config)
+
+    def start_job(self, job_id: str, rows: Dataset, seed: int) -> None:
+        """Nothing: plain LoRA keeps no memory of the rows it trained on."""
+
+    def replay_rows(self, step: int, batch_size: int) -> list[dict[str, Any]]:
+        """None: plain LoRA replays nothing."""
+        return []
 
     def training_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], outputs: CausalLMOutputWithPast

@@ -1,0 +1,242 @@
+"""Serving benchmark: hot-swap latency against restarting vLLM, gateway overhead, memory over swaps.
+
+`python -m bench.serving` (needs `.venv-vllm`, see docs/serving.md) on the `small` base model in
+`.bench/base-small`. Writes the `serving` section of docs/benchmarks.md.
+"""
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.report import write_section
+from service.db import Database
+from service.local import LocalService, free_port, local_service, small_base
+from service.models import Lineage, Version
+from service.services.lineages import promote_version
+from service.serving.supervisor import PROJECT_VLLM_PYTHON
+
+WORKDIR = Path(".bench")
+SWAPS = 40
+MEMORY_SWAPS = 100
+CLIENTS = 8
+THROUGHPUT_SECONDS = 10.0
+ROUNDS = 3
+RESTARTS = 3
+COMPLETION = {
+    "prompt": "Q: Where does Velo3 live?\nA:",
+    "max_tokens": 16,
+    "temperature": 0.0,
+    "ignore_eos": True,
+}
+VLLM_ARGS = ["--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"]
+
+
+def main() -> None:
+    base = small_base(WORKDIR / "base-small")
+    store = WORKDIR / "serving-store"
+    paths = [_adapter(base, store / f"v{n}" / "adapter", seed=n) for n in (1, 2)]
+    vllm, url = _start_vllm(base, [])
+    try:
+        results = _measure_through_gateway(base, url, paths, vllm)
+    finally:
+        _stop(vllm)
+    results["restart_s"] = [_restart_seconds(base, paths[1]) for _ in range(RESTARTS)]
+    print(json.dumps(results, indent=2))
+    write_section("serving", _section(results))
+
+
+def _measure_through_gateway(
+    base: Path, url: str, paths: list[Path], vllm: subprocess.Popen[bytes]
+) -> dict[str, object]:
+    data_dir = WORKDIR / "serving-service"
+    subprocess.run(["rm", "-rf", str(data_dir)], check=True)
+    with local_service(
+        data_dir, vllm_urls=json.dumps([url]), reconcile_seconds="0.5", worker=False
+    ) as service:
+        api = httpx.Client(base_url=f"{service.url}/v1", headers={"Authorization": f"Bearer {service.key}"})
+        api.post("/lineages", json={"name": "bench", "base_model": str(base)}).raise_for_status()
+        _publish(service, [path.parent for path in paths])
+        _wait_served(api, "bench@2")
+        swap_s = [_swap_seconds(api, swap) for swap in range(SWAPS)]
+        # Alternating rounds, so load from anything else on the machine hits both sides alike.
+        gateway_rps, direct_rps = [], []
+        load_before = os.getloadavg()[0]
+        for _ in range(ROUNDS):
+            gateway_rps.append(asyncio.run(_throughput(f"{service.url}/v1", service.key, "bench")))
+            direct_rps.append(asyncio.run(_throughput(f"{url}/v1", "", _served_name(api))))
+        rss_before = _rss_mb(vllm.pid)
+        for swap in range(MEMORY_SWAPS):
+            _swap_seconds(api, swap)
+        time.sleep(2)
+        rss_after = _rss_mb(vllm.pid)
+    return {
+        "swap_s": swap_s,
+        "load_average": (load_before + os.getloadavg()[0]) / 2,
+        "gateway_rps": statistics.mean(gateway_rps),
+        "direct_rps": statistics.mean(direct_rps),
+        "rss_before_mb": rss_before,
+        "rss_after_mb": rss_after,
+    }
+
+
+def _swap_seconds(api: httpx.Client, swap: int) -> float:
+    """Promote (or roll back), then time until a completion comes from the new version."""
+    started = time.perf_counter()
+    if swap % 2 == 0:
+        result = api.post("/lineages/bench/promote", json={"version": 1}, timeout=60).json()
+    else:
+        result = api.post("/lineages/bench/rollback", timeout=60).json()
+    target = f"default/bench@{result['promoted_version']}"
+    while True:
+        answer = api.post("/completions", json={"model": "bench", **COMPLETION, "max_tokens": 1}, timeout=60)
+        if answer.headers.get("x-neuroplast-model") == target:
+            return time.perf_counter() - started
+
+
+async def _throughput(url: str, key: str, model: str) -> float:
+    """Completed requests per second with CLIENTS concurrent clients."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    done = 0
+    deadline = time.perf_counter() + THROUGHPUT_SECONDS
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+
+        async def one_client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                answer = await client.post("/completions", json={"model": model, **COMPLETION})
+                answer.raise_for_status()
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
+    return done / (time.perf_counter() - started)
+
+
+def _restart_seconds(base: Path, adapter: Path) -> float:
+    """The naive swap: restart vLLM with the new adapter as a static module, until it answers."""
+    started = time.perf_counter()
+    process, url = _start_vllm(base, ["--lora-modules", f"bench={adapter}"])
+    httpx.post(f"{url}/v1/completions", json={"model": "bench", **COMPLETION, "max_tokens": 1}, timeout=120)
+    elapsed = time.perf_counter() - started
+    _stop(process)
+    return elapsed
+
+
+def _start_vllm(base: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
+    command += ["--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS, *extra]
+    log = (WORKDIR / "vllm.log").open("ab")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited; see {WORKDIR / 'vllm.log'}")
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, 15)
+    process.wait(60)
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of vLLM's API server and its engine processes."""
+    root = psutil.Process(pid)
+    return sum(proc.memory_info().rss for proc in [root, *root.children(recursive=True)]) / 2**20
+
+
+def _adapter(base: Path, out: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if (out / "adapter_config.json").exists():
+        return out
+    torch.manual_seed(seed)
+    config = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.1)
+    model.save_pretrained(out)
+    return out
+
+
+def _publish(service: LocalService, folders: list[Path]) -> None:
+    database = Database(f"sqlite:///{service.data_dir.resolve() / 'neuroplast.db'}")
+    with database.session() as session:
+        lineage = session.query(Lineage).filter_by(name="bench").one()
+        for number, folder in enumerate(folders, start=1):
+            version = Version(
+                lineage_pk=lineage.pk,
+                number=number,
+                parent_number=number - 1 or None,
+                job_id=f"bench-{number}",
+                status="published",
+                path=str(folder.resolve()),
+                metrics={},
+            )
+            session.add(version)
+            promote_version(session, lineage, version)
+    database.dispose()
+
+
+def _wait_served(api: httpx.Client, model: str) -> None:
+    while model not in {item["id"] for item in api.get("/models").json()["data"]}:
+        time.sleep(0.1)
+
+
+def _served_name(api: httpx.Client) -> str:
+    return str(api.post("/completions", json={"model": "bench", **COMPLETION}).headers["x-neuroplast-model"])
+
+
+def _section(results: dict) -> str:
+    from bench.__main__ import machine
+
+    swaps = sorted(results["swap_s"])
+    p95 = swaps[int(0.95 * (len(swaps) - 1))]
+    restarts = results["restart_s"]
+    gateway, direct = results["gateway_rps"], results["direct_rps"]
+    before, after = results["rss_before_mb"], results["rss_after_mb"]
+    tokens, seconds = COMPLETION["max_tokens"], ROUNDS * THROUGHPUT_SECONDS
+    load = f"{CLIENTS} clients, {tokens}-token completions, {seconds:.0f} s in {ROUNDS} rounds"
+    return f"""## Serving: hot swap, gateway overhead, memory over swaps
+
+`python -m bench.serving` on {machine()}.
+vllm-cpu 0.32.0 (its engine bound to one core, its default here) serves the `small` base with two
+rank-16 adapters (q/k/v/o), `--max-loras 4`; the gateway, vLLM's API server and the clients share
+the other core. 1-minute load average around the throughput rounds: {results["load_average"]:.1f}.
+A hot swap is timed from the promote (or rollback) call to the first completion answered by the
+new version; the naive alternative restarts vLLM with the adapter as `--lora-modules` and is timed
+to its first answer.
+
+| what | measured | target |
+|---|---|---|
+| hot swap, median of {len(swaps)} | {statistics.median(swaps) * 1000:.0f} ms | |
+| hot swap, p95 | {p95 * 1000:.0f} ms | under 1 s |
+| restart vLLM instead, median of {len(restarts)} | {statistics.median(restarts):.1f} s | |
+| throughput through the gateway, {load} | {gateway:.1f} req/s | |
+| throughput straight to vLLM, same load | {direct:.1f} req/s | |
+| gateway / direct | {gateway / direct:.2f} | at least 0.9 |
+| vLLM RSS (API server + engine) before {MEMORY_SWAPS} swaps | {before:.0f} MB | |
+| vLLM RSS after {MEMORY_SWAPS} more swaps | {after:.0f} MB | |
+"""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The continual-learning benchmark's report: markdown table and retention plot (PNG)."""
+
+import os
+import platform
+from datetime import date
+from pathlib import Path
+
+from eval.cl_benchmark import (
+    BATCH_SIZE,
+    LEARNING_RATE_MULTIPLIER,
+    STEPS,
+    MethodResult,
+    default_stream,
+    run_benchmark,
+    step_time_ratio,
+    summary,
+)
+
+__all__ = ["plot_retention", "report", "run_and_report"]
+
+
+def run_and_report(
+    methods: list[str], seeds: int, base_model: Path, workdir: Path, plot: Path, steps: int = STEPS
+) -> str:
+    """Run the benchmark and the cost measurement; write the plot; return the markdown section.
+
+    Args:
+        methods: Method names.
+        seeds: Seeds per method.
+        base_model: Base model folder; the `small` preset is built there when it is missing.
+        workdir: Scratch folder for lineages and data.
+        plot: Where the retention PNG goes.
+        steps: Optimizer steps per task.
+    """
+    if not (base_model / "config.json").exists():
+        from trainers.base_model.build import build_base
+
+        print(f"building the small base model in {base_model} (about two minutes, once)", flush=True)
+        build_base(base_model, preset="small")
+    results = run_benchmark(methods, seeds, base_model.resolve(), workdir.resolve(), steps=steps)
+    print("step time, ilora against lora on the same batch ...", flush=True)
+    cost = step_time_ratio(base_model)
+    print(f"  {cost}", flush=True)
+    plot_retention(results, plot)
+    return report(results, cost, seeds, steps, plot)
+
+
+def report(
+    results: dict[str, MethodResult], cost: dict[str, float], seeds: int, steps: int, plot: Path
+) -> str:
+    """The markdown section: metrics table (mean ± sd over seeds), final matrices' means, cost."""
+    tasks = [task.name for task in default_stream()]
+    table = summary(results)
+    rows = "\n".join(
+        f"| `{method}` | "
+        + " | ".join(f"{mean:.1f} ± {sd:.1f}" for mean, sd in table[method].values())
+        + " |"
+        for method in results
+    )
+    matrices = "\n\n".join(_mean_matrix(method, result, tasks) for method, result in results.items())
+    python = platform.python_version()
+    machine = f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
+    return f"""## Continual learning: forgetting over a stream of tasks
+
+`neuroplast bench cl --methods {",".join(results)} --seeds {seeds}` on {machine}.
+
+Stream (`eval/cl_benchmark.py`): {len(tasks)} tasks taught in order to one lineage per method and
+seed, one version per task: {", ".join(f"`{name}`" for name in tasks)} (three sets of 24 facts
+about new people, then a 24-row skill task). Each version is a {steps}-step job (batch
+{BATCH_SIZE}, learning-rate multiplier {LEARNING_RATE_MULTIPLIER}, each method's default config)
+run by `python -m trainers.run` with the previous version as parent, as the service runs jobs.
+After each task the published adapter is scored on every task so far: greedy recall, exact match
+of the completion (`eval/recall.py`). Metrics (`eval/metrics.py`, percentage points, mean ± sd
+over seeds 0-{seeds - 1}): average accuracy after the last task, backward transfer and
+forgetting over the {len(tasks) - 1} earlier tasks (GEM / Chaudhry normalisation), and the last
+task's score.
+
+| method | average accuracy | backward transfer | forgetting | final task |
+|---|---|---|---|---|
+{rows}
+
+![retention]({os.path.relpath(plot.resolve(), Path("docs").resolve())})
+
+Mean R[after task i][task j] over seeds (recall, %):
+
+{matrices}
+
+Cost: one training step of `ilora` over one of `lora` on the same batch (8 new rows + 4 replayed
+rows, small base, forward with hidden states, backward, AdamW, the after-step hook; median of 30
+alternating steps in one process): {cost["ilora_ms"]:.1f} ms / {cost["lora_ms"]:.1f} ms =
+**{cost["ratio"]:.2f}** (target at most 1.6).
+"""
+
+
+def plot_retention(results: dict[str, MethodResult], path: Path) -> None:
+    """Two panels: recall of the first task, and mean recall of the tasks so far, after each task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [task.name for task in default_stream()]
+    figure, (first, average) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    x = list(range(1, len(tasks) + 1))
+    for method, result in results.items():
+        firsts = [[100 * _cell(m, i, 0) for i in range(len(tasks))] for m in result.matrices]
+        means = [
+            [100 * sum(_cell(m, i, j) for j in range(i + 1)) / (i + 1) for i in range(len(tasks))]
+            for m in result.matrices
+        ]
+        for axis, curves in ((first, firsts), (average, means)):
+            mean = [sum(c[i] for c in curves) / len(curves) for i in range(len(tasks))]
+            low = [min(c[i] for c in curves) for i in range(len(tasks))]
+            high = [max(c[i] for c in curves) for i in range(len(tasks))]
+            axis.plot(x, mean, marker="o", label=method)
+            axis.fill_between(x, low, high, alpha=0.15)
+    first.set_title(f"recall of task 1 ({tasks[0]})")
+    average.set_title("mean recall of the tasks learned so far")
+    for axis in (first, average):
+        axis.set_xticks(x, [f"after {i}" for i in x])
+        axis.set_ylim(0, 105)
+        axis.grid(alpha=0.3)
+    first.set_ylabel("exact-match recall (%)")
+    average.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _mean_matrix(method: str, result: MethodResult, tasks: list[str]) -> str:
+    header = f"| `{method}` | " + " | ".join(tasks) + " |\n|---|" + "---|" * len(tasks)
+    lines = []
+    for i in range(len(tasks)):
+        cells = []
+        for j in range(len(tasks)):
+            trained = j <= i
+            values = [_cell(m, i, j) for m in result.matrices] if trained else []
+            cells.append(f"{100 * sum(values) / len(values):.0f}" if trained else "")
+        lines.append(f"| after {tasks[i]} | " + " | ".join(cells) + " |")
+    return header + "\n" + "\n".join(lines)
+
+
+def _cell(matrix: list[list[float | None]], i: int, j: int) -> float:
+    value = matrix[i][j]
+    assert value is not None, f"R[{i}][{j}] was not measured"
+    return value

@@ -1,0 +1,61 @@
+"""The OpenAI-compatible gateway: `/v1/models`, `/v1/completions`, `/v1/chat/completions`."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from service.deps import bearer_key, invalid_key
+from service.errors import ApiError
+from service.serving import gateway
+from service.serving.tier import ServingTier
+
+router = APIRouter(tags=["gateway"])
+
+
+async def gateway_tenant(request: Request) -> str:
+    """The caller's tenant name, from a short-lived cache: the hot path does no database work."""
+    tenant: str | None = await request.app.state.tenant_cache.tenant(bearer_key(request))
+    if tenant is None:
+        raise invalid_key()
+    return tenant
+
+
+TenantName = Annotated[str, Depends(gateway_tenant)]
+
+
+@router.get("/models")
+async def list_models(request: Request, tenant: TenantName) -> dict[str, Any]:
+    return {"object": "list", "data": gateway.list_models(_tier(request), tenant)}
+
+
+@router.post("/completions")
+async def completions(request: Request, tenant: TenantName) -> Response:
+    return await _forward(request, tenant, "/v1/completions")
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, tenant: TenantName) -> Response:
+    return await _forward(request, tenant, "/v1/chat/completions")
+
+
+async def _forward(request: Request, tenant: str, path: str) -> Response:
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    answer = await gateway.forward(_tier(request), tenant, path, body)
+    if answer.stream is not None:
+        return StreamingResponse(answer.stream, media_type=answer.media_type, headers=answer.headers)
+    return Response(answer.body, answer.status, headers=answer.headers, media_type=answer.media_type)
+
+
+def _tier(request: Request) -> ServingTier:
+    tier: ServingTier | None = request.app.state.serving
+    if tier is None:
+        raise ApiError(
+            503, "Serving is disabled on this server (NEUROPLAST_SERVING=false).", code="not_ready"
+        )
+    return tier

@@ -1,0 +1,36 @@
+"""`neuroplast bench`: benchmarks of the training plane, run on the machine that trains.
+
+The command imports torch only inside itself (`eval.cl_report`), so the control plane's CLI
+stays torch-free.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+bench = typer.Typer(help="Run benchmarks (train real models on this machine).", no_args_is_help=True)
+
+
+@bench.command("cl")
+def continual_learning(
+    methods: Annotated[str, typer.Option(help="Comma-separated method names.")] = "lora,replay,ilora",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per method (mean and spread).")] = 3,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per task.")] = 100,
+    base: Annotated[
+        Path, typer.Option(help="Base model folder; the small preset is built there if missing.")
+    ] = Path(".bench/base-small"),
+    workdir: Annotated[Path, typer.Option(help="Scratch folder for lineages and data.")] = Path(".bench/cl"),
+    plot: Annotated[Path, typer.Option(help="Retention plot (PNG).")] = Path("docs/images/retention.png"),
+) -> None:
+    """Continual-learning benchmark: forgetting of each method over a stream of generated tasks."""
+    from eval.cl_report import run_and_report
+
+    markdown = run_and_report(methods.split(","), seeds, base, workdir, plot, steps=steps)
+    try:
+        from bench.report import REPORT, write_section  # present in a source checkout, not installed
+    except ImportError:
+        typer.echo(markdown)
+        return
+    write_section("continual-learning", markdown)
+    typer.echo(f"wrote its section of {REPORT} and {plot}")

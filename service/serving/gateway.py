@@ -1,0 +1,86 @@
+"""The gateway's domain logic: resolve a tenant's model name, forward the request, count it in flight.
+
+Bodies stream through unchanged (vLLM's bytes), so the gateway costs one hop and no re-encoding;
+the `x-neuroplast-model` header names the immutable version that answered.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from service.errors import ApiError
+from service.serving.tier import Served, ServingTier
+
+
+@dataclass
+class Forwarded:
+    """A backend's answer: either a whole `body` or a `stream` of bytes."""
+
+    status: int
+    media_type: str
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any]) -> Forwarded:
+    """Send a completion request to the version `body["model"]` resolves to for this tenant."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "model: a lineage name or '<lineage>@<N>' is required.", param="model")
+    replica, served = await tier.route(tenant, model)
+    headers = {"x-neuroplast-model": served.name}
+    request = replica.client.build_request("POST", path, json={**body, "model": served.name})
+    try:
+        response = await replica.client.send(request, stream=True)
+    except httpx.HTTPError as error:
+        tier.release(served)
+        replica.ready = False  # until the reconciler finds it alive with its adapters again
+        tier.nudge()
+        raise ApiError(503, f"The serving replica did not answer: {error}", code="not_ready") from error
+    media_type = response.headers.get("content-type", "application/json")
+    if not body.get("stream") or response.status_code != 200:
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+            tier.release(served)
+        return Forwarded(response.status_code, media_type, headers, body=content)
+    return Forwarded(200, media_type, headers, stream=_relay(tier, served, response))
+
+
+async def _relay(tier: ServingTier, served: Served, response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    finally:
+        await response.aclose()
+        tier.release(served)
+
+
+def list_models(tier: ServingTier, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's servable names: each lineage alias and each loaded `<lineage>@<N>`."""
+    models = []
+    for (owner, lineage), served in sorted(tier.aliases.items()):
+        if owner == tenant:
+            models.append(_model(lineage, served))
+            models.append(_model(f"{lineage}@{served.version}", served))
+    for served in tier.pinned.values():
+        name = f"{served.lineage}@{served.version}"
+        if served.tenant == tenant and all(model["id"] != name for model in models):
+            models.append(_model(name, served))
+    return models
+
+
+def _model(name: str, served: Served) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": served.tenant,
+        "lineage": served.lineage,
+        "version": served.version,
+        "base_model": served.base_model,
+    }

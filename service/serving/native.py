@@ -1,0 +1,196 @@
+"""The native backend: transformers + peft behind vLLM's routes, for methods vLLM cannot run.
+
+Run as its own process (`python -m service.serving.native --model BASE --port P`); the control
+plane never imports this module, since it imports torch. It speaks the subset of vLLM's API the
+serving tier uses: `/health`, `/v1/models`, `/v1/load_lora_adapter`, `/v1/unload_lora_adapter`,
+`/v1/completions` and `/v1/chat/completions` (streaming included), with vLLM's bodies.
+One generation runs at a time; a streamed answer is generated whole, then sent token by token,
+so it comes wholly from the adapter it started on.
+"""
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+class NativeModel:
+    """A base model with any number of named LoRA adapters; `generate` picks one per call."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.tokenizer = AutoTokenizer.from_pretrained(base)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(base).eval()
+        self.adapters: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def load(self, name: str, path: str) -> None:
+        with self.lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
+            self.adapters[name] = path
+
+    def unload(self, name: str) -> None:
+        with self.lock:
+            self.model.delete_adapter(name)
+            del self.adapters[name]
+
+    def generate(self, model: str, prompt: str, body: dict[str, Any]) -> tuple[list[str], int]:
+        """Token texts of the continuation and the prompt length in tokens."""
+        ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, prompt)
+        max_tokens = int(body.get("max_tokens") or 16)
+        temperature = float(body.get("temperature", 1.0))
+        options: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": temperature > 0}
+        if temperature > 0:
+            options |= {"temperature": temperature, "top_p": float(body.get("top_p", 1.0))}
+        if body.get("ignore_eos"):
+            options["min_new_tokens"] = max_tokens
+        with self.lock, torch.no_grad():
+            if model == self.base or not isinstance(self.model, PeftModel):
+                out = self._base_generate(ids, options)
+            else:
+                self.model.set_adapter(model)
+                out = self.model.generate(input_ids=ids, pad_token_id=self.tokenizer.pad_token_id, **options)
+        new = out[0, ids.shape[1] :].tolist()  # (new tokens,)
+        texts, seen = [], ""
+        for end in range(1, len(new) + 1):
+            decoded = str(self.tokenizer.decode(new[:end], skip_special_tokens=True))
+            texts.append(decoded[len(seen) :])
+            seen = decoded
+        return _stop_at(texts, body.get("stop")), ids.shape[1]
+
+    def _base_generate(self, ids: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        pad = self.tokenizer.pad_token_id
+        if isinstance(self.model, PeftModel):
+            with self.model.disable_adapter():
+                return self.model.generate(input_ids=ids, pad_token_id=pad, **options)  # type: ignore[no-any-return]
+        return self.model.generate(input_ids=ids, pad_token_id=pad, **options)  # type: ignore[no-any-return]
+
+
+def create_app(native: NativeModel) -> FastAPI:
+    """vLLM's routes over one `NativeModel`."""
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        data = [{"id": native.base, "object": "model", "root": native.base, "parent": None}]
+        for name, path in native.adapters.items():
+            data.append({"id": name, "object": "model", "root": path, "parent": native.base})
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/load_lora_adapter")
+    async def load(request: Request) -> Response:
+        body = await request.json()
+        name, path = body["lora_name"], body["lora_path"]
+        if name in native.adapters:
+            return _error(400, f"The lora adapter '{name}' has already been loaded.")
+        if not (Path(path) / "adapter_config.json").exists():
+            return _error(404, f"No adapter found for {path}")
+        await asyncio.to_thread(native.load, name, path)
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload(request: Request) -> Response:
+        name = (await request.json())["lora_name"]
+        if name not in native.adapters:
+            return _error(404, f"The lora adapter '{name}' cannot be found.")
+        await asyncio.to_thread(native.unload, name)
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        return await _answer(native, body, str(body.get("prompt", "")), chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = await request.json()
+        prompt = native.tokenizer.apply_chat_template(
+            body["messages"], tokenize=False, add_generation_prompt=True
+        )
+        return await _answer(native, body, str(prompt), chat=True)
+
+    return app
+
+
+async def _answer(native: NativeModel, body: dict[str, Any], prompt: str, chat: bool) -> Response:
+    model = body.get("model")
+    if model != native.base and model not in native.adapters:
+        return _error(404, f"The model `{model}` does not exist.", param="model")
+    texts, prompt_tokens = await asyncio.to_thread(native.generate, str(model), prompt, body)
+    ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time())
+    kind = "chat.completion" if chat else "text_completion"
+    if body.get("stream"):
+        return StreamingResponse(
+            _chunks(ident, created, str(model), texts, chat), media_type="text/event-stream"
+        )
+    text = "".join(texts)
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if body.get("ignore_eos") else "stop"}
+    choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(texts)}
+    usage["total_tokens"] = prompt_tokens + len(texts)
+    return JSONResponse(
+        {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice], "usage": usage}
+    )
+
+
+async def _chunks(ident: str, created: int, model: str, texts: list[str], chat: bool) -> AsyncIterator[bytes]:
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    for text in texts:
+        choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+        chunk = {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _stop_at(texts: list[str], stop: str | list[str] | None) -> list[str]:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    joined = "".join(texts)
+    cut = min((joined.find(item) for item in stops if item in joined), default=-1)
+    if cut < 0:
+        return texts
+    kept, length = [], 0
+    for text in texts:
+        if length + len(text) > cut:
+            kept.append(text[: cut - length])
+            break
+        kept.append(text)
+        length += len(text)
+    return [text for text in kept if text]
+
+
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": "NotFoundError", "param": param, "code": status}}, status
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Neuroplast's native (transformers + peft) backend.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(create_app(NativeModel(args.model)), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""The serving tier: which adapter each alias serves, the reconciler that repairs replicas, hot swap.
+
+The database holds the desired state (each lineage's `promoted_version`, written by workers and by
+the promote and rollback endpoints); this object holds what the gateway serves: `aliases` maps
+`(tenant, lineage)` to the version it answers with. A swap loads the new version under its own
+immutable name on every replica, warms it up, flips the alias (one dict write on the event loop, so
+a request resolves to one version for its whole life), waits for the old version's in-flight
+requests and only then unloads it. The reconciler runs the same swap for every lineage whose alias
+differs from the database, and reloads what a restarted replica lost. See docs/serving.md.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import select
+
+from service.db import Database
+from service.errors import ApiError
+from service.models import Lineage, Tenant, Version
+from service.serving.replica import Replica, ReplicaError
+from service.serving.supervisor import Supervisor
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GroupKey = tuple[str, str]  # (backend, base model)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One servable version: whose it is, where its adapter lies and which backend runs it."""
+
+    tenant: str
+    lineage: str
+    version: int
+    path: str
+    base_model: str
+    backend: str
+
+    @property
+    def name(self) -> str:
+        """The immutable adapter name on every replica."""
+        return adapter_name(self.tenant, self.lineage, self.version)
+
+    @property
+    def group(self) -> GroupKey:
+        return (self.backend, self.base_model)
+
+
+def adapter_name(tenant: str, lineage: str, version: int) -> str:
+    """`<tenant>/<lineage>@<N>`: never reused for other weights (research/platform.md 2.4)."""
+    return f"{tenant}/{lineage}@{version}"
+
+
+class ServingTier:
+    """Replicas grouped by (backend, base model), the alias table and the reconciler loop."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self.supervisors: dict[GroupKey, Supervisor] = {}
+        self.external = [Replica(url, base_model="") for url in settings.vllm_urls]
+        self.aliases: dict[tuple[str, str], Served] = {}
+        self.pinned: dict[str, Served] = {}
+        self.desired: dict[tuple[str, str], Served] = {}
+        self.inflight: Counter[str] = Counter()
+        self.swaps = 0
+        self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._lineage_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._round_robin = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start the reconciler loop (and, lazily, one supervised server per base model)."""
+        self._tasks.append(asyncio.create_task(self._reconcile_forever(), name="reconciler"))
+
+    async def stop(self) -> None:
+        """Cancel the loops and stop every supervised server."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for supervisor in self.supervisors.values():
+            supervisor.stop()
+        for replica in self.replicas():
+            await replica.close()
+
+    def replicas(self, group: GroupKey | None = None) -> list[Replica]:
+        """Every replica, or those of one group."""
+        supervised = [supervisor.replica for supervisor in self.supervisors.values()]
+        every = supervised + [replica for replica in self.external if replica.base_model]
+        return [
+            replica for replica in every if group is None or (replica.backend, replica.base_model) == group
+        ]
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether every desired alias is served by a ready replica, and why not."""
+        for key, served in self.desired.items():
+            if key not in self.aliases:
+                return False, f"{served.name} is not loaded yet"
+            if not any(replica.ready for replica in self.replicas(served.group)):
+                return False, f"no ready replica serves {served.base_model}"
+        return True, "ok"
+
+    def nudge(self) -> None:
+        """Run the reconciler now instead of at its next tick."""
+        self._wake.set()
+
+    # Routing -------------------------------------------------------------------------------------
+
+    async def route(self, tenant: str, model: str) -> tuple[Replica, Served]:
+        """The replica and version a request for `model` goes to; counts it as in flight.
+
+        The caller must call `release(served)` once the response is finished.
+        """
+        lineage, _, number = model.partition("@")
+        if number:
+            served = await self._pin(tenant, lineage, _version_number(model, number))
+        else:
+            found = self.aliases.get((tenant, lineage))
+            if found is None:
+                raise self._unserved(tenant, lineage, model)
+            served = found
+        ready = [replica for replica in self.replicas(served.group) if replica.ready]
+        if not ready:
+            raise ApiError(
+                503, f"No serving replica is ready for '{model}'.", param="model", code="not_ready"
+            )
+        self.inflight[served.name] += 1  # same loop step as the alias read: the drain sees it
+        return ready[next(self._round_robin) % len(ready)], served
+
+    def release(self, served: Served) -> None:
+        """A request on `served` finished."""
+        self.inflight[served.name] -= 1
+
+    def _unserved(self, tenant: str, lineage: str, model: str) -> ApiError:
+        if (tenant, lineage) in self.desired:
+            return ApiError(503, f"The model '{model}' is being loaded.", param="model", code="not_ready")
+        return ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+
+    async def _pin(self, tenant: str, lineage: str, number: int) -> Served:
+        name = adapter_name(tenant, lineage, number)
+        for served in (*self.aliases.values(), *self.pinned.values()):
+            if served.name == name:
+                return served
+        found = await asyncio.to_thread(self._lookup, tenant, lineage, number)
+        if found is None:
+            raise ApiError(
+                404, f"The model '{lineage}@{number}' does not exist.", param="model", code="model_not_found"
+            )
+        self._ensure_group(found.group)
+        await self._load_everywhere(found)
+        self.pinned[name] = found
+        return found
+
+    # Swaps ---------------------------------------------------------------------------------------
+
+    async def sync_lineage(self, tenant: str, lineage: str) -> Served | None:
+        """Make the alias of one lineage serve its promoted version now; returns what it serves.
+
+        When no replica can take the version yet (a vLLM still starting), the alias stays and the
+        reconciler completes the swap later.
+        """
+        desired = await asyncio.to_thread(self._desired)
+        self.desired = desired
+        served = desired.get((tenant, lineage))
+        if served is None:
+            return self.aliases.get((tenant, lineage))
+        try:
+            await self._swap(served)
+        except (ReplicaError, ApiError, httpx.HTTPError) as error:  # e.g. vLLM still starting
+            log.info("%s not swapped in yet, the reconciler retries: %s", served.name, error)
+        return self.aliases.get((tenant, lineage))
+
+    async def _swap(self, served: Served) -> None:
+        key = (served.tenant, served.lineage)
+        async with self._lineage_locks[key]:
+            old = self.aliases.get(key)
+            if old == served:
+                return
+            self._ensure_group(served.group)
+            for replica in await self._load_everywhere(served):
+                await replica.warm_up(served.name)
+            self.aliases[key] = served  # the flip
+            self.swaps += 1
+            log.info("%s/%s now serves version %s", served.tenant, served.lineage, served.version)
+        if old is not None and old.name != served.name:
+            self._tasks = [task for task in self._tasks if not task.done()]
+            self._tasks.append(asyncio.create_task(self._drain_and_unload(old)))
+
+    async def _load_everywhere(self, served: Served) -> list[Replica]:
+        """Load `served` on every ready replica of its group (the reconciler restores the others)."""
+        replicas = [replica for replica in self.replicas(served.group) if replica.ready]
+        if not replicas:
+            raise ApiError(503, f"No serving replica is ready for '{served.base_model}'.", code="not_ready")
+        async with self._name_locks[served.name]:
+            for replica in replicas:
+                if served.name not in await replica.loaded():
+                    await replica.load(served.name, served.path)
+        return replicas
+
+    async def _drain_and_unload(self, old: Served) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_seconds
+        while self.inflight[old.name] > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        async with self._name_locks[old.name]:
+            if old.name in self._keep():
+                return  # promoted again (or pinned) while it drained
+            for replica in self.replicas(old.group):
+                await replica.unload(old.name)
+            self.inflight.pop(old.name, None)
+
+    def _keep(self) -> set[str]:
+        served = (*self.aliases.values(), *self.desired.values(), *self.pinned.values())
+        return {item.name for item in served}
+
+    # Reconciler ----------------------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:  # a replica or database hiccup: log it and try again next tick
+                log.exception("reconcile failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_seconds)
+
+    async def reconcile(self) -> None:
+        """One pass: discover replicas, restore lost adapters, swap changed aliases, mark readiness."""
+        self.desired = await asyncio.to_thread(self._desired)
+        for served in self.desired.values():
+            self._ensure_group(served.group)
+        for replica in self.external:
+            if not replica.base_model and await replica.alive():
+                replica.base_model = await replica.served_base()
+        for replica in self.replicas():
+            await self._restore(replica)
+        for served in list(self.desired.values()):
+            if not any(replica.ready for replica in self.replicas(served.group)):
+                continue  # still starting; /readyz says so
+            try:
+                await self._swap(served)
+            except (ReplicaError, ApiError, httpx.HTTPError) as error:
+                log.warning("could not swap in %s: %s", served.name, error)
+
+    async def _restore(self, replica: Replica) -> None:
+        if not await replica.alive():
+            replica.ready = False
+            return
+        wanted = [
+            served
+            for served in (*self.aliases.values(), *self.pinned.values())
+            if (replica.backend, replica.base_model) == served.group
+        ]
+        loaded = await replica.loaded()
+        for served in wanted:
+            if served.name not in loaded:
+                async with self._name_locks[served.name]:
+                    await replica.load(served.name, served.path)
+        replica.ready = True
+
+    def _ensure_group(self, group: GroupKey) -> None:
+        backend, base_model = group
+        if self.settings.vllm_urls and backend == "vllm":
+            return  # external replicas: discovered from their /v1/models
+        if group not in self.supervisors:
+            supervisor = Supervisor(self.settings, base_model, backend)
+            self.supervisors[group] = supervisor
+            self._tasks.append(asyncio.create_task(supervisor.keep_running(), name=f"supervisor {group}"))
+
+    # Database reads (in a worker thread, one short transaction each) -----------------------------
+
+    def _desired(self) -> dict[tuple[str, str], Served]:
+        query = (
+            select(Tenant.name, Lineage, Version)
+            .join(Tenant, Tenant.pk == Lineage.tenant_pk)
+            .join(Version, (Version.lineage_pk == Lineage.pk) & (Version.number == Lineage.promoted_version))
+        )
+        with self.database.session() as session:
+            rows = session.execute(query).all()
+        return {
+            (tenant, lineage.name): self._served(tenant, lineage, version)
+            for tenant, lineage, version in rows
+        }
+
+    def _lookup(self, tenant: str, lineage_name: str, number: int) -> Served | None:
+        query = (
+            select(Lineage, Version)
+            .join(Tenant, Tenant.pk == Lineage.tenant_pk)
+            .join(Version, Version.lineage_pk == Lineage.pk)
+            .where(Tenant.name == tenant, Lineage.name == lineage_name, Version.number == number)
+        )
+        with self.database.session() as session:
+            row = session.execute(query).first()
+        return None if row is None else self._served(tenant, row[0], row[1])
+
+    def _served(self, tenant: str, lineage: Lineage, version: Version) -> Served:
+        backend = "native" if lineage.method_type in self.settings.native_backend_methods else "vllm"
+        path = f"{version.path}/adapter"
+        return Served(tenant, lineage.name, version.number, path, lineage.base_model, backend)
+
+
+def _version_number(model: str, number: str) -> int:
+    if not number.isdigit():
+        raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+    return int(number)

@@ -1,0 +1,178 @@
+"""The gateway and promote/rollback against a fake vLLM: routing, tenancy, errors, hot swap."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db import Database
+from service.main import create_app
+from service.services.keys import create_key
+from service.settings import Settings
+from tests.service.serving import conftest as serving
+from tests.service.serving.fake_vllm import BASE, fake_vllm, running
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[str, dict[str, str]]]:
+    app = fake_vllm()
+    with running(app) as url:
+        yield url, app.state.adapters
+
+
+@pytest.fixture
+def gateway(
+    settings: Settings, database: Database, backend: tuple[str, dict[str, str]]
+) -> Iterator[TestClient]:
+    """An API client of tenant 'acme' whose serving tier attaches to the fake vLLM."""
+    settings.vllm_urls, settings.reconcile_seconds = [backend[0]], 0.05
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {_key(database, 'acme')}"
+        client.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
+        for number in (1, 2):
+            publish(database, "acme", "bot", number)
+        yield client
+
+
+def publish(database: Database, tenant: str, lineage: str, number: int) -> None:
+    serving.publish(database, tenant, lineage, number, f"/store/{tenant}/{lineage}/v{number}")
+
+
+def wait_serving(client: TestClient, model: str, version: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = {item["id"]: item["version"] for item in client.get("/v1/models").json()["data"]}
+        if models.get(model) == version:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{model} did not serve version {version}")
+
+
+def test_the_reconciler_serves_the_promoted_version_under_the_lineage_name(
+    gateway: TestClient, backend
+) -> None:
+    wait_serving(gateway, "bot", 2)
+
+    answer = gateway.post("/v1/completions", json={"model": "bot", "prompt": "hi"})
+
+    assert answer.status_code == 200
+    assert answer.headers["x-neuroplast-model"] == "acme/bot@2"
+    assert answer.json()["choices"][0]["text"].split()[0] == "acme/bot@2"
+    assert backend[1] == {"acme/bot@2": "/store/acme/bot/v2/adapter"}  # v1 was never promoted to serving
+    assert gateway.get("/readyz").json()["serving"] == "ok"
+
+
+def test_a_pinned_version_is_loaded_on_demand(gateway: TestClient, backend) -> None:
+    wait_serving(gateway, "bot", 2)
+
+    answer = gateway.post("/v1/completions", json={"model": "bot@1", "prompt": "hi"})
+
+    assert answer.headers["x-neuroplast-model"] == "acme/bot@1"
+    assert {item["id"] for item in gateway.get("/v1/models").json()["data"]} == {"bot", "bot@1", "bot@2"}
+
+
+def test_promote_and_rollback_swap_the_alias_and_unload_the_old_version(gateway: TestClient, backend) -> None:
+    wait_serving(gateway, "bot", 2)
+
+    promoted = gateway.post("/v1/lineages/bot/promote", json={"version": 1}).json()
+    assert (promoted["promoted_version"], promoted["served_version"]) == (1, 1)
+    assert gateway.post("/v1/completions", json={"model": "bot", "prompt": "x"}).headers[
+        "x-neuroplast-model"
+    ] == ("acme/bot@1")
+    rolled = gateway.post("/v1/lineages/bot/rollback").json()
+    assert (rolled["promoted_version"], rolled["served_version"]) == (2, 2)
+
+    _wait(lambda: set(backend[1]) == {"acme/bot@2"})
+    statuses = {v["version"]: v["status"] for v in gateway.get("/v1/lineages/bot/versions").json()["data"]}
+    assert statuses == {1: "retired", 2: "promoted"}
+
+
+def test_clients_see_errors_in_the_envelope(gateway: TestClient, other_tenant: dict[str, str]) -> None:
+    wait_serving(gateway, "bot", 2)
+
+    unknown = gateway.post("/v1/completions", json={"model": "nope", "prompt": "x"})
+    foreign = gateway.post("/v1/completions", json={"model": "bot", "prompt": "x"}, headers=other_tenant)
+    missing_version = gateway.post("/v1/completions", json={"model": "bot@9", "prompt": "x"})
+    no_model = gateway.post("/v1/completions", json={"prompt": "x"})
+    bad_promote = gateway.post("/v1/lineages/bot/promote", json={"version": 7})
+    bad_key = gateway.post(
+        "/v1/completions", json={"model": "bot"}, headers={"Authorization": "Bearer np_x_y"}
+    )
+
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+    assert (foreign.status_code, foreign.json()["error"]["param"]) == (404, "model")
+    assert missing_version.status_code == 404
+    assert (no_model.status_code, no_model.json()["error"]["param"]) == (400, "model")
+    assert (bad_promote.status_code, bad_promote.json()["error"]["param"]) == (404, "version")
+    assert gateway.get("/v1/models", headers=other_tenant).json()["data"] == []
+    assert (bad_key.status_code, bad_key.json()["error"]["code"]) == (401, "invalid_api_key")
+
+
+def test_rollback_without_an_earlier_promotion_is_a_conflict(gateway: TestClient, database: Database) -> None:
+    gateway.post("/v1/lineages", json={"name": "solo", "base_model": BASE}).raise_for_status()
+    publish(database, "acme", "solo", 1)
+
+    answer = gateway.post("/v1/lineages/solo/rollback")
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "no_previous_version")
+
+
+def test_streams_stay_on_one_version_while_the_alias_flips(gateway: TestClient) -> None:
+    wait_serving(gateway, "bot", 2)
+    stop, responses, failures = threading.Event(), [], []
+
+    def client() -> None:
+        while not stop.is_set():
+            with gateway.stream("POST", "/v1/completions", json={"model": "bot", "stream": True}) as answer:
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+                    continue
+                chunks = [line for line in answer.iter_lines() if line.startswith("data: {")]
+                responses.append({json.loads(chunk[6:])["model"] for chunk in chunks})
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for swap in range(20):
+        if swap % 2:
+            gateway.post("/v1/lineages/bot/rollback").raise_for_status()
+        else:
+            gateway.post("/v1/lineages/bot/promote", json={"version": 1}).raise_for_status()
+        time.sleep(0.02)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert all(len(models) == 1 for models in responses)
+    assert {next(iter(models)) for models in responses} == {"acme/bot@1", "acme/bot@2"}
+
+
+def test_readyz_is_unavailable_while_no_replica_answers(settings: Settings, database: Database) -> None:
+    settings.vllm_urls, settings.reconcile_seconds = ["http://127.0.0.1:9"], 0.05
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {_key(database, 'acme')}"
+        client.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
+        publish(database, "acme", "bot", 1)
+        time.sleep(0.3)
+
+        ready = client.get("/readyz")
+        answer = client.post("/v1/completions", json={"model": "bot", "prompt": "x"})
+
+    assert ready.status_code == 503 and "bot@1" in ready.json()["serving"]
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "not_ready")
+
+
+def _wait(condition, timeout: float = 5) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def _key(database: Database, tenant: str) -> str:
+    with database.session() as session:
+        return create_key(session, tenant)

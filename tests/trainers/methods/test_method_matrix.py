@@ -1,0 +1,85 @@
+"""Every registered method through the same life: train, continue from a parent, resume, export.
+
+Run as trainer processes, as jobs run. A new method gets its row here by being registered.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from tests.trainers.conftest import run_trainer, write_jsonl, write_spec
+from trainers.base_model.corpus import fact_set
+from trainers.registry import available_methods
+
+pytestmark = pytest.mark.slow
+
+STEPS = 12
+EVERY = 6
+IDS = torch.tensor([[1, 40, 41, 42, 43]])  # (batch, seq)
+
+
+@pytest.fixture(scope="module")
+def second_facts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Other facts, for a lineage's second job."""
+    return write_jsonl(tmp_path_factory.mktemp("data2") / "facts2.jsonl", fact_set("tests-2", n=16))
+
+
+def _train(output_dir: Path, tiny_base: Path, data: Path, method: str, parent: Path | None = None) -> dict:
+    spec = write_spec(
+        output_dir,
+        tiny_base,
+        data,
+        parent_dir=parent,
+        max_steps=STEPS,
+        checkpoint_every=EVERY,
+        method={"type": method, method: {"r": 4}},
+    )
+    run = run_trainer(spec)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.lines[-1]["type"] == "completed"
+    return run.lines[-1]
+
+
+def _adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(adapter_dir / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_method_trains_continues_resumes_and_exports(
+    method: str, tmp_path: Path, tiny_base: Path, facts_file: Path, second_facts_file: Path
+) -> None:
+    v1 = tmp_path / "v1"
+    _train(v1, tiny_base, facts_file, method)
+    v2 = tmp_path / "v2"
+    uninterrupted = _train(v2, tiny_base, second_facts_file, method, parent=v1)
+
+    # Resume: the same job (same folder name, same job id) finding v2's mid-job checkpoint, as a
+    # job re-claimed after its worker died would.
+    resumed_dir = tmp_path / "resumed" / "v2"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(
+        v2 / "checkpoints" / f"step-{EVERY:06d}", resumed_dir / "checkpoints" / f"step-{EVERY:06d}"
+    )
+    resumed = _train(resumed_dir, tiny_base, second_facts_file, method, parent=v1)
+    assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-4)
+    assert resumed["trained_tokens"] == uninterrupted["trained_tokens"]
+    for name, weights in _adapter_weights(v2 / "adapter").items():
+        torch.testing.assert_close(_adapter_weights(resumed_dir / "adapter")[name], weights)
+
+    # Export: each version's adapter/ is a plain PEFT adapter that changes the base model's output.
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    expected = base(IDS).logits
+    for version in (v1, v2):
+        config = json.loads((version / "adapter" / "adapter_config.json").read_text())
+        assert (config["peft_type"], config["r"]) == ("LORA", 4)
+        adapted = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_base), version / "adapter"
+        ).eval()
+        assert not torch.allclose(adapted(IDS).logits, expected, atol=1e-4)
+        assert json.loads((version / "manifest.json").read_text())["method"] == method

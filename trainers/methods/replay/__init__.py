@@ -1,0 +1,1 @@
+"""LoRA plus experience replay from the lineage's buffer (`memory.replay`)."""
