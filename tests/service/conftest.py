@@ -1,9 +1,11 @@
 """Fixtures for control-plane tests: a migrated SQLite database in a temp folder and API clients."""
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -56,6 +58,17 @@ def upload(api: TestClient, content: bytes | str, name: str = "train.jsonl") -> 
     """Upload `content` as a training file and return the response body (any status)."""
     data = content.encode() if isinstance(content, str) else content
     return api.post("/v1/files", files={"file": (name, data)}, data={"purpose": "fine-tune"}).json()
+
+
+def finished_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    """Poll a job until it ends; returns the job object."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/fine_tuning/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(job_id)
 
 
 FACTS = "\n".join(

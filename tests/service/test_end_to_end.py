@@ -1,14 +1,13 @@
 """Through REST with a real worker and trainer: two jobs on one lineage publish v1, then v2 on v1."""
 
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.local import local_service
-from tests.service.conftest import FACTS
+from tests.service.conftest import FACTS, finished_job
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
             ).json()["id"]
             for _ in range(2)
         ]
-        jobs = [_wait(api, job_id) for job_id in job_ids]
+        jobs = [finished_job(api, job_id) for job_id in job_ids]
 
         assert [job["status"] for job in jobs] == ["succeeded", "succeeded"], jobs
         assert [job["fine_tuned_model"] for job in jobs] == ["bot@1", "bot@2"]
@@ -64,16 +63,6 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
             checkpoints[0]["step_number"] == 6
             and checkpoints[0]["fine_tuned_model_checkpoint"] == "bot@2:step-6"
         )
-
-
-def _wait(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/fine_tuning/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.5)
-    raise TimeoutError(job_id)
 
 
 def _started(api: httpx.Client, job_id: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from service.db import Database
 from service.local import LocalService, local_service
-from tests.service.conftest import FACTS
+from tests.service.conftest import FACTS, finished_job
 from tests.service.serving.adapters import peft_greedy
 from tests.service.serving.conftest import publish
 
@@ -45,7 +45,7 @@ def test_a_jobs_version_answers_through_the_gateway_like_peft(
         "/fine_tuning/jobs",
         json={"model": "bot", "training_file": file_id, "hyperparameters": {"max_steps": 6, "batch_size": 4}},
     ).json()
-    assert _wait_job(api, job["id"])["status"] == "succeeded"
+    assert finished_job(api, job["id"])["status"] == "succeeded"
     _wait_model(api, "bot", 1)
 
     answer = api.post("/completions", json={"model": "bot", **GREEDY})
@@ -125,13 +125,3 @@ def _wait_model(api: httpx.Client, model: str, version: int, timeout: float = 60
             return
         time.sleep(0.1)
     raise TimeoutError(f"{model} was not serving version {version} after {timeout} s")
-
-
-def _wait_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/fine_tuning/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.5)
-    raise TimeoutError(job_id)
