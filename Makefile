@@ -27,7 +27,7 @@ $(VLLM_STAMP): pyproject.toml $(STAMP)
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
 	touch $@
 
-test: install  ## the whole suite (about 10 minutes on 2 cores)
+test: install  ## the whole suite (about 5 minutes on 2 cores, plus installs)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the tests that train models or start vLLM
