@@ -22,11 +22,10 @@ class MethodSpec(BaseModel):
         return self
 
     @property
-    def config(self) -> dict[str, Any]:
-        value = (self.model_extra or {}).get(self.type) or {}
-        if not isinstance(value, dict):
-            raise ValueError(f"method.{self.type} must be an object")
-        return value
+    def config(self) -> Any:
+        """The user's config as sent; the method registry checks its shape and fields."""
+        value = (self.model_extra or {}).get(self.type)
+        return {} if value is None else value
 
 
 class LineageCreate(BaseModel):

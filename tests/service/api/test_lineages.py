@@ -61,6 +61,7 @@ def test_duplicate_name_is_409(api: TestClient, model_path: str) -> None:
             {"name": "bot", "base_model": "org/model", "method": {"type": "lora", "ilora": {}}},
             "method",
         ),
+        ({"name": "bot", "base_model": "org/model", "method": {"type": "lora", "lora": 5}}, "method.lora"),
         ({"name": "bot", "base_model": "org/model", "colour": "red"}, "colour"),
     ],
 )
