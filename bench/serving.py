@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from sqlalchemy import select
 
 from bench.report import write_section
 from service.db import Database
@@ -21,6 +22,7 @@ from service.local import LocalService, free_port, local_service, small_base
 from service.models import Lineage, Version
 from service.services.lineages import promote_version
 from service.serving.supervisor import PROJECT_VLLM_PYTHON
+from service.settings import Settings
 
 WORKDIR = Path(".bench")
 SWAPS = 40
@@ -178,9 +180,9 @@ def _adapter(base: Path, out: Path, seed: int) -> Path:
 
 
 def _publish(service: LocalService, folders: list[Path]) -> None:
-    database = Database(f"sqlite:///{service.data_dir.resolve() / 'neuroplast.db'}")
+    database = Database(Settings(data_dir=service.data_dir).resolved_database_url)
     with database.session() as session:
-        lineage = session.query(Lineage).filter_by(name="bench").one()
+        lineage = session.scalars(select(Lineage).where(Lineage.name == "bench")).one()
         for number, folder in enumerate(folders, start=1):
             version = Version(
                 lineage_pk=lineage.pk,
