@@ -12,10 +12,14 @@ A method class is built as `MethodClass(config)` from its config dataclass (see
    collated, `outputs = model(input_ids, attention_mask, labels, output_hidden_states=True)`,
    `loss = training_loss(model, batch, outputs)`, backward, optimizer step,
    `after_optimizer_step(model, step)`;
-5. `save_memory(checkpoint/memory)` in every checkpoint;
-6. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
+5. every `continual_eval_every` steps, when earlier jobs left probes, the continual evaluator
+   scores them and passes the result to `after_evaluation(step, evaluation)` (e.g. for a
+   controller that reacts to forgetting);
+6. `save_memory(checkpoint/memory)` in every checkpoint;
+7. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +29,34 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-__all__ = ["ContinualMethod", "TrainingConfig"]
+__all__ = ["ContinualEvaluation", "ContinualMethod", "TrainingConfig"]
+
+
+@dataclass(frozen=True)
+class ContinualEvaluation:
+    """One continual evaluation during a job (De Lange et al., arXiv 2205.13452; docs/evaluation.md).
+
+    Accuracies are recall accuracies in [0, 1] on a small fixed subset of each job's probes.
+
+    Attributes:
+        step: The optimizer step just taken (counting from 1).
+        accuracy: Per earlier job id (oldest first), its accuracy now.
+        current: The current job's accuracy on its own probes now.
+        min_acc: Mean over earlier jobs of their lowest accuracy so far in this job.
+        wc_acc: Worst-case accuracy: `current / k + (1 - 1 / k) * min_acc` for k jobs in all.
+        windowed_forgetting: Mean over earlier jobs of the largest drop within the last
+            `window` evaluations, maximised over the job so far (WF^window).
+        forgetting: Mean over earlier jobs of (accuracy at this job's start - accuracy now); the
+            signal a controller reads (negative when earlier jobs improved).
+    """
+
+    step: int
+    accuracy: dict[str, float]
+    current: float
+    min_acc: float
+    wc_acc: float
+    windowed_forgetting: float
+    forgetting: float
 
 
 class TrainingConfig(Protocol):
@@ -95,6 +126,10 @@ class ContinualMethod(Protocol):
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Work after each optimizer step (e.g. an EMA update); `step` counts from 1."""
+        ...
+
+    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> None:
+        """React to a continual evaluation of earlier jobs' probes (e.g. raise replay on forgetting)."""
         ...
 
     def save_memory(self, memory_dir: Path) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "load_method",
     "method_config",
     "resolve_method_config",
+    "version_loader",
 ]
 
 
@@ -33,10 +34,14 @@ class MethodSpec:
         config: The method's config dataclass (torch-free).
         method: `"module:Class"` of the class implementing `trainers.interface.ContinualMethod`,
             imported only when a trainer needs it.
+        loader: `"module:function"` that loads a published version for inference,
+            `load(base_model: PreTrainedModel, version_dir: Path) -> nn.Module`; None for methods
+            whose version is the plain PEFT adapter in `adapter/` (see `trainers.servable`).
     """
 
     config: type
     method: str
+    loader: str | None = None
 
 
 METHODS = {
@@ -90,6 +95,11 @@ def load_method(method_type: str) -> type:
     """
     module_name, class_name = _spec(method_type).method.split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def version_loader(method_type: str) -> str | None:
+    """The `"module:function"` that loads a version of `method_type`, or None for a PEFT adapter."""
+    return _spec(method_type).loader
 
 
 def method_config(method_type: str, config: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from trainers.interface import ContinualEvaluation
 from trainers.methods.lora.config import LoraConfig
 
 __all__ = ["LoraMethod"]
@@ -54,6 +55,9 @@ class LoraMethod:
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Nothing: plain LoRA keeps no state besides its weights."""
+
+    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> None:
+        """Nothing: plain LoRA does not react to forgetting."""
 
     def save_memory(self, memory_dir: Path) -> None:
         """Nothing to write: `memory/` stays empty for LoRA."""

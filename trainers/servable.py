@@ -1,0 +1,43 @@
+"""Load a published version for inference: what the native backend serves and the evaluator scores.
+
+A version of a PEFT-adapter method (`lora`, `replay`, `ilora`) is the base model with the
+adapter in `adapter/`; a method with modules PEFT cannot express (`titans`, `trc`) names its own
+loader in `trainers.registry`. Either way the result is a causal LM in eval mode whose forward
+takes `input_ids` and `attention_mask` and returns `logits`, so `transformers`' `generate` and
+the probe runners work on it unchanged.
+"""
+
+import importlib
+import json
+from pathlib import Path
+
+from peft import PeftModel
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from trainers.registry import version_loader
+
+__all__ = ["load_version", "version_method"]
+
+
+def load_version(base_model: str | PreTrainedModel, version_dir: Path) -> nn.Module:
+    """The version in `version_dir` on top of `base_model`, in eval mode.
+
+    Args:
+        base_model: The lineage's base model, as a path or hub id, or already loaded (it is then
+            modified in place for PEFT versions).
+        version_dir: A published (or staged) version: `manifest.json`, `adapter/`, `memory/`.
+    """
+    if isinstance(base_model, str):
+        base_model = AutoModelForCausalLM.from_pretrained(base_model)
+    loader = version_loader(version_method(version_dir))
+    if loader is None:
+        return PeftModel.from_pretrained(base_model, version_dir / "adapter").eval()
+    module_name, function_name = loader.split(":")
+    load = getattr(importlib.import_module(module_name), function_name)
+    return load(base_model, version_dir).eval()  # type: ignore[no-any-return]
+
+
+def version_method(version_dir: Path) -> str:
+    """The method that trained the version in `version_dir` (from its manifest)."""
+    return str(json.loads((version_dir / "manifest.json").read_text())["method"])
