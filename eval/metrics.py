@@ -7,14 +7,21 @@ Definitions (research/evaluation.md section 4.1), for T tasks, tasks counted fro
   (GEM's normalisation; TRACE and SAPT divide by T); negative means forgetting;
 - forgetting: F = (1/(T-1)) sum_{j<T-1} (max_{j<=i<T-1} R[i][j] - R[T-1][j]) (Chaudhry et al. 2018).
 
-With one task BWT and forgetting are 0 (nothing earlier to forget). Entries R[i][j] with j > i
-(tasks not trained yet) are not read and may be None.
+- forward transfer (GEM): FWT = (1/(T-1)) sum_{j>0} (R[j-1][j] - b[j]), the score on task j just
+  before training on it against the base model's b[j]; needs those entries.
+
+With one task BWT, forgetting and FWT are 0 (nothing earlier to forget or transfer from). Entries
+R[i][j] with j > i (tasks not trained yet) are not read, and may be None, except R[j-1][j] for FWT.
+
+During a task, `StabilityTracker` keeps De Lange et al.'s continual-evaluation metrics (arXiv
+2205.13452, research/evaluation.md section 3): min-ACC, WC-ACC and windowed forgetting WF^window.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["ContinualMetrics", "continual_metrics"]
+__all__ = ["ContinualMetrics", "StabilityTracker", "continual_metrics", "forward_transfer"]
 
 Matrix = Sequence[Sequence[float | None]]
 
@@ -58,6 +65,68 @@ def continual_metrics(scores: Matrix) -> ContinualMetrics:
         forgetting=sum(forgetting) / len(forgetting) if forgetting else 0.0,
         final_task=final[-1],
     )
+
+
+def forward_transfer(scores: Matrix, baseline: Sequence[float | None]) -> float | None:
+    """GEM's forward transfer: how much earlier tasks helped each task before it was trained.
+
+    Args:
+        scores: R[i][j], square; R[j-1][j] is task j's score just before training on it.
+        baseline: b[j], task j's score under the base model.
+
+    Returns:
+        The mean of R[j-1][j] - b[j] over tasks 1..T-1 (0 for one task), or None when any of
+        those entries is missing.
+    """
+    pairs = [(scores[j - 1][j], baseline[j]) for j in range(1, len(scores))]
+    if any(before is None or base is None for before, base in pairs):
+        return None
+    gains = [before - base for before, base in pairs]  # type: ignore[operator]
+    return sum(gains) / len(gains) if gains else 0.0
+
+
+@dataclass
+class StabilityTracker:
+    """Running continual-evaluation metrics over one task's evaluations of earlier tasks.
+
+    Attributes:
+        window: Evaluations per window of the windowed forgetting (De Lange et al. use 10 and 100).
+    """
+
+    window: int = 10
+    _start: dict[str, float] = field(default_factory=dict)
+    _minimum: dict[str, float] = field(default_factory=dict)
+    _recent: dict[str, deque[float]] = field(default_factory=dict)
+    _worst_drop: dict[str, float] = field(default_factory=dict)
+
+    def update(self, earlier: Mapping[str, float], current: float) -> dict[str, float]:
+        """Record one evaluation and return the metrics so far.
+
+        Args:
+            earlier: Accuracy of each earlier task now (at least one).
+            current: Accuracy of the task being learned now.
+
+        Returns:
+            `min_acc` (mean over earlier tasks of their lowest accuracy so far), `wc_acc`
+            (`current / k + (1 - 1 / k) * min_acc` for k tasks in all), `windowed_forgetting`
+            (mean over earlier tasks of the largest drop inside any window so far) and
+            `forgetting` (mean over earlier tasks of first evaluation minus now).
+        """
+        for task, accuracy in earlier.items():
+            self._start.setdefault(task, accuracy)
+            self._minimum[task] = min(self._minimum.get(task, accuracy), accuracy)
+            recent = self._recent.setdefault(task, deque(maxlen=self.window))
+            recent.append(accuracy)
+            drop = max(before - accuracy for before in recent)  # the newest value against the window
+            self._worst_drop[task] = max(self._worst_drop.get(task, 0.0), drop)
+        tasks = len(earlier) + 1
+        min_acc = sum(self._minimum[task] for task in earlier) / len(earlier)
+        return {
+            "min_acc": min_acc,
+            "wc_acc": current / tasks + (1 - 1 / tasks) * min_acc,
+            "windowed_forgetting": sum(self._worst_drop[task] for task in earlier) / len(earlier),
+            "forgetting": sum(self._start[task] - earlier[task] for task in earlier) / len(earlier),
+        }
 
 
 def _score(scores: Matrix, i: int, j: int) -> float:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.metrics import continual_metrics
+from eval.metrics import StabilityTracker, continual_metrics, forward_transfer
 
 
 def test_three_tasks_by_hand() -> None:
@@ -50,3 +50,39 @@ def test_missing_or_ragged_scores_are_refused() -> None:
         continual_metrics([[0.5, None], [None, 0.5]])
     with pytest.raises(ValueError):
         continual_metrics([[0.5], [0.5, 0.5]])
+
+
+def test_forward_transfer_by_hand() -> None:
+    scores = [
+        [0.9, 0.2, 0.1],  # before learning task 1 the model already scored 0.2 on it (base: 0.0)
+        [0.6, 0.8, 0.4],  # and 0.4 on task 2 before learning it (base: 0.1)
+        [0.3, 0.7, 1.0],
+    ]
+    assert forward_transfer(scores, [0.5, 0.0, 0.1]) == pytest.approx(((0.2 - 0.0) + (0.4 - 0.1)) / 2)
+
+
+def test_forward_transfer_needs_the_scores_before_each_task() -> None:
+    assert forward_transfer([[0.9, None], [0.5, 0.8]], [0.1, 0.0]) is None
+    assert forward_transfer([[0.9]], [0.1]) == 0.0
+
+
+def test_stability_tracker_by_hand() -> None:
+    tracker = StabilityTracker(window=2)
+    tracker.update({"a": 0.8, "b": 0.6}, current=0.0)
+    tracker.update({"a": 0.2, "b": 0.6}, current=0.5)  # a collapses: the stability gap ...
+    metrics = tracker.update({"a": 0.7, "b": 0.4}, current=0.9)  # ... and recovers
+    # min-ACC: lowest of each earlier task so far, averaged: (0.2 + 0.4) / 2.
+    assert metrics["min_acc"] == pytest.approx(0.3)
+    # WC-ACC with k = 3 tasks: current / 3 + 2/3 * min-ACC.
+    assert metrics["wc_acc"] == pytest.approx(0.9 / 3 + 2 / 3 * 0.3)
+    # Largest drop inside a 2-evaluation window: a 0.8 -> 0.2, b 0.6 -> 0.4.
+    assert metrics["windowed_forgetting"] == pytest.approx((0.6 + 0.2) / 2)
+    # Against the first evaluation: a 0.8 -> 0.7, b 0.6 -> 0.4.
+    assert metrics["forgetting"] == pytest.approx((0.1 + 0.2) / 2)
+
+
+def test_windowed_forgetting_ignores_drops_longer_than_the_window() -> None:
+    tracker = StabilityTracker(window=2)
+    for accuracy in (0.9, 0.7, 0.5):  # 0.2 per evaluation; 0.4 only across three evaluations
+        metrics = tracker.update({"a": accuracy}, current=0.0)
+    assert metrics["windowed_forgetting"] == pytest.approx(0.2)

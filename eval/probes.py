@@ -1,0 +1,181 @@
+"""Probes of what one job taught, built from its training file when the job is created. Torch-free.
+
+Three kinds (research/evaluation.md section 1, after Orhan, arXiv 2303.17557):
+
+- **recall**: the row's context plus the first half of the words of its target is the cue; the
+  rest of the target is the continuation that greedy decoding must give back (scored on the
+  continuation only, unlike Orhan's code, which also counts the cue);
+- **recognition**: the seen row against a foil of about the same length; the text with the lower
+  mean per-token NLL is taken as seen. Foil families: `novel` (a held-out row of the same file,
+  the closest in word count), `shuffled` (the seen text's words in another order) and `swap` (one
+  target word replaced by a word of another row's target);
+- **held_out**: rows kept out of training, whose loss measures generalisation.
+
+A row is a `context` (a string, or the chat messages before the last assistant turn, rendered by
+the runner with the tokenizer's chat template) and a `target` (the completion, the last assistant
+turn, or a plain text row whole with an empty context). Everything is drawn from a
+`random.Random(seed)`, so a job's probes depend only on its file and seed.
+"""
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["FOIL_FAMILIES", "ProbeSizes", "Probes", "build_probes", "row_parts", "split_words"]
+
+FOIL_FAMILIES = ("novel", "shuffled", "swap")
+Context = str | list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ProbeSizes:
+    """How many probes of each kind a job gets.
+
+    Attributes:
+        recall: Recall items (at most the rows trained on).
+        recognition: Recognition pairs (at most the rows trained on).
+        held_out_fraction: Share of the file's rows kept out of training as the held-out split.
+        max_held_out: Upper bound on held-out rows, so a large file still trains on nearly all.
+    """
+
+    recall: int = 32
+    recognition: int = 32
+    held_out_fraction: float = 0.1
+    max_held_out: int = 32
+
+    def held_out_rows(self, rows: int) -> int:
+        """Held-out rows for a file of `rows` rows: none for a file too small to spare one."""
+        wanted = min(self.max_held_out, int(self.held_out_fraction * rows))
+        return wanted if rows - wanted >= 1 else 0
+
+
+@dataclass
+class Probes:
+    """One job's probes, as stored with its version (`probes.json`).
+
+    Attributes:
+        seed: The job's seed, which drew them.
+        held_out_rows: Line numbers (from 0) of the file's rows kept out of training.
+        recall: `{row, context, cue, continuation}`: the cue follows the rendered context.
+        recognition: `{row, family, seen: {context, target}, foil: {context, target}}`.
+        held_out: `{row, context, target}`.
+    """
+
+    seed: int
+    held_out_rows: list[int] = field(default_factory=list)
+    recall: list[dict[str, Any]] = field(default_factory=list)
+    recognition: list[dict[str, Any]] = field(default_factory=list)
+    held_out: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Probes":
+        """The inverse of `to_json`."""
+        return cls(**data)
+
+
+def build_probes(rows: list[dict[str, Any]], seed: int, sizes: ProbeSizes) -> Probes:
+    """Draw a job's held-out split, recall items and recognition pairs from its training rows.
+
+    Args:
+        rows: The training file's rows, validated (`text`, `prompt`/`completion` or `messages`).
+        seed: The job's seed.
+        sizes: How many of each.
+
+    Returns:
+        The probes; recall and recognition use only rows that are trained on.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    n_held_out = sizes.held_out_rows(len(rows))
+    held_out, trained = sorted(order[:n_held_out]), order[n_held_out:]
+    parts = [row_parts(row) for row in rows]
+    probes = Probes(seed=seed, held_out_rows=held_out)
+    probes.held_out = [{"row": i, "context": parts[i][0], "target": parts[i][1]} for i in held_out]
+
+    for i in trained:
+        if len(probes.recall) == sizes.recall:
+            break
+        context, target = parts[i]
+        words = split_words(target)
+        half = len(words) // 2
+        if half == 0 and not context:
+            continue  # a one-word text row leaves no cue
+        cue, continuation = "".join(words[:half]), "".join(words[half:])
+        probes.recall.append({"row": i, "context": context, "cue": cue, "continuation": continuation})
+
+    families = [family for family in FOIL_FAMILIES if family != "novel" or held_out]
+    for i in trained[: sizes.recognition]:
+        for offset in range(len(families)):  # the pair's family, or the next one that applies
+            family = families[(len(probes.recognition) + offset) % len(families)]
+            foil = _foil(family, i, parts, held_out, trained, rng)
+            if foil is not None:
+                seen = {"context": parts[i][0], "target": parts[i][1]}
+                probes.recognition.append({"row": i, "family": family, "seen": seen, "foil": foil})
+                break
+    return probes
+
+
+def row_parts(row: dict[str, Any]) -> tuple[Context, str]:
+    """A training row as (context, target): what the model reads, and what it learns to write."""
+    if row.get("messages") is not None:
+        messages = row["messages"]
+        return messages[:-1], str(messages[-1]["content"])
+    if row.get("prompt") is not None:
+        return str(row["prompt"]), str(row["completion"])
+    return "", str(row["text"])
+
+
+def split_words(text: str) -> list[str]:
+    """Words with the whitespace before each, so `"".join` gives back the text (trailing space aside)."""
+    return re.findall(r"\s*\S+", text)
+
+
+def _foil(
+    family: str,
+    row: int,
+    parts: list[tuple[Context, str]],
+    held_out: list[int],
+    trained: list[int],
+    rng: random.Random,
+) -> dict[str, Any] | None:
+    """A foil for `row` of the given family, or None where the row cannot make one."""
+    context, target = parts[row]
+    if family == "novel":
+        length = _word_count(parts[row])
+        closest = min(held_out, key=lambda i: (abs(_word_count(parts[i]) - length), i))
+        return {"context": parts[closest][0], "target": parts[closest][1]}
+    words = split_words(target)
+    if family == "shuffled":
+        if isinstance(context, str) and len(split_words(context + target)) >= 2:
+            # A plain-text row: shuffle the whole text, context included.
+            words, context = split_words(context + target), ""
+        if len({word.strip() for word in words}) < 2:
+            return None
+        shuffled = [word.strip() for word in words]
+        while shuffled == [word.strip() for word in words]:
+            rng.shuffle(shuffled)
+        lead = words[0][: len(words[0]) - len(words[0].lstrip())]
+        return {"context": context, "target": lead + " ".join(shuffled)}
+    # swap: one target word for a word of another trained row's target
+    others = [word.strip() for i in trained if i != row for word in split_words(parts[i][1]) if word.strip()]
+    if not words or not others:
+        return None
+    position = rng.randrange(len(words))
+    replacement = rng.choice([word for word in others if word != words[position].strip()] or [""])
+    if not replacement:
+        return None
+    lead = words[position][: len(words[position]) - len(words[position].lstrip())]
+    swapped = [*words[:position], lead + replacement, *words[position + 1 :]]
+    return {"context": context, "target": "".join(swapped)}
+
+
+def _word_count(part: tuple[Context, str]) -> int:
+    context, target = part
+    text = context if isinstance(context, str) else " ".join(m["content"] for m in context)
+    return len(split_words(text + target))

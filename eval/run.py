@@ -1,0 +1,84 @@
+"""Run one evaluation as its own process, as workers run trainers (`docs/evaluation.md`).
+
+    python -m eval.run --spec eval-spec.json
+
+The spec names the lineage's base model and a list of evaluations, each a model (a version
+folder, or none for the base model) and the probes of the jobs to score it on:
+
+    {"base_model": "...",
+     "evaluations": [{"version": 2, "version_dir": ".../v2.partial",
+                      "probes": {"ftjob-a": ".../v1/probes.json", "ftjob-b": ".../v2.partial/probes.json"}},
+                     {"version": 0, "version_dir": null, "probes": {"ftjob-b": "..."}}],
+     "serving": null}
+
+With `"serving": {"base_url", "model", "api_key"}` the one evaluation is asked of a serving
+endpoint instead of a model loaded here. Protocol lines go to stdout, one JSON object each:
+`{"type": "scores", "version", "job_id", "scores"}` per (model, job), then `{"type": "completed"}`;
+what libraries print goes to stderr, whose last line says why a failed run failed.
+"""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run the evaluations, return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, required=True, help="path of the evaluation's spec.json")
+    args = parser.parse_args(argv)
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # libraries' prints go to stderr; protocol lines keep the real stdout
+    try:
+        spec = json.loads(args.spec.read_text())
+        for line in evaluate(spec):
+            protocol.write(json.dumps(line) + "\n")
+    except Exception as error:
+        traceback.print_exc()
+        print(f"evaluation failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    protocol.write(json.dumps({"type": "completed"}) + "\n")
+    return 0
+
+
+def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Yield a `scores` line for every (model, job) pair of the spec."""
+    import datasets
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eval.probes import Probes
+    from eval.retention import score_probes
+    from eval.runners import InProcessRunner, ProbeRunner, ServingRunner
+    from trainers.servable import load_version
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(spec["base_model"])
+    for evaluation in spec["evaluations"]:
+        runner: ProbeRunner
+        if spec.get("serving"):
+            runner = ServingRunner(**spec["serving"])
+        else:
+            base = AutoModelForCausalLM.from_pretrained(spec["base_model"])
+            version_dir = evaluation["version_dir"]
+            model = load_version(base, Path(version_dir)) if version_dir else base.eval()
+            runner = InProcessRunner(model, tokenizer)
+        for job_id, path in evaluation["probes"].items():
+            probes = Probes.from_json(json.loads(Path(path).read_text()))
+            scores = score_probes(runner, tokenizer, probes)
+            yield {"type": "scores", "version": evaluation["version"], "job_id": job_id, "scores": scores}
+
+
+if __name__ == "__main__":
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # skip torch's slow interpreter teardown, as trainers.run does

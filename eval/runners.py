@@ -1,0 +1,161 @@
+"""Probe runners: the two questions probes ask of a model, answered in-process or by a server.
+
+- `nll(texts, scored_from)`: the mean negative log-likelihood per token of each text, over the
+  tokens that start at or after character `scored_from` (0: the whole text but its first token,
+  which nothing predicts);
+- `complete(prompts, n_tokens)`: greedy continuations of exactly `n_tokens` tokens each.
+
+`InProcessRunner` runs a transformers model (a published version loaded with
+`trainers.servable.load_version`, or the model being trained); `ServingRunner` asks an
+OpenAI-compatible completions endpoint (vLLM, the native backend, or the gateway), using
+`echo` with `logprobs` for the likelihoods, so a health check can probe what is actually served.
+Both tokenize the whole text once and score by character offsets, so they agree on what is scored.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import httpx
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+__all__ = ["InProcessRunner", "ProbeRunner", "ServingRunner"]
+
+
+class ProbeRunner(Protocol):
+    """What the probe scorers need from a model."""
+
+    def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
+        """Mean NLL per scored token of each text (nan when no token is scored)."""
+        ...
+
+    def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
+        """Greedy continuation of each prompt, `n_tokens` tokens long."""
+        ...
+
+
+class InProcessRunner:
+    """A causal LM in this process, batched.
+
+    Args:
+        model: A causal LM (base model, or with a version loaded); put in eval mode here.
+        tokenizer: Its (fast) tokenizer.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int = 16) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
+        """Mean NLL per scored token, from one forward pass per batch."""
+        result: list[float] = []
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + self.batch_size]),
+                return_offsets_mapping=True,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (rows, seq-1, vocab)
+            targets = batch.input_ids[:, 1:]  # (rows, seq-1)
+            token_nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (rows, seq-1)
+            starts = batch.offset_mapping[:, 1:, 0]  # (rows, seq-1) first character of each target token
+            for row, begin in enumerate(scored_from[start : start + self.batch_size]):
+                scored = batch.attention_mask[row, 1:].bool() & (starts[row] >= begin)
+                count = int(scored.sum())
+                result.append(float(token_nll[row][scored].sum()) / count if count else float("nan"))
+        self.model.train(was_training)
+        return result
+
+    @torch.no_grad()
+    def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
+        """Greedy decoding, left-padded batches, exactly `n_tokens` new tokens each."""
+        was_training = self.model.training
+        self.model.eval()
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+        pad = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
+        texts: list[str] = []
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                chunk = list(prompts[start : start + self.batch_size])
+                lengths = list(n_tokens[start : start + self.batch_size])
+                batch = self.tokenizer(chunk, padding=True, return_tensors="pt")
+                longest = max(lengths)
+                out = self.model.generate(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    max_new_tokens=longest,
+                    min_new_tokens=longest,
+                    do_sample=False,
+                    pad_token_id=pad,
+                )  # (rows, prompt + longest)
+                new = out[:, batch.input_ids.shape[1] :]
+                texts += [
+                    self.tokenizer.decode(new[row, :length], skip_special_tokens=True)
+                    for row, length in enumerate(lengths)
+                ]
+        finally:
+            self.tokenizer.padding_side = side
+            self.model.train(was_training)
+        return texts
+
+
+class ServingRunner:
+    """An OpenAI-compatible `/v1/completions` endpoint serving `model`.
+
+    Args:
+        base_url: e.g. `http://127.0.0.1:8000/v1`.
+        model: The served name (a vLLM adapter name, or `<lineage>@<N>` at the gateway).
+        api_key: Bearer key, when the endpoint wants one.
+        timeout: Seconds per request.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self.model = model
+
+    def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
+        """Mean NLL per scored token from the prompt's echoed logprobs."""
+        body = {"model": self.model, "prompt": list(texts), "echo": True, "logprobs": 0, "max_tokens": 1}
+        choices = sorted(self._post(body)["choices"], key=lambda choice: choice["index"])
+        result = []
+        for choice, text, begin in zip(choices, texts, scored_from, strict=True):
+            logprobs = choice["logprobs"]
+            scored = [
+                -value
+                for value, offset in zip(logprobs["token_logprobs"], logprobs["text_offset"], strict=True)
+                if value is not None and offset >= begin and offset < len(text)
+            ]
+            result.append(sum(scored) / len(scored) if scored else float("nan"))
+        return result
+
+    def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
+        """Greedy continuations, one request per prompt (their lengths differ)."""
+        texts = []
+        for prompt, length in zip(prompts, n_tokens, strict=True):
+            body = {
+                "model": self.model,
+                "prompt": prompt,
+                "max_tokens": length,
+                "temperature": 0,
+                "ignore_eos": True,
+            }
+            texts.append(self._post(body)["choices"][0]["text"])
+        return texts
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post("/completions", json=body)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
