@@ -4,7 +4,7 @@ import time
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 
 def now() -> int:
@@ -62,6 +62,8 @@ class Lineage(Base):
     base_model: Mapped[str] = mapped_column(Text)
     method_type: Mapped[str] = mapped_column(String(32))
     method_config: Mapped[dict[str, Any]]
+    # Probe sizes and continual-evaluation cadence (`service.schemas.lineages.EvaluationConfig`).
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     promoted_version: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[int] = mapped_column(default=now)
 
@@ -83,7 +85,21 @@ class Version(Base):
     promoted_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
-class Job(Base):
+class Leased:
+    """Columns of queued work that workers claim: a lease held by `owner`, proven by `lease_token`."""
+
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    started_at: Mapped[int | None] = mapped_column(default=None)
+    finished_at: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The lease: the worker holding `lease_token` may write until `lease_expires_at`.
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+
+
+class Job(Leased, Base):
     __tablename__ = "jobs"
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -91,23 +107,16 @@ class Job(Base):
     tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
     lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
     training_file: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), index=True)
     hyperparameters: Mapped[dict[str, Any]]
     seed: Mapped[int]
     suffix: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[int] = mapped_column(default=now)
-    started_at: Mapped[int | None] = mapped_column(default=None)
-    finished_at: Mapped[int | None] = mapped_column(default=None)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     trained_tokens: Mapped[int | None] = mapped_column(default=None)
     version_number: Mapped[int | None] = mapped_column(default=None)
     parent_version: Mapped[int | None] = mapped_column(default=None)
-    # The lease: the worker holding `lease_token` may write until `lease_expires_at`.
-    owner: Mapped[str | None] = mapped_column(String(128), default=None)
-    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
-    lease_expires_at: Mapped[float | None] = mapped_column(Float, default=None)
-    attempts: Mapped[int] = mapped_column(default=0)
+    # The job's probes (`eval.probes.Probes`), drawn from its file when it was created; loaded on use.
+    probes: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON, default=None))
 
 
 class JobEvent(Base):
@@ -132,4 +141,33 @@ class Checkpoint(Base):
     step_number: Mapped[int]
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class RetentionScore(Base):
+    """One version's scores on one job's probes: an entry R[version][job] (version 0: the base model)."""
+
+    __tablename__ = "retention_scores"
+    __table_args__ = (UniqueConstraint("lineage_pk", "version", "job_id"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    version: Mapped[int]
+    job_id: Mapped[str] = mapped_column(String(64))
+    scores: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class HealthCheck(Leased, Base):
+    """An evaluation of one version, queued for workers like jobs; its result is kept here."""
+
+    __tablename__ = "health_checks"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    version: Mapped[int]
+    suites: Mapped[list[Any]]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[int] = mapped_column(default=now)

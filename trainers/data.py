@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def load_training_data(
     tokenizer: PreTrainedTokenizerBase,
     max_seq_len: int,
     cache_dir: Path,
+    held_out_rows: Sequence[int] = (),
 ) -> TrainingData:
     """Load, render and tokenize a JSONL training file, or take it from the cache.
 
@@ -60,9 +62,11 @@ def load_training_data(
         tokenizer: The base model's (fast) tokenizer.
         max_seq_len: Rows are cut to this many tokens.
         cache_dir: Root of the cache; written atomically, shared by concurrent jobs.
+        held_out_rows: Rows (from 0) kept out of training: the job's held-out split.
 
     Returns:
-        The rows that have at least one loss token, and how many were dropped.
+        The rows that have at least one loss token, less the held-out ones, and how many of the
+        others were dropped.
     """
     cached = cache_dir / "tokenized" / _cache_key(file_sha256, tokenizer, max_seq_len)
     if not cached.exists():
@@ -76,8 +80,11 @@ def load_training_data(
         )
         _save_atomically(tokenized, cached)
     rows = load_from_disk(str(cached))
-    keep = [i for i, labels in enumerate(rows["labels"]) if any(x != IGNORE_INDEX for x in labels)]
-    return TrainingData(rows=rows.select(keep), dropped=len(rows) - len(keep))
+    held_out = set(held_out_rows)
+    trained = [i for i in range(len(rows)) if i not in held_out]
+    labels = rows["labels"]
+    keep = [i for i in trained if any(x != IGNORE_INDEX for x in labels[i])]
+    return TrainingData(rows=rows.select(keep), dropped=len(trained) - len(keep))
 
 
 def render_row(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_seq_len: int) -> dict[str, Any]:

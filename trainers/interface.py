@@ -19,7 +19,7 @@ A method class is built as `MethodClass(config)` from its config dataclass (see
 7. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,7 @@ class ContinualEvaluation:
             `window` evaluations, maximised over the job so far (WF^window).
         forgetting: Mean over earlier jobs of (accuracy at this job's start - accuracy now); the
             signal a controller reads (negative when earlier jobs improved).
+        recognition: Per earlier job id, its recognition accuracy now (seen vs. foil by NLL).
     """
 
     step: int
@@ -57,6 +58,7 @@ class ContinualEvaluation:
     wc_acc: float
     windowed_forgetting: float
     forgetting: float
+    recognition: dict[str, float] = field(default_factory=dict)
 
 
 class TrainingConfig(Protocol):

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval.continual import ContinualEvaluator
 from trainers.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
@@ -55,7 +56,12 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     base_model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=torch.float32)
     model = method.prepare_model(base_model, spec.parent_dir)
     data = load_training_data(
-        spec.training_file, spec.training_file_sha256, tokenizer, config.max_seq_len, spec.cache_dir
+        spec.training_file,
+        spec.training_file_sha256,
+        tokenizer,
+        config.max_seq_len,
+        spec.cache_dir,
+        held_out_rows=spec.held_out_rows,
     )
     if data.dropped:
         progress.message(
@@ -93,6 +99,11 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     if (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
         state = load_checkpoint(accelerator, method, checkpoint)
     progress.started(total_steps=total_steps, examples=len(data.rows), resumed_from_step=state.step)
+    evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
+    if evaluator is not None and not evaluator.active:
+        evaluator = None  # the lineage's first job: nothing earlier to forget
+    if evaluator is not None and state.step == 0:
+        _evaluate(evaluator, method, model, 0, progress)
 
     collate = Collator(
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -117,6 +128,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         scheduler.step()
         optimizer.zero_grad()
         method.after_optimizer_step(model, step + 1)
+        if evaluator is not None and evaluator.due(step + 1, total_steps):
+            _evaluate(evaluator, method, model, step + 1, progress)
 
         state.step = step + 1
         state.trained_tokens += sum(row["length"] for row in rows)
@@ -140,6 +153,20 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     progress.completed(steps=state.step, train_loss=state.train_loss, trained_tokens=state.trained_tokens)
+
+
+def _evaluate(
+    evaluator: ContinualEvaluator,
+    method: ContinualMethod,
+    model: torch.nn.Module,
+    step: int,
+    progress: Progress,
+) -> None:
+    """Score earlier jobs' probes now; the method may react (every process does both, identically)."""
+    started = time.monotonic()
+    evaluation = evaluator.evaluate(model, step)
+    method.after_evaluation(step, evaluation)
+    progress.evaluation(evaluation, seconds=time.monotonic() - started)
 
 
 def _default_to_single_process() -> None:

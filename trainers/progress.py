@@ -5,7 +5,10 @@ writes; the others hold a silent reporter.
 """
 
 import json
+from dataclasses import asdict
 from typing import Any, Literal, TextIO
+
+from trainers.interface import ContinualEvaluation
 
 __all__ = ["Progress"]
 
@@ -44,6 +47,10 @@ class Progress:
             trained_tokens=trained_tokens,
             elapsed_s=round(elapsed_s, 3),
         )
+
+    def evaluation(self, evaluation: ContinualEvaluation, seconds: float) -> None:
+        """A continual evaluation of earlier jobs' probes at `evaluation.step` (`eval.continual`)."""
+        self._emit("evaluation", **asdict(evaluation), seconds=round(seconds, 3))
 
     def checkpoint(self, step: int, path: str, train_loss: float | None) -> None:
         """A checkpoint is complete on disk; `path` is relative to the output folder."""

@@ -1,7 +1,7 @@
 """The job spec a worker writes for a trainer (`docs/trainer-protocol.md`). Torch-free."""
 
 import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ class JobSpec:
         seed: Seeds initialisation and the data order.
         checkpoint_every: Steps between checkpoints.
         cache_dir: Where tokenized training files are cached.
+        held_out_rows: Rows of the training file (line numbers from 0, blank lines not counted)
+            kept out of training: the job's held-out split (`eval.probes`).
+        continual_eval: None, or how to evaluate earlier jobs during training:
+            `{"every": steps, "items": probes per job, "earlier": {job_id: probes.json, ...},
+            "current": this job's probes.json}` (`eval.continual`).
     """
 
     job_id: str
@@ -81,6 +86,8 @@ class JobSpec:
     seed: int
     checkpoint_every: int
     cache_dir: Path
+    held_out_rows: list[int] = field(default_factory=list)
+    continual_eval: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
@@ -138,8 +145,12 @@ class JobSpec:
 def _check_fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{where} must be a JSON object")
-    names = {field.name for field in fields(cls)}
-    required = {field.name for field in fields(cls) if field.default is MISSING}
+    names = {spec_field.name for spec_field in fields(cls)}
+    required = {
+        spec_field.name
+        for spec_field in fields(cls)
+        if spec_field.default is MISSING and spec_field.default_factory is MISSING
+    }
     if unknown := sorted(set(data) - names):
         raise SpecError(f"{where} has unknown fields: {', '.join(unknown)}")
     if missing := sorted(required - set(data)):

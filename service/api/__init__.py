@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from service.api import files, gateway, health, jobs, lineages
+from service.api import files, gateway, health, health_checks, jobs, lineages
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(files.router)
 api_router.include_router(lineages.router)
 api_router.include_router(jobs.router)
+api_router.include_router(health_checks.router)
 api_router.include_router(gateway.router)
 
 __all__ = ["api_router", "health"]

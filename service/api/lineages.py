@@ -13,13 +13,15 @@ from service.deps import SessionDep, TenantDep
 from service.models import Lineage, Tenant, Version
 from service.schemas.common import ListPage
 from service.schemas.lineages import (
+    EvaluationConfig,
     LineageCreate,
     LineagePublic,
     PromoteRequest,
+    RetentionPublic,
     ServingPublic,
     VersionPublic,
 )
-from service.services import lineages
+from service.services import lineages, retention
 
 router = APIRouter(prefix="/lineages", tags=["lineages"])
 
@@ -49,6 +51,12 @@ def get_lineage(name: str, session: SessionDep, tenant: TenantDep) -> LineagePub
 def list_versions(name: str, session: SessionDep, tenant: TenantDep) -> ListPage[VersionPublic]:
     lineage = lineages.get_lineage(session, tenant, name)
     return ListPage(data=[version_public(lineage, row) for row in lineages.list_versions(session, lineage)])
+
+
+@router.get("/{name}/retention", response_model=RetentionPublic)
+def get_retention(name: str, session: SessionDep, tenant: TenantDep) -> RetentionPublic:
+    """R[version][job] for recall, recognition and held-out loss, with the continual-learning metrics."""
+    return retention.retention(session, lineages.get_lineage(session, tenant, name))
 
 
 @router.post("/{name}/promote", response_model=ServingPublic)
@@ -92,6 +100,7 @@ def lineage_public(session: Session, row: Lineage) -> LineagePublic:
         name=row.name,
         base_model=row.base_model,
         method={"type": row.method_type, row.method_type: row.method_config},
+        evaluation=EvaluationConfig(**row.evaluation),
         created_at=row.created_at,
         head_version=row.promoted_version,
         promoted_version=row.promoted_version,

@@ -1,31 +1,39 @@
-"""Job claims with leases. Every worker write happens inside `guarded`, which proves the lease."""
+"""Claims of queued work with leases. Every worker write happens inside `guarded`, which proves the lease.
+
+One queue, two kinds of work: fine-tuning jobs (strictly in order per lineage) and health checks
+(in creation order, independent of jobs). Both tables carry the same lease columns (`Leased`).
+"""
 
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Select, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
-from service.models import Job, Lineage, Version
+from service.models import HealthCheck, Job, Leased, Lineage, Version
 from service.services.files import ACTIVE_STATUSES
 from service.services.jobs import add_event
 from service.settings import Settings
 
+WORKING_STATUSES = ("running", "evaluating")  # a leased row is in one of these
+
 
 class LeaseLost(Exception):
-    """The job was cancelled, or its lease expired and another worker may have claimed it."""
+    """The work was cancelled, or its lease expired and another worker may have claimed it."""
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A worker's right to run one job, proven by `token` until it expires."""
+    """A worker's right to run one row of `work` (a job or a health check), proven by `token`."""
 
-    job_pk: int
-    job_id: str
+    work: type[Job] | type[HealthCheck]
+    pk: int
+    id: str
     token: str
     attempt: int
 
@@ -38,15 +46,20 @@ class JobQueue:
         self.settings = settings
 
     def claim(self, owner: str) -> Lease | None:
-        """Lease the oldest runnable job: queued (or with an expired lease) and first of its lineage."""
+        """Lease the oldest runnable job (first of its lineage), else the oldest runnable health check.
+
+        Runnable: queued, or with an expired lease (its worker died).
+        """
+        now = time.time()
         with self.database.session() as session:
-            for job in session.scalars(_runnable_jobs(time.time())):
-                if job.attempts >= self.settings.max_attempts:
-                    _give_up(session, job)
-                    continue
-                lease = self._take(session, job, owner)
-                if lease is not None:
-                    return lease
+            for query in (_runnable_jobs(now), _runnable(HealthCheck, now)):
+                for row in session.scalars(query):
+                    if row.attempts >= self.settings.max_attempts:
+                        _give_up(session, row)
+                        continue
+                    lease = self._take(session, row, owner)
+                    if lease is not None:
+                        return lease
         return None
 
     def renew(self, lease: Lease) -> bool:
@@ -58,84 +71,97 @@ class JobQueue:
             return False
 
     def release(self, lease: Lease) -> None:
-        """Give a running job back on shutdown: re-claimable at once, and the attempt does not count."""
+        """Give running work back on shutdown: re-claimable at once, and the attempt does not count."""
+        work = lease.work
         with self.database.session() as session:
             session.execute(
-                update(Job)
-                .where(Job.pk == lease.job_pk, Job.lease_token == lease.token)
-                .values(lease_expires_at=0.0, attempts=Job.attempts - 1)
+                update(work)
+                .where(work.pk == lease.pk, work.lease_token == lease.token)
+                .values(lease_expires_at=0.0, attempts=work.attempts - 1)
             )
 
     @contextmanager
-    def guarded(self, lease: Lease) -> Iterator[tuple[Session, Job]]:
-        """A transaction that holds the job row and renews the lease, or raises LeaseLost.
+    def guarded(self, lease: Lease) -> Iterator[tuple[Session, Any]]:
+        """A transaction that holds the leased row and renews the lease, or raises LeaseLost.
 
         The renewing UPDATE locks the row until commit, so no other claim or cancel can slip
         between the check and the writes made inside the block.
         """
+        work = lease.work
         with self.database.session() as session:
             renewed = session.execute(
-                update(Job)
-                .where(Job.pk == lease.job_pk, Job.lease_token == lease.token, Job.status == "running")
+                update(work)
+                .where(
+                    work.pk == lease.pk,
+                    work.lease_token == lease.token,
+                    work.status.in_(WORKING_STATUSES),
+                )
                 .values(lease_expires_at=time.time() + self.settings.lease_seconds)
             )
             if renewed.rowcount != 1:  # type: ignore[attr-defined]
-                raise LeaseLost(lease.job_id)
-            yield session, session.get_one(Job, lease.job_pk)
+                raise LeaseLost(lease.id)
+            yield session, session.get_one(work, lease.pk)
 
-    def _take(self, session: Session, job: Job, owner: str) -> Lease | None:
+    def _take(self, session: Session, row: Job | HealthCheck, owner: str) -> Lease | None:
+        work = type(row)
         token = secrets.token_hex(16)
         # Compare-and-swap on `attempts`: of two workers racing for this row, one wins.
         taken = session.execute(
-            update(Job)
+            update(work)
             .where(
-                Job.pk == job.pk,
-                Job.attempts == job.attempts,
-                Job.status.in_(("queued", "running")),
+                work.pk == row.pk,
+                work.attempts == row.attempts,
+                work.status.in_(("queued", *WORKING_STATUSES)),
             )
             .values(
                 status="running",
                 owner=owner,
                 lease_token=token,
                 lease_expires_at=time.time() + self.settings.lease_seconds,
-                attempts=Job.attempts + 1,
-                started_at=func.coalesce(Job.started_at, int(time.time())),
+                attempts=work.attempts + 1,
+                started_at=func.coalesce(work.started_at, int(time.time())),
             )
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
-        session.refresh(job)
-        if job.version_number is None:
-            lineage = session.get_one(Lineage, job.lineage_pk)
-            newest = select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk)
-            job.version_number = (session.scalar(newest) or 0) + 1
-            job.parent_version = lineage.promoted_version
-        verb = "Started" if job.attempts == 1 else f"Resumed (attempt {job.attempts})"
-        add_event(session, job, f"{verb} on worker {owner}.")
-        return Lease(job.pk, job.id, token, job.attempts)
+        session.refresh(row)
+        if isinstance(row, Job):
+            if row.version_number is None:
+                lineage = session.get_one(Lineage, row.lineage_pk)
+                newest = select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk)
+                row.version_number = (session.scalar(newest) or 0) + 1
+                row.parent_version = lineage.promoted_version
+            verb = "Started" if row.attempts == 1 else f"Resumed (attempt {row.attempts})"
+            add_event(session, row, f"{verb} on worker {owner}.")
+        return Lease(work, row.pk, row.id, token, row.attempts)
 
 
-def _runnable_jobs(now: float):  # type: ignore[no-untyped-def]
+def _runnable_jobs(now: float) -> Select[tuple[Job]]:
     earlier = aliased(Job)
     blocked = exists().where(
         earlier.lineage_pk == Job.lineage_pk,
         earlier.pk < Job.pk,
         earlier.status.in_(ACTIVE_STATUSES),
     )
+    return _runnable(Job, now).where(~blocked)
+
+
+def _runnable(work: type[Leased], now: float) -> Select[Any]:
     return (
-        select(Job)
+        select(work)
         .where(
-            Job.status.in_(("queued", "running")),
-            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
-            ~blocked,
+            work.status.in_(("queued", *WORKING_STATUSES)),
+            or_(work.lease_expires_at.is_(None), work.lease_expires_at < now),
         )
-        .order_by(Job.pk)
+        .order_by(work.pk)  # type: ignore[attr-defined]
         .limit(8)
     )
 
 
-def _give_up(session: Session, job: Job) -> None:
-    message = f"The job lost its worker {job.attempts} times; giving up."
-    job.status, job.finished_at, job.lease_token = "failed", int(time.time()), None
-    job.error = {"code": "worker_lost", "message": message, "param": None}
-    add_event(session, job, message, level="error")
+def _give_up(session: Session, row: Job | HealthCheck) -> None:
+    noun = "job" if isinstance(row, Job) else "health check"
+    message = f"The {noun} lost its worker {row.attempts} times; giving up."
+    row.status, row.finished_at, row.lease_token = "failed", int(time.time()), None
+    row.error = {"code": "worker_lost", "message": message, "param": None}
+    if isinstance(row, Job):
+        add_event(session, row, message, level="error")

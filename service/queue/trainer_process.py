@@ -1,4 +1,4 @@
-"""One trainer process (`python -m trainers.run --spec …`) and the JSON lines it prints."""
+"""One trainer or evaluator process (`python -m trainers.run|eval.run --spec …`) and its JSON lines."""
 
 import ctypes
 import json
@@ -17,18 +17,19 @@ _PR_SET_PDEATHSIG = 1
 
 
 class TrainerProcess:
-    """Spawns a trainer in its own process group and streams its protocol lines.
+    """Spawns a trainer (or, with `module="eval.run"`, an evaluator) in its own process group and
+    streams its protocol lines.
 
-    The trainer is killed if the worker dies (Linux parent-death signal), so a re-claimed job
+    The process is killed if the worker dies (Linux parent-death signal), so a re-claimed job
     never has two trainers writing the same staging folder.
     """
 
-    def __init__(self, spec_path: Path, log_path: Path) -> None:
+    def __init__(self, spec_path: Path, log_path: Path, module: str = "trainers.run") -> None:
         self.log_path = log_path
         self._lines: queue.Queue[Any] = queue.Queue()
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "trainers.run", "--spec", str(spec_path)],
+                [sys.executable, "-m", module, "--spec", str(spec_path)],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,7 @@
-"""A worker: lease a job row, run its trainer process, report events, publish the version.
+"""A worker: lease a job row, run its trainer process, report events, evaluate, publish the version.
+
+Health checks come through the same queue: the worker runs the evaluator process on the checked
+version and stores its result.
 
 Each step follows load -> process -> apply: nothing slow runs inside a database transaction,
 and every write is guarded by the lease, so a worker that lost its job cannot publish.
@@ -12,6 +15,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import Database
-from service.models import Checkpoint, File, Job, Lineage, Tenant, Version, now
+from service.models import Checkpoint, File, HealthCheck, Job, Lineage, Tenant, Version, now
+from service.queue.evaluation import (
+    PROBES_FILE,
+    earlier_probes,
+    health_check_spec,
+    record_scores,
+    retention_spec,
+)
 from service.queue.lease import JobQueue, Lease, LeaseLost
 from service.queue.trainer_process import TrainerProcess
+from service.schemas.lineages import EvaluationConfig
 from service.services.jobs import add_event
 from service.services.lineages import promote_version
 from service.settings import Settings
@@ -37,6 +49,7 @@ class Workspace:
     staging: Path
     final: Path
     spec: dict[str, Any]
+    probes: dict[str, Any] | None
 
 
 class Worker:
@@ -61,22 +74,23 @@ class Worker:
         if lease is None:
             return False
         try:
-            self._run(lease, stop or threading.Event())
+            if lease.work is HealthCheck:
+                self._check(lease, stop or threading.Event())
+            else:
+                self._run(lease, stop or threading.Event())
         except LeaseLost:
-            log.warning("lost the lease on %s", lease.job_id)
+            log.warning("lost the lease on %s", lease.id)
         return True
 
     def _run(self, lease: Lease, stop: threading.Event) -> None:
         workspace = self._prepare(lease)
-        if _published_by(workspace.final, lease.job_id):
-            self._publish(lease, workspace)  # an earlier attempt published the files, not the row
+        if _published_by(workspace.final, lease.id):
+            # An earlier attempt published the files, not the row.
+            self._publish(lease, workspace, self._evaluate(lease, workspace.final, stop))
             return
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        trainer = TrainerProcess(
-            workspace.staging / "spec.json", self.settings.logs_dir / f"{lease.job_id}.log"
-        )
+        trainer = TrainerProcess(workspace.staging / "spec.json", self._log(lease))
         try:
-            completed = self._follow(lease, trainer, stop)
+            completed = self._follow(lease, trainer, stop, self._record_line(lease))
         except LeaseLost:
             trainer.stop()
             self._abandon(lease, workspace)
@@ -86,18 +100,87 @@ class Worker:
         if stop.is_set():
             self.queue.release(lease)  # shutting down: let the next worker resume it at once
         elif completed and trainer.returncode == 0:
-            self._publish(lease, workspace)
+            scores = self._evaluate(lease, workspace.staging, stop)
+            if not stop.is_set():
+                self._publish(lease, workspace, scores)
         else:
             self._fail(lease, workspace, trainer.failure_reason())
 
+    def _check(self, lease: Lease, stop: threading.Event) -> None:
+        """Run a health check's suites on its version and store the result."""
+        with self.database.session() as session:
+            check = session.get_one(HealthCheck, lease.pk)
+            spec = health_check_spec(session, session.get_one(Lineage, check.lineage_pk), check)
+        lines, failure = self._run_evaluator(lease, spec, stop)
+        if stop.is_set():
+            self.queue.release(lease)
+            return
+        with self.queue.guarded(lease) as (session, check):
+            check.finished_at, check.lease_token = now(), None
+            if failure is not None:
+                check.status = "failed"
+                check.error = {"code": "evaluation_failed", "message": failure, "param": None}
+                return
+            check.status = "succeeded"
+            check.result = {"retention": {line["job_id"]: line["scores"] for line in lines}}
+
+    def _evaluate(self, lease: Lease, version_dir: Path, stop: threading.Event) -> list[dict[str, Any]]:
+        """Score the job's new version (status `evaluating`); no scores when the evaluator fails.
+
+        A failed evaluation does not fail the job: its version is published, with a warning
+        event, and its row of the retention matrix stays empty.
+        """
+        with self.queue.guarded(lease) as (session, job):
+            job.status = "evaluating"
+            add_event(session, job, "Evaluating the new version on the probes of every job so far.")
+            spec = retention_spec(session, session.get_one(Lineage, job.lineage_pk), job, version_dir)
+        lines, failure = self._run_evaluator(lease, spec, stop)
+        with self.queue.guarded(lease) as (session, job):
+            if failure is not None:
+                add_event(session, job, f"Evaluation failed: {failure}", level="warn")
+            else:
+                own = next(line["scores"] for line in lines if line["job_id"] == job.id)
+                add_event(session, job, _retention_message(own, len(lines)), data=own)
+        return lines if failure is None else []
+
+    def _run_evaluator(
+        self, lease: Lease, spec: dict[str, Any], stop: threading.Event
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Run `python -m eval.run` on `spec`; its `scores` lines, and why it failed (None if it did not)."""
+        spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        spec_path.write_text(json.dumps(spec, indent=2))
+        evaluator = TrainerProcess(spec_path, self._log(lease), module="eval.run")
+        lines: list[dict[str, Any]] = []
+        try:
+            completed = self._follow(lease, evaluator, stop, lines.append)
+        finally:
+            evaluator.stop()
+        if completed and evaluator.returncode == 0:
+            return [line for line in lines if line["type"] == "scores"], None
+        return lines, evaluator.failure_reason()
+
+    def _log(self, lease: Lease) -> Path:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        return self.settings.logs_dir / f"{lease.id}.log"
+
+    def _record_line(self, lease: Lease) -> Callable[[dict[str, Any]], None]:
+        def record(line: dict[str, Any]) -> None:
+            with self.queue.guarded(lease) as (session, job):
+                _record(session, job, line)
+
+        return record
+
     def _prepare(self, lease: Lease) -> Workspace:
         with self.database.session() as session:
-            workspace = self._workspace(session, session.get_one(Job, lease.job_pk))
+            workspace = self._workspace(session, session.get_one(Job, lease.pk))
         spec_path = workspace.staging / "spec.json"
-        if spec_path.exists() and json.loads(spec_path.read_text())["job_id"] != lease.job_id:
+        if spec_path.exists() and json.loads(spec_path.read_text())["job_id"] != lease.id:
             shutil.rmtree(workspace.staging)  # left by an earlier job of this lineage that failed
         workspace.staging.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(workspace.spec, indent=2))
+        if workspace.probes is not None:  # kept with the version it probes
+            (workspace.staging / PROBES_FILE).write_text(json.dumps(workspace.probes))
         return workspace
 
     def _workspace(self, session: Session, job: Job) -> Workspace:
@@ -108,6 +191,15 @@ class Worker:
         final = lineage_dir / f"v{job.version_number}"
         staging = lineage_dir / f"v{job.version_number}.partial"
         parent = lineage_dir / f"v{job.parent_version}" if job.parent_version else None
+        evaluation = EvaluationConfig(**lineage.evaluation)
+        continual_eval = None
+        if job.probes is not None and evaluation.continual_eval_every > 0:
+            continual_eval = {
+                "every": evaluation.continual_eval_every,
+                "items": evaluation.continual_eval_items,
+                "earlier": earlier_probes(session, lineage, job.version_number or 0),
+                "current": str(staging / PROBES_FILE),
+            }
         spec = {
             "job_id": job.id,
             "tenant": tenant.name,
@@ -124,33 +216,40 @@ class Worker:
             "seed": job.seed,
             "checkpoint_every": self.settings.checkpoint_every,
             "cache_dir": str(self.settings.cache_dir),
+            "held_out_rows": job.probes["held_out_rows"] if job.probes else [],
+            "continual_eval": continual_eval,
         }
-        return Workspace(staging=staging, final=final, spec=spec)
+        return Workspace(staging=staging, final=final, spec=spec, probes=job.probes)
 
-    def _follow(self, lease: Lease, trainer: TrainerProcess, stop: threading.Event) -> bool:
-        """Turn the trainer's lines into events until it exits; True if it completed."""
+    def _follow(
+        self,
+        lease: Lease,
+        process: TrainerProcess,
+        stop: threading.Event,
+        on_line: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        """Hand the process's lines to `on_line` and renew the lease until it exits; True if it completed."""
         completed, renewed_at = False, time.monotonic()
-        for line in trainer.lines(tick=min(1.0, self.settings.heartbeat_seconds)):
+        for line in process.lines(tick=min(1.0, self.settings.heartbeat_seconds)):
             if stop.is_set():
                 return False
             if line is not None:
                 completed |= line.get("type") == "completed"
-                with self.queue.guarded(lease) as (session, job):
-                    _record(session, job, line)
-                renewed_at = time.monotonic()
-            elif time.monotonic() - renewed_at >= self.settings.heartbeat_seconds:
+                on_line(line)
+            if time.monotonic() - renewed_at >= self.settings.heartbeat_seconds:
                 if not self.queue.renew(lease):
-                    raise LeaseLost(lease.job_id)  # cancelled or taken over: the finally stops the trainer
+                    raise LeaseLost(lease.id)  # cancelled or taken over: the finally stops the trainer
                 renewed_at = time.monotonic()
         return completed
 
-    def _publish(self, lease: Lease, workspace: Workspace) -> None:
+    def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]]) -> None:
         with self.queue.guarded(lease) as (session, job):
             if not workspace.final.exists():
                 os.replace(workspace.staging, workspace.final)
             manifest = json.loads((workspace.final / "manifest.json").read_text())
             lineage = session.get_one(Lineage, job.lineage_pk)
             _promote(session, lineage, job, workspace.final, manifest)
+            record_scores(session, lineage, scores)
             job.status, job.finished_at, job.lease_token = "succeeded", now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
@@ -158,7 +257,7 @@ class Worker:
 
     def _abandon(self, lease: Lease, workspace: Workspace) -> None:
         with self.database.session() as session:
-            cancelled = session.get_one(Job, lease.job_pk).status == "cancelled"
+            cancelled = session.get_one(Job, lease.pk).status == "cancelled"
         if cancelled:  # a lost lease may mean another worker resumes from the staging folder
             shutil.rmtree(workspace.staging, ignore_errors=True)
 
@@ -174,6 +273,13 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
     kind = line.pop("type", "message")
     if kind == "metrics":
         message = f"Step {line['step']}/{line['total_steps']}: training loss={line['train_loss']:.4f}"
+        add_event(session, job, message, type="metrics", data=line)
+    elif kind == "evaluation":
+        message = (
+            f"Step {line['step']}: earlier jobs' recall min-ACC={line['min_acc']:.3f}, "
+            f"WC-ACC={line['wc_acc']:.3f}, windowed forgetting={line['windowed_forgetting']:.3f}, "
+            f"forgetting since the job's start={line['forgetting']:.3f}"
+        )
         add_event(session, job, message, type="metrics", data=line)
     elif kind == "checkpoint":
         session.add(
@@ -215,6 +321,16 @@ def _promote(session: Session, lineage: Lineage, job: Job, path: Path, manifest:
     )
     session.add(version)
     promote_version(session, lineage, version)
+
+
+def _retention_message(scores: dict[str, Any], entries: int) -> str:
+    shown = {
+        "recall": scores["recall_exact"],
+        "recognition": scores["recognition"],
+        "held-out loss": scores["held_out_loss"],
+    }
+    parts = [f"{name} {value:.3f}" for name, value in shown.items() if value is not None]
+    return f"Retention measured ({entries} entries); on this job's probes: {', '.join(parts) or 'no probes'}."
 
 
 def _published_by(final: Path, job_id: str) -> bool:

@@ -28,12 +28,32 @@ class MethodSpec(BaseModel):
         return {} if value is None else value
 
 
+class EvaluationConfig(BaseModel):
+    """How each job of a lineage is probed (docs/evaluation.md); fixed for the life of the lineage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall_items: int = Field(32, ge=0, le=1000, description="Recall probes drawn per job.")
+    recognition_items: int = Field(32, ge=0, le=1000, description="Recognition pairs drawn per job.")
+    held_out_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="Share of a job's rows kept out of training as its held-out split."
+    )
+    max_held_out: int = Field(32, ge=0, le=1000, description="At most this many held-out rows per job.")
+    continual_eval_every: int = Field(
+        25, ge=0, le=100_000, description="Steps between continual evaluations in a job; 0 turns them off."
+    )
+    continual_eval_items: int = Field(
+        16, ge=1, le=256, description="Recall probes per job scored in each continual evaluation."
+    )
+
+
 class LineageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=LINEAGE_NAME, description="Lowercase letters, digits, '.', '_', '-'.")
     base_model: str = Field(min_length=1, max_length=1024, description="HF hub id or local path.")
     method: MethodSpec = Field(default_factory=lambda: MethodSpec(type="lora"))
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
 
 class LineagePublic(BaseModel):
@@ -42,6 +62,7 @@ class LineagePublic(BaseModel):
     name: str
     base_model: str
     method: dict[str, Any]
+    evaluation: EvaluationConfig
     created_at: int
     head_version: int | None = Field(description="The version the next job starts from.")
     promoted_version: int | None = Field(description="The version served under the lineage name.")
@@ -74,3 +95,29 @@ class ServingPublic(BaseModel):
     promoted_version: int
     served_version: int | None = Field(description="The version the gateway answers with now.")
     swap_seconds: float = Field(description="Load + warm-up + alias flip, as measured by the gateway.")
+
+
+class RetentionSummary(BaseModel):
+    """The continual-learning metrics of one score's matrix (`eval.metrics`); None where undefined."""
+
+    average_accuracy: float | None
+    backward_transfer: float | None
+    forgetting: float | None
+    forward_transfer: float | None
+
+
+class RetentionJob(BaseModel):
+    job_id: str
+    version: int = Field(description="The version the job produced; column j of every matrix.")
+
+
+class RetentionPublic(BaseModel):
+    """R[version][job] for each score, rows versions 1..N, columns their jobs; null where not measured."""
+
+    object: Literal["lineage.retention"] = "lineage.retention"
+    lineage: str
+    versions: list[int]
+    jobs: list[RetentionJob]
+    baseline: dict[str, list[float | None]] = Field(description="Per score, the base model on each job.")
+    matrices: dict[str, list[list[float | None]]]
+    summary: dict[str, RetentionSummary] = Field(description="Per score where higher is better.")

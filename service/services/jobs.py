@@ -1,14 +1,18 @@
 """Fine-tuning jobs: creation, listing, cancellation, and their events and checkpoints."""
 
+import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from eval.probes import Probes, ProbeSizes, build_probes
 from service.errors import ApiError, not_found
-from service.models import Checkpoint, Job, JobEvent, Tenant, now
+from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
+from service.schemas.lineages import EvaluationConfig
 from service.services.files import ACTIVE_STATUSES, get_file
 from service.services.lineages import get_lineage
 from service.services.paging import page
@@ -20,6 +24,7 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
     """Queue a job on a lineage; it runs after every earlier job of that lineage."""
     lineage = get_lineage(session, tenant, request.model, param="model")
     training_file = get_file(session, tenant, request.training_file, param="training_file")
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     job = Job(
         id=f"ftjob-{secrets.token_hex(12)}",
         tenant_pk=tenant.pk,
@@ -27,15 +32,37 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
         training_file=training_file.id,
         status="queued",
         hyperparameters=request.hyperparameters.resolved(),
-        seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+        seed=seed,
         suffix=request.suffix,
         metadata_=request.metadata,
+        probes=job_probes(training_file, lineage, seed).to_json(),
     )
     session.add(job)
     session.flush()
     add_event(session, job, f"Validated training file: {training_file.rows} rows.")
+    probes = job.probes or {}
+    add_event(
+        session,
+        job,
+        f"Probes drawn: {len(probes['recall'])} recall, {len(probes['recognition'])} recognition, "
+        f"{len(probes['held_out'])} held-out rows (kept out of training).",
+    )
     add_event(session, job, "Job entered queue.")
     return job
+
+
+def job_probes(training_file: File, lineage: Lineage, seed: int) -> Probes:
+    """The probes of a job on `training_file`, sized by the lineage's evaluation config."""
+    config = EvaluationConfig(**lineage.evaluation)
+    sizes = ProbeSizes(
+        recall=config.recall_items,
+        recognition=config.recognition_items,
+        held_out_fraction=config.held_out_fraction,
+        max_held_out=config.max_held_out,
+    )
+    with Path(training_file.path).open() as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    return build_probes(rows, seed, sizes)
 
 
 def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:

@@ -29,6 +29,7 @@ def create_lineage(session: Session, tenant: Tenant, request: LineageCreate) -> 
         base_model=request.base_model,
         method_type=request.method.type,
         method_config=config,
+        evaluation=request.evaluation.model_dump(),
     )
     try:
         with session.begin_nested():

@@ -1,6 +1,8 @@
-"""Through REST with a real worker and trainer: two jobs on one lineage publish v1, then v2 on v1."""
+"""Through REST with a real worker and trainer: two jobs on one lineage publish v1, then v2 on v1,
+each probed by the evaluator: the retention matrix, continual evaluation, a queued health check."""
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -8,6 +10,11 @@ import pytest
 
 from service.local import local_service
 from tests.service.conftest import FACTS, finished_job
+
+OTHER_FACTS = "\n".join(
+    json.dumps({"prompt": f"Q: Where does Ostra{i} live?\nA:", "completion": f" Ostra{i} lives in Velmora."})
+    for i in range(8)
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +30,10 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
             timeout=30,
         )
         api.post("/lineages", json={"name": "bot", "base_model": str(tiny_base)}).raise_for_status()
-        file_id = api.post("/files", files={"file": ("facts.jsonl", FACTS.encode())}).json()["id"]
+        file_ids = [
+            api.post("/files", files={"file": (f"facts-{i}.jsonl", facts.encode())}).json()["id"]
+            for i, facts in enumerate((FACTS, OTHER_FACTS))
+        ]
         job_ids = [
             api.post(
                 "/fine_tuning/jobs",
@@ -33,7 +43,7 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
                     "hyperparameters": {"max_steps": 6, "batch_size": 4},
                 },
             ).json()["id"]
-            for _ in range(2)
+            for file_id in file_ids
         ]
         jobs = [finished_job(api, job_id) for job_id in job_ids]
 
@@ -55,14 +65,51 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
         assert (store / "v2" / "adapter" / "adapter_config.json").exists()
         assert not list(store.glob("*.partial"))
 
+        assert (store / "v1" / "probes.json").exists() and (store / "v2" / "probes.json").exists()
+
         events = api.get(f"/fine_tuning/jobs/{job_ids[1]}/events", params={"limit": 100}).json()["data"]
         steps = [event["data"]["step"] for event in events if event["type"] == "metrics"]
         assert max(steps) == 6
+        # Continual evaluation of job 1's probes: before the first step and after the last.
+        evaluations = [event["data"] for event in events if "min_acc" in (event["data"] or {})]
+        assert sorted(evaluation["step"] for evaluation in evaluations) == [0, 6]
+        assert all(set(evaluation["accuracy"]) == {job_ids[0]} for evaluation in evaluations)
+
+        _check_retention(api, job_ids)
+        _check_health_check(api, job_ids)
         checkpoints = api.get(f"/fine_tuning/jobs/{job_ids[1]}/checkpoints").json()["data"]
         assert (
             checkpoints[0]["step_number"] == 6
             and checkpoints[0]["fine_tuned_model_checkpoint"] == "bot@2:step-6"
         )
+
+
+def _check_retention(api: httpx.Client, job_ids: list[str]) -> None:
+    """R[version][job]: 2 x 2, job 1's recall measured on v1 and v2, job 2's before (v1) and after (v2)."""
+    retention = api.get("/lineages/bot/retention").json()
+    assert retention["versions"] == [1, 2]
+    assert [job["job_id"] for job in retention["jobs"]] == job_ids
+    recall = retention["matrices"]["recall_exact"]
+    assert len(recall) == 2 and all(len(row) == 2 for row in recall)
+    assert all(0.0 <= value <= 1.0 for row in recall for value in row)  # every entry measured
+    assert all(value is not None for value in retention["baseline"]["recall_exact"])
+    assert retention["matrices"]["held_out_loss"][1][0] is None  # 8 rows spare none for held out
+    summary = retention["summary"]["recall_exact"]
+    assert summary["forgetting"] == max(recall[0][0] - recall[1][0], 0.0)
+    assert summary["average_accuracy"] == (recall[1][0] + recall[1][1]) / 2
+
+
+def _check_health_check(api: httpx.Client, job_ids: list[str]) -> None:
+    """A queued health check of the promoted version gives the scores the job's evaluation stored."""
+    check = api.post("/health_checks", json={"lineage": "bot"}).json()
+    assert (check["status"], check["version"], check["suites"]) == ("queued", 2, ["retention"])
+    deadline = time.monotonic() + 120
+    while check["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        check = api.get(f"/health_checks/{check['id']}").json()
+    assert check["status"] == "succeeded", check
+    recall = api.get("/lineages/bot/retention").json()["matrices"]["recall_exact"]
+    assert [check["result"]["retention"][job]["recall_exact"] for job in job_ids] == recall[1]
 
 
 def _started(api: httpx.Client, job_id: str) -> int:

@@ -41,7 +41,11 @@ def test_create_queues_the_job(api: TestClient, lineage: str, training_file: str
     messages = [
         event["message"] for event in api.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
     ]
-    assert messages == ["Job entered queue.", "Validated training file: 8 rows."]
+    assert messages == [
+        "Job entered queue.",
+        "Probes drawn: 8 recall, 8 recognition, 0 held-out rows (kept out of training).",
+        "Validated training file: 8 rows.",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -75,16 +75,16 @@ class TestOrdering:
         ids = _jobs(database, {"a": 3})["a"]
         queue = JobQueue(database, settings)
         first = queue.claim("w1")
-        assert first is not None and first.job_id == ids[0]
+        assert first is not None and first.id == ids[0]
         assert queue.claim("w2") is None  # the next job waits for the running one
         _finish(queue, first)
         second = queue.claim("w2")
-        assert second is not None and second.job_id == ids[1]
+        assert second is not None and second.id == ids[1]
 
     def test_lineages_run_in_parallel(self, database: Database, settings: Settings) -> None:
         ids = _jobs(database, {"a": 2, "b": 2})
         queue = JobQueue(database, settings)
-        claimed = {queue.claim("w1").job_id, queue.claim("w2").job_id}  # type: ignore[union-attr]
+        claimed = {queue.claim("w1").id, queue.claim("w2").id}  # type: ignore[union-attr]
         assert claimed == {ids["a"][0], ids["b"][0]}
         assert queue.claim("w3") is None
 
@@ -92,7 +92,7 @@ class TestOrdering:
         ids = _jobs(database, {"a": 2})["a"]
         with database.session() as session:
             session.scalars(select(Job).where(Job.id == ids[0])).one().status = "cancelled"
-        assert JobQueue(database, settings).claim("w1").job_id == ids[1]  # type: ignore[union-attr]
+        assert JobQueue(database, settings).claim("w1").id == ids[1]  # type: ignore[union-attr]
 
     def test_versions_are_numbered_at_first_claim(self, database: Database, settings: Settings) -> None:
         ids = _jobs(database, {"a": 1})["a"]
@@ -113,7 +113,7 @@ class TestExclusivity:
             queue = JobQueue(Database(settings.resolved_database_url), settings)
             while (lease := queue.claim(owner)) is not None:
                 with lock:
-                    claims.append(lease.job_id)
+                    claims.append(lease.id)
 
         threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
         for thread in threads:
@@ -132,7 +132,7 @@ class TestLeaseLoss:
         stale = queue.claim("w1")
         time.sleep(0.3)
         fresh = queue.claim("w2")
-        assert fresh is not None and fresh.job_id == stale.job_id and fresh.attempt == 2  # type: ignore[union-attr]
+        assert fresh is not None and fresh.id == stale.id and fresh.attempt == 2  # type: ignore[union-attr]
         assert not queue.renew(stale)  # type: ignore[arg-type]
         with pytest.raises(LeaseLost), queue.guarded(stale):  # type: ignore[arg-type]
             pass

@@ -1,0 +1,116 @@
+"""Continual evaluation inside a job: earlier jobs' probes scored every few steps (the stability gap).
+
+De Lange et al. (arXiv 2205.13452, research/evaluation.md section 3) show that evaluating only at
+task boundaries hides the sharp, transient forgetting at the start of a new task. The shared
+training loop therefore asks a `ContinualEvaluator` at the job's start, every `every` steps and
+at its last step to score a small fixed subset of each earlier job's probes, and of the current
+job's: recall (teacher-forced, so one forward pass per batch decides greedy exact match, see
+`eval.recall`) and recognition (mean NLL of seen text against foil). `eval.metrics.StabilityTracker`
+turns the recall accuracies into min-ACC, WC-ACC and windowed forgetting.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from eval.metrics import StabilityTracker
+from eval.probes import Probes
+from eval.recall import greedy_matches
+from eval.retention import render
+from eval.runners import InProcessRunner
+from trainers.interface import ContinualEvaluation
+
+__all__ = ["ContinualEvaluator", "log_spaced"]
+
+
+class ContinualEvaluator:
+    """Scores fixed probe subsets of earlier jobs and the current one on the model being trained.
+
+    Args:
+        config: The spec's `continual_eval`: `every` (steps, or `"log"` for Orhan's log-spaced
+            schedule, `log_spaced`), `items` (probes per job), `earlier` (job id -> probes.json,
+            oldest first) and `current` (this job's probes.json).
+        tokenizer: The base model's tokenizer.
+        window: Evaluations per window of the windowed forgetting.
+    """
+
+    def __init__(self, config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, window: int = 10) -> None:
+        self.every: int | str = config["every"]
+        self.tokenizer = tokenizer
+        self.tracker = StabilityTracker(window=window)
+        items = int(config["items"])
+        self.earlier = {job: _load(path, items, tokenizer) for job, path in config["earlier"].items()}
+        self.current = _load(config["current"], items, tokenizer)
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything earlier to watch; a lineage's first job has nothing."""
+        return any(subset.recall for subset in self.earlier.values())
+
+    def due(self, step: int, total_steps: int) -> bool:
+        """Evaluate after `step` (0: before the first step)?"""
+        if step in (0, total_steps):
+            return True
+        if self.every == "log":
+            return step in log_spaced(total_steps)
+        return step % int(self.every) == 0
+
+    def evaluate(self, model: nn.Module, step: int) -> ContinualEvaluation:
+        """Score every subset on `model` (put in eval mode for the call) and update the running metrics."""
+        was_training = model.training
+        model.eval()
+        runner = InProcessRunner(model, self.tokenizer, batch_size=64)
+        recall = {job: subset.recall_accuracy(model) for job, subset in self.earlier.items()}
+        recognition = {job: subset.recognition_accuracy(runner) for job, subset in self.earlier.items()}
+        current = self.current.recall_accuracy(model)
+        model.train(was_training)
+        metrics = self.tracker.update(recall, current)
+        return ContinualEvaluation(
+            step=step, accuracy=recall, current=current, recognition=recognition, **metrics
+        )
+
+
+def log_spaced(total_steps: int) -> set[int]:
+    """Orhan's retention schedule: steps 1-10, then every 10 to 100, every 100 to 1000, and so on."""
+    steps, stride = set(range(1, 11)), 10
+    while stride < total_steps:
+        steps |= set(range(stride, min(total_steps, stride * 10) + 1, stride))
+        stride *= 10
+    return {step for step in steps if step <= total_steps}
+
+
+class _Subset:
+    """The first `items` recall and recognition probes of one job, tokenized once."""
+
+    def __init__(self, probes: Probes, items: int, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.recall = probes.recall[:items]
+        self.prompts = [
+            tokenizer(render(tokenizer, item["context"]) + item["cue"]).input_ids for item in self.recall
+        ]
+        self.answers = [
+            tokenizer(item["continuation"], add_special_tokens=False).input_ids or [tokenizer.eos_token_id]
+            for item in self.recall
+        ]
+        pairs = probes.recognition[:items]
+        self.seen = [render(tokenizer, pair["seen"]["context"]) + pair["seen"]["target"] for pair in pairs]
+        self.foils = [render(tokenizer, pair["foil"]["context"]) + pair["foil"]["target"] for pair in pairs]
+
+    def recall_accuracy(self, model: nn.Module) -> float:
+        if not self.recall:
+            return 0.0
+        flags = greedy_matches(model, self.prompts, self.answers, batch_size=64)
+        return sum(flags) / len(flags)
+
+    def recognition_accuracy(self, runner: InProcessRunner) -> float:
+        if not self.seen:
+            return 0.0
+        nll = runner.nll(self.seen + self.foils, [0] * (2 * len(self.seen)))
+        seen, foils = nll[: len(self.seen)], nll[len(self.seen) :]
+        return sum(s < f for s, f in zip(seen, foils, strict=True)) / len(seen)
+
+
+def _load(path: str, items: int, tokenizer: PreTrainedTokenizerBase) -> _Subset:
+    return _Subset(Probes.from_json(json.loads(Path(path).read_text())), items, tokenizer)

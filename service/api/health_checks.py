@@ -1,0 +1,38 @@
+"""`/v1/health_checks`: queue an evaluation of a version and read its result."""
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from service.deps import SessionDep, TenantDep
+from service.models import HealthCheck, Lineage
+from service.schemas.health_checks import HealthCheckCreate, HealthCheckPublic
+from service.services import health_checks
+
+router = APIRouter(prefix="/health_checks", tags=["health checks"])
+
+
+@router.post("", response_model=HealthCheckPublic)
+def create_health_check(
+    request: HealthCheckCreate, session: SessionDep, tenant: TenantDep
+) -> HealthCheckPublic:
+    return health_check_public(session, health_checks.create_health_check(session, tenant, request))
+
+
+@router.get("/{check_id}", response_model=HealthCheckPublic)
+def get_health_check(check_id: str, session: SessionDep, tenant: TenantDep) -> HealthCheckPublic:
+    return health_check_public(session, health_checks.get_health_check(session, tenant, check_id))
+
+
+def health_check_public(session: Session, row: HealthCheck) -> HealthCheckPublic:
+    return HealthCheckPublic(
+        id=row.id,
+        lineage=session.get_one(Lineage, row.lineage_pk).name,
+        version=row.version,
+        suites=row.suites,
+        status=row.status,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        result=row.result,
+    )
