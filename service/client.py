@@ -34,10 +34,11 @@ class Client:
                 "POST", "/files", files={"file": (path.name, handle)}, data={"purpose": "fine-tune"}
             )
 
-    def create_lineage(self, name: str, base_model: str, method: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "POST", "/lineages", json={"name": name, "base_model": base_model, "method": method}
-        )
+    def create_lineage(
+        self, name: str, base_model: str, method: dict[str, Any], evaluation: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"name": name, "base_model": base_model, "method": method, "evaluation": evaluation or {}}
+        return self._call("POST", "/lineages", json=body)
 
     def get_lineage(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/lineages/{name}")
@@ -47,6 +48,9 @@ class Client:
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/lineages/{name}/versions")["data"]  # type: ignore[no-any-return]
+
+    def retention(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/lineages/{name}/retention")
 
     def create_job(self, lineage: str, training_file: str, **fields: Any) -> dict[str, Any]:
         return self._call(

@@ -35,7 +35,8 @@ def run_demo(root: Path, port: int) -> None:
 
 def _teach(client: Client, root: Path, base: Path) -> None:
     print(f"\n== Lineage '{LINEAGE}' on {base} (method: ilora)")
-    client.create_lineage(LINEAGE, str(base), {"type": "ilora", "ilora": {}})
+    # Every fact is taught (no held-out split): the demo asks about them through the gateway.
+    client.create_lineage(LINEAGE, str(base), {"type": "ilora", "ilora": {}}, {"held_out_fraction": 0.0})
     jobs = []
     for topic in ("people-of-trasku", "people-of-velmora"):
         path = root / f"{topic}.jsonl"
@@ -60,24 +61,32 @@ def _teach(client: Client, root: Path, base: Path) -> None:
             f"   v{version['version']}  parent={parent}  {version['status']:9} "
             f"job={version['job_id']}  final train loss={loss:.3f}"
         )
-    latest = max(version["version"] for version in client.list_versions(LINEAGE))
-    _print_recall(root / "service", base, latest, [topic for topic, _ in jobs])
+    _print_retention(client, [topic for topic, _ in jobs])
 
 
-def _print_recall(service_dir: Path, base: Path, version: int, topics: list[str]) -> None:
-    """Greedy recall of each job's facts by a version's served (slow) adapter, loaded here."""
-    from peft import PeftModel  # torch: only this client step needs it, never the control plane
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _print_retention(client: Client, topics: list[str]) -> None:
+    """The retention matrix the evaluator measured after each job: recall and recognition."""
+    retention = client.retention(LINEAGE)
+    print("\n== Retention measured by the evaluator (GET /v1/lineages/demo-facts/retention)")
+    print("   R[version][job]: share of each job's recall probes answered exactly (recognition in brackets)")
+    print("   " + " " * 9 + "".join(f"{f'job {j} ({topic})':>30}" for j, topic in enumerate(topics, start=1)))
+    recall, recognition = retention["matrices"]["recall_exact"], retention["matrices"]["recognition"]
+    for row, version in enumerate(retention["versions"]):
+        cells = "".join(
+            f"{_share(recall[row][j]) + ' (' + _share(recognition[row][j]) + ')':>30}"
+            for j in range(len(topics))
+        )
+        print(f"   v{version}:     {cells}")
+    summary = retention["summary"]["recall_exact"]
+    print(
+        f"   average accuracy {_share(summary['average_accuracy'])}, "
+        f"forgetting {_share(summary['forgetting'])}, "
+        f"backward transfer {_share(summary['backward_transfer'])}"
+    )
 
-    from eval.recall import recalled
 
-    (adapter,) = service_dir.glob(f"store/*/{LINEAGE}/v{version}/adapter")
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    print(f"\n== Recall by v{version} (greedy, exact match), loaded from {adapter}")
-    for job, topic in enumerate(topics, start=1):
-        flags = recalled(model, tokenizer, fact_set(topic, n=24, seed=0))
-        print(f"   job {job} ({topic}): {sum(flags)}/{len(flags)} facts")
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _small_base(folder: Path) -> Path:

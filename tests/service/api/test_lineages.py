@@ -17,6 +17,7 @@ def test_create_and_get(api: TestClient, model_path: str) -> None:
     assert body["method"]["type"] == "lora" and body["method"]["lora"]["r"] == 4
     assert body["method"]["lora"]["alpha"] > 0  # defaults filled in
     assert body["promoted_version"] is None and body["head_version"] is None
+    assert body["evaluation"]["recall_items"] == 32 and body["evaluation"]["continual_eval_every"] == 25
     assert api.get("/v1/lineages/support-bot").json() == body
     assert api.get("/v1/lineages/support-bot/versions").json() == {
         "object": "list",
@@ -63,6 +64,11 @@ def test_duplicate_name_is_409(api: TestClient, model_path: str) -> None:
         ),
         ({"name": "bot", "base_model": "org/model", "method": {"type": "lora", "lora": 5}}, "method.lora"),
         ({"name": "bot", "base_model": "org/model", "colour": "red"}, "colour"),
+        (
+            {"name": "bot", "base_model": "org/model", "evaluation": {"held_out_fraction": 0.9}},
+            "evaluation.held_out_fraction",
+        ),
+        ({"name": "bot", "base_model": "org/model", "evaluation": {"recall": 3}}, "evaluation.recall"),
     ],
 )
 def test_bad_input_names_the_field(api: TestClient, payload: dict, param: str) -> None:
@@ -74,3 +80,12 @@ def test_bad_input_names_the_field(api: TestClient, payload: dict, param: str) -
 
 def test_unknown_lineage_is_404(api: TestClient) -> None:
     assert api.get("/v1/lineages/nope").status_code == 404
+
+
+def test_retention_of_a_lineage_without_versions_is_empty(api: TestClient, model_path: str) -> None:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
+    retention = api.get("/v1/lineages/bot/retention").json()
+    assert retention["object"] == "lineage.retention"
+    assert (retention["versions"], retention["jobs"], retention["matrices"]["recall_exact"]) == ([], [], [])
+    assert retention["summary"]["recall_exact"]["forgetting"] is None
+    assert api.get("/v1/lineages/nope/retention").status_code == 404
