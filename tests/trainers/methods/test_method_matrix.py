@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM
 from tests.trainers.conftest import run_trainer, write_jsonl, write_spec
 from trainers.base_model.corpus import fact_set
 from trainers.registry import available_methods
+from trainers.servable import load_version
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,8 @@ def test_method_trains_continues_resumes_and_exports(
     for name, weights in _adapter_weights(v2 / "adapter").items():
         torch.testing.assert_close(_adapter_weights(resumed_dir / "adapter")[name], weights)
 
-    # Export: each version's adapter/ is a plain PEFT adapter that changes the base model's output.
+    # Export: each version's adapter/ is a plain PEFT adapter that changes the base model's output,
+    # and so does the version as `trainers.servable` loads it.
     base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
     expected = base(IDS).logits
     for version in (v1, v2):
@@ -83,3 +85,7 @@ def test_method_trains_continues_resumes_and_exports(
         ).eval()
         assert not torch.allclose(adapted(IDS).logits, expected, atol=1e-4)
         assert json.loads((version / "manifest.json").read_text())["method"] == method
+        # What serving and evaluation load: the method's own loader, or the PEFT adapter.
+        served = load_version(AutoModelForCausalLM.from_pretrained(tiny_base), version)
+        assert not served.training
+        assert not torch.allclose(served(input_ids=IDS).logits, expected, atol=1e-4)

@@ -1,0 +1,164 @@
+"""TRC² as a method: base model at init, delayed writes, distillation, consolidation, export, loading."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from trainers.data import Collator
+from trainers.interface import ContinualEvaluation
+from trainers.methods.trc.config import TrcConfig
+from trainers.methods.trc.method import TrcMethod, distillation_loss
+from trainers.methods.trc.model import consolidate, load_version
+
+ROWS = [
+    {"input_ids": [1, 40 + i, 41, 42, 43, 44, 45], "labels": [-100, -100, 41, 42, 43, 44, 45], "length": 7}
+    for i in range(8)
+]
+IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]])  # (batch, seq)
+
+
+def _method(tiny_base: Path, parent: Path | None = None, **fields) -> tuple[TrcMethod, torch.nn.Module]:
+    torch.manual_seed(0)
+    method = TrcMethod(TrcConfig(r=4, **fields))
+    return method, method.prepare_model(AutoModelForCausalLM.from_pretrained(tiny_base), parent)
+
+
+def _step(method: TrcMethod, model: torch.nn.Module, rows: list[dict], step: int, optimizer) -> torch.Tensor:
+    batch = Collator(pad_token_id=0)(rows + method.replay_rows(step, len(rows)))
+    outputs = model(
+        **{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, output_hidden_states=True
+    )
+    loss = method.training_loss(model, batch, outputs)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    method.after_optimizer_step(model, step + 1)
+    return loss
+
+
+def _train(method: TrcMethod, model: torch.nn.Module, job: str, rows: list[dict], steps: int) -> None:
+    method.start_job(job, rows, seed=0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(steps):
+        _step(method, model, rows[:4] if step % 2 == 0 else rows[4:], step, optimizer)
+
+
+def _evaluation(forgetting: float) -> ContinualEvaluation:
+    return ContinualEvaluation(1, {}, 0.0, 0.0, 0.0, 0.0, forgetting)
+
+
+@pytest.mark.parametrize("fields", [{}, {"router": False}, {"hippocampus": False}])
+def test_at_init_the_model_is_the_base_model(tiny_base: Path, fields: dict) -> None:
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    _, model = _method(tiny_base, **fields)
+    torch.testing.assert_close(model.eval()(IDS).logits, base(IDS).logits, atol=0, rtol=0)
+
+
+def test_writes_of_a_step_reach_reads_and_replay_only_after_its_optimizer_step(tiny_base: Path) -> None:
+    method, model = _method(tiny_base)
+    method.start_job("job-1", ROWS, seed=0)
+    assert method.store is not None and method.cortex is not None and method.cortex.read is not None
+    with torch.no_grad():
+        method.cortex.read.up.weight.normal_()  # make reads visible in the logits
+    batch = Collator(pad_token_id=0)(ROWS[:4])
+    outputs = model(
+        **{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, output_hidden_states=True
+    )
+    method.training_loss(model, batch, outputs)
+    assert method.store._pending and len(method.store) == 0  # stashed, not stored
+    again = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(again, outputs.logits)  # the same step reads nothing new
+    method.start_job("job-2", ROWS[4:], seed=0)
+    assert method.replay_rows(0, 8) == []  # nothing committed to replay
+    method.after_optimizer_step(model, 1)
+    assert len(method.store) == 4  # every row is surprising to a critic that has seen none
+    assert not torch.allclose(model(input_ids=batch["input_ids"]).logits, outputs.logits)
+    replayed = method.replay_rows(0, 8)
+    assert len(replayed) == 2 and all(row["replayed"] for row in replayed)  # round(0.25 * 8)
+    assert {tuple(row["input_ids"]) for row in replayed} <= {tuple(row["input_ids"]) for row in ROWS[:4]}
+
+
+def test_distillation_is_zero_at_the_job_start_and_grows_as_the_model_moves(tiny_base: Path) -> None:
+    logits = torch.randn(2, 5, 11)
+    labels = torch.tensor([[-100, -100, 3, 4, 5], [-100, 2, 3, -100, -100]])
+    assert distillation_loss(logits, logits.clone(), labels).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(logits, torch.randn(2, 5, 11), labels).item() > 0
+    method, model = _method(tiny_base, hippocampus=True)
+    _train(method, model, "job-1", ROWS, steps=4)
+    method.start_job("job-2", ROWS, seed=0)
+    rows = {k: v for k, v in Collator(0)(ROWS[:2]).items() if k != "replayed"}
+    start = method._start_logits(rows)  # the job-1 start: the base model
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    torch.testing.assert_close(start, base(input_ids=rows["input_ids"]).logits, atol=1e-5, rtol=0)
+
+
+def test_consolidation_moves_columns_into_the_stable_one_keeping_the_function(tiny_base: Path) -> None:
+    method, model = _method(tiny_base, router=False)  # input-independent routing: exact
+    _train(method, model, "job-1", ROWS, steps=3)
+    model.eval()
+    before = model(IDS).logits.detach()
+    assert method.cortex is not None
+    consolidate(method.cortex, method._mean_usage(), rate=0.5)
+    column = next(iter(method.cortex.columns[0].values()))
+    assert column.stable_B.abs().sum() > 0
+    torch.testing.assert_close(model(IDS).logits, before, atol=1e-4, rtol=0)
+
+
+def test_controller_adjustments_come_back_from_after_evaluation(tiny_base: Path) -> None:
+    method, _ = _method(tiny_base)
+    start = method.controller.state.replay_ratio
+    adjustments = method.after_evaluation(10, _evaluation(0.4))
+    assert adjustments["replay_ratio"] > start
+    assert set(adjustments) == {"replay_ratio", "distill_weight", "consolidation_rate", "integral"}
+    assert len(method.replay_rows(0, 8)) == 0  # nothing stored yet
+    fixed, _ = _method(tiny_base, controller=False)
+    assert fixed.after_evaluation(10, _evaluation(0.4)) == {}
+
+
+def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: Path) -> None:
+    method, model = _method(tiny_base)
+    _train(method, model, "job-1", ROWS, steps=6)
+    method.after_evaluation(6, _evaluation(0.3))
+    version = tmp_path / "v1"
+    (version / "memory").mkdir(parents=True)
+    method.export_adapter(model, version / "adapter")
+    method.save_memory(version / "memory")
+    (version / "manifest.json").write_text(json.dumps({"method": "trc", "config": asdict(method.config)}))
+    model.eval()
+    expected = model(IDS).logits.detach()
+
+    served = load_version(AutoModelForCausalLM.from_pretrained(tiny_base), version)
+    torch.testing.assert_close(served(input_ids=IDS).logits, expected)
+    assert not served.training and not served.config.use_cache
+
+    # The PEFT export is the best rank-r approximation of the usage-weighted update, and it is
+    # closer to the routed model than the base model is.
+    assert method.cortex is not None
+    name, column = next(iter(method.cortex.columns[0].items()))
+    merged = column.stable_B @ column.stable_A + column.routed_delta(method._mean_usage()[0])
+    u, singular, vh = torch.linalg.svd(merged.detach())
+    weights = load_file(version / "adapter" / "adapter_model.safetensors")
+    prefix = f"base_model.model.model.layers.0.{name}"
+    exported_update = weights[f"{prefix}.lora_B.weight"] @ weights[f"{prefix}.lora_A.weight"]
+    torch.testing.assert_close(exported_update, (u[:, :4] * singular[:4]) @ vh[:4], atol=1e-5, rtol=1e-4)
+    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), version / "adapter")
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    exported = adapter.eval()(IDS).logits
+    assert (exported - expected).abs().mean() < (base(IDS).logits - expected).abs().mean()
+
+    # The next job starts from the parent: its store, controller settings, consolidated columns.
+    child, _ = _method(tiny_base, parent=version)
+    assert child.store is not None and method.store is not None
+    assert len(child.store) == len(method.store) > 0
+    assert child.controller.state == method.controller.state
+    column = next(iter(child.cortex.columns[0].values()))
+    assert column.stable_B.abs().sum() > 0
+    parent_column = next(iter(method.cortex.columns[0].values()))
+    rate = method.controller.state.consolidation_rate
+    torch.testing.assert_close(column.lora_B, (1 - rate) * parent_column.lora_B.detach())

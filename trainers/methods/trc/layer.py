@@ -1,0 +1,245 @@
+"""TRC² modules injected into a frozen decoder: cortical columns, thalamic router, hippocampal read.
+
+Per target linear layer W0 (research/algorithms.md 3.4a), with `s = alpha / r`:
+
+    y = W0 x + s * (B_0 A_0 x + sum_k g_k B_k A_k x)
+
+Column 0 (`stable_A`, `stable_B`) is consolidated, never trained by SGD; columns 1..K
+(`lora_A`, `lora_B`) are plastic. The gates g come from the decoder layer's thalamic router
+(3.4b), computed once per layer from the layer's input and shared by its columns:
+
+    c_t = RMSNorm(mean of h over the chunks before t's) ++ RMSNorm(h_t)   (past-only + current)
+    z = U c_t  (rank `router_rank`);  logits = W_g z
+    p_k = softplus(logit_k) / (eps + sum_{j in group(k)} softplus(logit_j))   (divisive normalisation)
+    g = p on the top-k columns, renormalised to sum 1; 0 elsewhere
+
+so routing at position t depends on positions <= t only. At the injection layer the
+hippocampal read (3.4c) adds, before the layer runs,
+
+    F_hip = sigmoid(W_f [sg(h_t); r_t]) * W_o r_t,   r_t = read(normalize(mean_{tau<=t} sg(h_tau)))
+
+with W_o = up @ down and `up` zero-initialised. B_k, B_0 and `up` start at zero, so at
+initialisation the model is exactly the base model.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memory.hippocampus import Hippocampus
+
+__all__ = [
+    "ColumnLinear",
+    "HippocampalRead",
+    "RoutingSlot",
+    "ThalamicRouter",
+    "causal_mean",
+    "past_chunk_mean",
+]
+
+NORMALISATION_EPS = 1e-6  # the eps of the divisive normalisation (3.4b)
+
+
+@dataclass
+class RoutingSlot:
+    """The gates a router computed for the current forward pass, read by its layer's columns.
+
+    Attributes:
+        gates: (batch, seq, columns), or None before the first forward pass.
+    """
+
+    gates: torch.Tensor | None = None
+
+
+class ColumnLinear(nn.Module):
+    """A frozen linear layer plus one stable and `columns` routed plastic low-rank columns.
+
+    Args:
+        base: The frozen layer.
+        columns: Number of plastic columns K.
+        r: Rank of each plastic column.
+        stable_r: Rank of the stable column.
+        alpha: Scaling numerator (`alpha / r`).
+        dropout: Dropout on the columns' input during training.
+        slot: Where the layer's router leaves the gates.
+    """
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        columns: int,
+        r: int,
+        stable_r: int,
+        alpha: float,
+        dropout: float,
+        slot: RoutingSlot,
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = alpha / r
+        self.dropout = nn.Dropout(dropout)
+        self.slot = slot
+        lora_A = torch.empty(columns, r, base.in_features)
+        for column in lora_A:  # as peft initialises lora_A
+            nn.init.kaiming_uniform_(column, a=math.sqrt(5))
+        self.lora_A = nn.Parameter(lora_A)  # (columns, r, in)
+        self.lora_B = nn.Parameter(torch.zeros(columns, base.out_features, r))  # (columns, out, r)
+        # Consolidation writes the stable column; the method keeps it in memory/, so it stays
+        # out of the module's state dict (and of the trainable weights checkpoints hold).
+        self.register_buffer("stable_A", torch.zeros(stable_r, base.in_features), persistent=False)
+        self.register_buffer("stable_B", torch.zeros(base.out_features, stable_r), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, seq, in) -> (batch, seq, out)."""
+        gates = self.slot.gates  # (batch, seq, columns)
+        assert gates is not None, "the layer's router runs before its columns"
+        down = torch.einsum("bsi,kri->bskr", self.dropout(x), self.lora_A)  # (batch, seq, columns, r)
+        plastic = torch.einsum("bskr,kor->bso", down * gates.unsqueeze(-1), self.lora_B)  # (batch, seq, out)
+        stable = (x @ self.stable_A.T) @ self.stable_B.T  # (batch, seq, out)
+        return self.base(x) + self.scale * (plastic + stable)
+
+    def routed_delta(self, usage: torch.Tensor) -> torch.Tensor:
+        """The plastic columns' weight update averaged by routing usage: sum_k usage_k B_k A_k.
+
+        Args:
+            usage: (columns,) mean gate of each column.
+
+        Returns:
+            (out, in), without the `alpha / r` scale.
+        """
+        return torch.einsum("k,kor,kri->oi", usage, self.lora_B, self.lora_A)
+
+
+class ThalamicRouter(nn.Module):
+    """Causal chunk-level routing of one decoder layer's tokens over its plastic columns.
+
+    Args:
+        hidden: The decoder's hidden size.
+        columns: Number of plastic columns K.
+        rank: Size of the compressed context z.
+        top_k: Columns each token uses.
+        group_size: Columns per divisive-normalisation group (divides `columns`).
+        chunk_size: The past context is pooled per chunk of this many positions.
+        uniform: Ablation: every column gets gate 1/K, no parameters.
+        slot: Where the gates go.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        columns: int,
+        rank: int,
+        top_k: int,
+        group_size: int,
+        chunk_size: int,
+        uniform: bool,
+        slot: RoutingSlot,
+    ) -> None:
+        super().__init__()
+        self.columns, self.top_k, self.group_size, self.chunk_size = columns, top_k, group_size, chunk_size
+        self.uniform = uniform
+        self.slot = slot
+        self.logits: torch.Tensor | None = None  # of the last forward pass, for the auxiliary losses
+        self.probabilities: torch.Tensor | None = None
+        if not uniform:
+            self.diffuse_norm = nn.RMSNorm(hidden)
+            self.focal_norm = nn.RMSNorm(hidden)
+            self.compress = nn.Linear(2 * hidden, rank, bias=False)
+            self.gate = nn.Linear(rank, columns, bias=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Gates for each position, also left in the slot.
+
+        Args:
+            hidden: (batch, seq, hidden), the decoder layer's input; routing does not
+                backpropagate into it.
+
+        Returns:
+            (batch, seq, columns): non-negative, summing to 1 over each position's top-k columns.
+        """
+        batch, seq, _ = hidden.shape
+        if self.uniform:
+            self.slot.gates = hidden.new_full((batch, seq, self.columns), 1 / self.columns)
+            return self.slot.gates
+        hidden = hidden.detach()
+        context = torch.cat(
+            [self.diffuse_norm(past_chunk_mean(hidden, self.chunk_size)), self.focal_norm(hidden)], dim=-1
+        )  # (batch, seq, 2 * hidden)
+        logits = self.gate(self.compress(context))  # (batch, seq, columns)
+        strength = F.softplus(logits).view(batch, seq, -1, self.group_size)  # (batch, seq, groups, group)
+        probabilities = (strength / (NORMALISATION_EPS + strength.sum(-1, keepdim=True))).view(batch, seq, -1)
+        top = probabilities.topk(self.top_k, dim=-1).indices  # (batch, seq, top_k)
+        chosen = torch.zeros_like(probabilities).scatter(-1, top, 1.0)  # (batch, seq, columns)
+        gates = probabilities * chosen
+        self.slot.gates = gates / gates.sum(-1, keepdim=True).clamp(min=NORMALISATION_EPS)
+        self.logits, self.probabilities = logits, probabilities
+        return self.slot.gates
+
+    def auxiliary_losses(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Load balance (Switch style) and router z-loss of the last forward pass, over real tokens.
+
+        Args:
+            mask: (batch, seq), 1 on real tokens.
+
+        Returns:
+            `K * sum_k f_k P_k` (1 when balanced; f_k: share of top-k slots given to column k,
+            P_k: its mean normalised probability) and `mean(logsumexp(logits) ** 2)`.
+        """
+        assert self.logits is not None and self.probabilities is not None and self.slot.gates is not None
+        weights = mask.unsqueeze(-1).to(self.logits.dtype)  # (batch, seq, 1)
+        tokens = weights.sum().clamp(min=1)
+        chosen = (self.slot.gates > 0).to(self.logits.dtype)
+        share = (chosen * weights).sum((0, 1)) / (tokens * self.top_k)  # (columns,)
+        groups = self.columns // self.group_size
+        probability = (self.probabilities * weights).sum((0, 1)) / (tokens * groups)  # (columns,)
+        balance = self.columns * (share.detach() * probability).sum()
+        z = ((torch.logsumexp(self.logits, dim=-1) ** 2) * weights.squeeze(-1)).sum() / tokens
+        return balance, z
+
+
+class HippocampalRead(nn.Module):
+    """Adds the gated readout of the hippocampal store to a decoder layer's input.
+
+    Args:
+        hidden: The decoder's hidden size (keys and values are hidden states).
+        rank: Rank of the output map W_o.
+        store: The lineage's store (its committed entries are read).
+        top_k: Entries per read.
+        temperature: Softmax temperature over cosine similarities.
+    """
+
+    def __init__(self, hidden: int, rank: int, store: Hippocampus, top_k: int, temperature: float) -> None:
+        super().__init__()
+        self.store = store
+        self.top_k, self.temperature = top_k, temperature
+        self.gate = nn.Linear(2 * hidden, 1)
+        self.down = nn.Linear(hidden, rank, bias=False)
+        self.up = nn.Linear(rank, hidden, bias=False)
+        nn.init.zeros_(self.up.weight)  # F_hip = 0 at initialisation
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: (batch, seq, hidden) -> the same plus F_hip."""
+        state = hidden.detach()
+        query = F.normalize(causal_mean(state), dim=-1)  # (batch, seq, hidden)
+        readout = self.store.read(query, self.top_k, self.temperature).to(
+            hidden.dtype
+        )  # (batch, seq, hidden)
+        gate = torch.sigmoid(self.gate(torch.cat([state, readout], dim=-1)))  # (batch, seq, 1)
+        return hidden + gate * self.up(self.down(readout))
+
+
+def causal_mean(hidden: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, d) -> (batch, seq, d): the mean over positions <= t at each t."""
+    counts = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)  # (seq,)
+    return hidden.cumsum(1) / counts.view(1, -1, 1)
+
+
+def past_chunk_mean(hidden: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """(batch, seq, d) -> (batch, seq, d): the mean over the chunks before t's chunk; 0 in the first."""
+    batch, seq, d = hidden.shape
+    sums = torch.cat([hidden.new_zeros(batch, 1, d), hidden.cumsum(1)], dim=1)  # (batch, seq + 1, d)
+    starts = torch.arange(seq, device=hidden.device) // chunk_size * chunk_size  # (seq,)
+    return sums[:, starts] / starts.clamp(min=1).to(hidden.dtype).view(1, -1, 1)
