@@ -14,7 +14,7 @@ A method class is built as `MethodClass(config)` from its config dataclass (see
    `after_optimizer_step(model, step)`;
 5. every `continual_eval_every` steps, when earlier jobs left probes, the continual evaluator
    scores them and passes the result to `after_evaluation(step, evaluation)` (e.g. for a
-   controller that reacts to forgetting);
+   controller that reacts to forgetting), whose returned settings are reported with it;
 6. `save_memory(checkpoint/memory)` in every checkpoint;
 7. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
 """
@@ -130,8 +130,13 @@ class ContinualMethod(Protocol):
         """Work after each optimizer step (e.g. an EMA update); `step` counts from 1."""
         ...
 
-    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> None:
-        """React to a continual evaluation of earlier jobs' probes (e.g. raise replay on forgetting)."""
+    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> dict[str, float]:
+        """React to a continual evaluation of earlier jobs' probes (e.g. raise replay on forgetting).
+
+        Returns:
+            The settings the method changed in response, by name (reported with the evaluation
+            as a `metrics` event); empty when it does not react.
+        """
         ...
 
     def save_memory(self, memory_dir: Path) -> None:

@@ -165,8 +165,8 @@ def _evaluate(
     """Score earlier jobs' probes now; the method may react (every process does both, identically)."""
     started = time.monotonic()
     evaluation = evaluator.evaluate(model, step)
-    method.after_evaluation(step, evaluation)
-    progress.evaluation(evaluation, seconds=time.monotonic() - started)
+    settings = method.after_evaluation(step, evaluation)
+    progress.evaluation(evaluation, settings, seconds=time.monotonic() - started)
 
 
 def _default_to_single_process() -> None:

@@ -48,9 +48,12 @@ class Progress:
             elapsed_s=round(elapsed_s, 3),
         )
 
-    def evaluation(self, evaluation: ContinualEvaluation, seconds: float) -> None:
-        """A continual evaluation of earlier jobs' probes at `evaluation.step` (`eval.continual`)."""
-        self._emit("evaluation", **asdict(evaluation), seconds=round(seconds, 3))
+    def evaluation(self, evaluation: ContinualEvaluation, method: dict[str, float], seconds: float) -> None:
+        """A continual evaluation of earlier jobs' probes at `evaluation.step` (`eval.continual`).
+
+        `method` holds the settings the method changed in response (`after_evaluation`).
+        """
+        self._emit("evaluation", **asdict(evaluation), method=method, seconds=round(seconds, 3))
 
     def checkpoint(self, step: int, path: str, train_loss: float | None) -> None:
         """A checkpoint is complete on disk; `path` is relative to the output folder."""

@@ -56,8 +56,9 @@ class LoraMethod:
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Nothing: plain LoRA keeps no state besides its weights."""
 
-    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> None:
+    def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> dict[str, float]:
         """Nothing: plain LoRA does not react to forgetting."""
+        return {}
 
     def save_memory(self, memory_dir: Path) -> None:
         """Nothing to write: `memory/` stays empty for LoRA."""
