@@ -101,8 +101,9 @@ class InProcessRunner:
                     pad_token_id=pad,
                 )  # (rows, prompt + longest)
                 new = out[:, batch.input_ids.shape[1] :]
+                # A cut inside a multi-byte character decodes to U+FFFD; vLLM holds such bytes back.
                 texts += [
-                    self.tokenizer.decode(new[row, :length], skip_special_tokens=True)
+                    self.tokenizer.decode(new[row, :length], skip_special_tokens=True).rstrip("\ufffd")
                     for row, length in enumerate(lengths)
                 ]
         finally:

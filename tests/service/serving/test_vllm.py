@@ -125,3 +125,23 @@ def _wait_model(api: httpx.Client, model: str, version: int, timeout: float = 60
             return
         time.sleep(0.1)
     raise TimeoutError(f"{model} was not serving version {version} after {timeout} s")
+
+
+def test_the_evaluators_serving_runner_scores_like_the_in_process_one(
+    vllm_url: str, serving_base: Path
+) -> None:
+    """Probes can run against what is served: vLLM's echoed logprobs and greedy text match transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eval.runners import InProcessRunner, ServingRunner
+
+    context = "Q: Where does Velo3 live?\nA:"
+    texts, scored_from = [context + " Velo3 lives in Trasku.", "A plain text row."], [len(context), 0]
+    served = ServingRunner(f"{vllm_url}/v1", str(serving_base))
+    local = InProcessRunner(
+        AutoModelForCausalLM.from_pretrained(serving_base), AutoTokenizer.from_pretrained(serving_base)
+    )
+    # vLLM's CPU kernels round differently from transformers': mean NLLs agree to about 0.6%.
+    assert served.nll(texts, scored_from) == pytest.approx(local.nll(texts, scored_from), rel=0.02)
+    prompts, lengths = [context, "Once"], [6, 3]
+    assert served.complete(prompts, lengths) == local.complete(prompts, lengths)
