@@ -34,6 +34,9 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[int] = mapped_column(default=now)
     revoked_at: Mapped[int | None] = mapped_column(default=None)
+    # `admin` manages tenants and keys; `member` works inside its tenant (docs/security.md).
+    scope: Mapped[str] = mapped_column(String(16), default="member")
+    name: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class File(Base):
@@ -170,4 +173,50 @@ class HealthCheck(Leased, Base):
     version: Mapped[int]
     suites: Mapped[list[Any]]
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class WebhookEndpoint(Base):
+    """A tenant's receiver of signed events; `secret` (`whsec_<base64>`) signs every delivery."""
+
+    __tablename__ = "webhook_endpoints"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    event_types: Mapped[list[Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+    deleted_at: Mapped[int | None] = mapped_column(default=None)
+
+
+class WebhookEvent(Base):
+    """The outbox: one event, written in the transaction of the state change it reports."""
+
+    __tablename__ = "webhook_events"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one endpoint: pending until delivered or out of attempts."""
+
+    __tablename__ = "webhook_deliveries"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("webhook_events.pk"), index=True)
+    endpoint_pk: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.pk"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    last_attempt_at: Mapped[int | None] = mapped_column(default=None)
+    response_status: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[int] = mapped_column(default=now)

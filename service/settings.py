@@ -19,6 +19,27 @@ class Settings(BaseSettings):
     port: int = 8000
     max_upload_bytes: int = Field(100 * 2**20, description="Largest accepted training file.")
     max_row_bytes: int = Field(1 * 2**20, description="Longest accepted JSONL line.")
+    max_upload_rows: int = Field(1_000_000, description="Most rows in one training file.")
+    max_request_bytes: int = Field(
+        2 * 2**20, description="Largest request body, file uploads aside (they have max_upload_bytes)."
+    )
+    model_roots: list[Path] = Field(
+        default_factory=lambda: [Path.cwd()],
+        description="Folders a local base_model may lie under, besides data_dir.",
+    )
+    max_active_jobs: int = Field(8, description="Per tenant: jobs not yet finished at once (429 above).")
+    gateway_requests_per_second: float = Field(20.0, description="Per tenant: sustained gateway rate.")
+    gateway_burst: int = Field(40, description="Per tenant: gateway requests allowed in one burst.")
+    webhook_delivery: bool = Field(True, description="The API process delivers webhook events.")
+    webhook_poll_seconds: float = Field(1.0, description="How often the deliverer looks for due deliveries.")
+    webhook_timeout_seconds: float = Field(10.0, description="How long a receiver may take to answer.")
+    webhook_max_attempts: int = Field(8, description="Attempts of one delivery before it fails for good.")
+    webhook_backoff_seconds: float = Field(
+        5.0, description="Wait before the first retry; each later retry waits four times longer."
+    )
+    webhook_private_networks: bool = Field(
+        False, description="Allow webhook URLs on loopback, private and link-local addresses."
+    )
     lease_seconds: float = Field(30.0, description="A worker's claim on a job expires after this.")
     heartbeat_seconds: float = Field(5.0, description="How often a worker renews its lease.")
     poll_seconds: float = Field(1.0, description="How often an idle worker looks for work.")
@@ -49,6 +70,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in `data_dir`."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'neuroplast.db'}"
+
+    @cached_property
+    def base_model_roots(self) -> list[Path]:
+        """Resolved folders a local base model may lie under: data_dir and `model_roots`."""
+        return [self.data_dir.resolve(), *(root.expanduser().resolve() for root in self.model_roots)]
 
     @cached_property
     def files_dir(self) -> Path:
