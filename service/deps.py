@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the settings, a database session and the calling tenant."""
+"""FastAPI dependencies: the settings, a database session, the calling key and its tenant."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from service.db import Database
 from service.errors import ApiError
-from service.models import Tenant
-from service.services.keys import tenant_for_key
+from service.models import ApiKey, Tenant
+from service.services.keys import authenticate
 from service.settings import Settings
 
 
@@ -23,13 +23,27 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_tenant(
+def get_caller(
     request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
-) -> Tenant:
-    tenant = tenant_for_key(session, bearer_key(request))
-    if tenant is None:
+) -> ApiKey:
+    key = authenticate(session, bearer_key(request))
+    if key is None:
         raise invalid_key()
-    return tenant
+    return key
+
+
+def get_tenant(
+    session: Annotated[Session, Depends(get_session, scope="function")],
+    caller: Annotated[ApiKey, Depends(get_caller)],
+) -> Tenant:
+    return session.get_one(Tenant, caller.tenant_pk)
+
+
+def get_admin(caller: Annotated[ApiKey, Depends(get_caller)]) -> ApiKey:
+    """The calling key when its scope is `admin`, else a 403."""
+    if caller.scope != "admin":
+        raise ApiError(403, "This needs a key with the 'admin' scope.", code="insufficient_scope")
+    return caller
 
 
 def bearer_key(request: Request) -> str:
@@ -47,3 +61,4 @@ def invalid_key() -> ApiError:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+AdminDep = Annotated[ApiKey, Depends(get_admin)]

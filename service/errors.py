@@ -1,11 +1,14 @@
 """The one error envelope: `{"error": {"message", "type", "param", "code"}}` with a proper status."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -23,13 +26,24 @@ class ApiError(Exception):
     """A client-visible error; raised by services, rendered by the handler below."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers  # e.g. `retry-after` on a 429
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over its limit, found while it was being read (`service.limits.BodyLimit`)."""
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
@@ -48,12 +62,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message, exc.param, exc.code), exc.status)
+        body = error_body(exc.status, exc.message, exc.param, exc.code)
+        return JSONResponse(body, exc.status, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         body = error_body(exc.status_code, str(exc.detail), None, None)
         return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body(413, str(exc.detail), None, "request_too_large"), 413)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The envelope, never a stack trace: details go to the log only.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body(500, "The server had an error.", None, "server_error"), 500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

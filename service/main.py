@@ -1,5 +1,7 @@
 """The FastAPI application: `create_app(settings)` wires routers, errors and the database."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,7 +10,10 @@ from fastapi import FastAPI
 from service.api import api_router, health
 from service.db import Database
 from service.errors import install_error_handlers
+from service.limits import BodyLimit
+from service.queue.deliverer import Deliverer
 from service.services.keys import TenantCache
+from service.services.quotas import RateLimiter
 from service.serving.tier import ServingTier
 from service.settings import Settings
 
@@ -24,7 +29,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.serving:
             app.state.serving = ServingTier(settings, database)
             await app.state.serving.start()
+        deliverer = None
+        if settings.webhook_delivery:
+            deliverer = asyncio.create_task(Deliverer(settings, database).run(), name="webhook deliverer")
         yield
+        if deliverer is not None:
+            deliverer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliverer
         if app.state.serving is not None:
             await app.state.serving.stop()
         database.dispose()
@@ -34,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.serving = None
     app.state.tenant_cache = TenantCache(database)
+    app.state.rate_limiter = RateLimiter(settings.gateway_requests_per_second, settings.gateway_burst)
+    app.add_middleware(BodyLimit, settings=settings)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router)

@@ -28,8 +28,8 @@ class Settings(BaseSettings):
         description="Folders a local base_model may lie under, besides data_dir.",
     )
     max_active_jobs: int = Field(8, description="Per tenant: jobs not yet finished at once (429 above).")
-    gateway_requests_per_second: float = Field(20.0, description="Per tenant: sustained gateway rate.")
-    gateway_burst: int = Field(40, description="Per tenant: gateway requests allowed in one burst.")
+    gateway_requests_per_second: float = Field(50.0, description="Per tenant: sustained gateway rate.")
+    gateway_burst: int = Field(100, description="Per tenant: gateway requests allowed in one burst.")
     webhook_delivery: bool = Field(True, description="The API process delivers webhook events.")
     webhook_poll_seconds: float = Field(1.0, description="How often the deliverer looks for due deliveries.")
     webhook_timeout_seconds: float = Field(10.0, description="How long a receiver may take to answer.")

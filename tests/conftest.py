@@ -1,11 +1,23 @@
 """Fixtures every test tier shares. Tests are hermetic: no hub, loopback only, temp folders."""
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach a hub
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Local base models may come from this run's temp folders (docs/security.md), in-process and in
+    every service a test starts (they inherit the environment)."""
+    root = tmp_path_factory.getbasetemp()
+    os.environ["NEUROPLAST_MODEL_ROOTS"] = json.dumps([str(root)])
+    yield root
+    del os.environ["NEUROPLAST_MODEL_ROOTS"]
 
 
 @pytest.fixture(scope="session")

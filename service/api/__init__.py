@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import files, gateway, health, health_checks, jobs, lineages
+from service.api import files, gateway, health, health_checks, jobs, keys, lineages, webhooks
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(files.router)
@@ -10,5 +10,7 @@ api_router.include_router(lineages.router)
 api_router.include_router(jobs.router)
 api_router.include_router(health_checks.router)
 api_router.include_router(gateway.router)
+api_router.include_router(webhooks.router)
+api_router.include_router(keys.router)
 
 __all__ = ["api_router", "health"]

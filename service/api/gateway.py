@@ -14,10 +14,14 @@ router = APIRouter(tags=["gateway"])
 
 
 async def gateway_tenant(request: Request) -> str:
-    """The caller's tenant name, from a short-lived cache: the hot path does no database work."""
+    """The caller's tenant name, from a short-lived cache: the hot path does no database work.
+
+    Each request spends one token of the tenant's rate limit (429 with `retry-after` when none is left).
+    """
     tenant: str | None = await request.app.state.tenant_cache.tenant(bearer_key(request))
     if tenant is None:
         raise invalid_key()
+    request.app.state.rate_limiter.take(tenant)
     return tenant
 
 
@@ -42,7 +46,7 @@ async def chat_completions(request: Request, tenant: TenantName) -> Response:
 async def _forward(request: Request, tenant: str, path: str) -> Response:
     try:
         body = await request.json()
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from error
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")

@@ -5,18 +5,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
-from service.deps import SessionDep, TenantDep
+from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import Checkpoint, Job, JobEvent, Lineage, Tenant
 from service.schemas.common import ListPage
 from service.schemas.jobs import CheckpointPublic, EventPublic, JobCreate, JobPublic
-from service.services import jobs
+from service.services import jobs, quotas
 
 router = APIRouter(prefix="/fine_tuning/jobs", tags=["fine-tuning"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("", response_model=JobPublic)
-def create_job(request: JobCreate, session: SessionDep, tenant: TenantDep) -> JobPublic:
+def create_job(
+    request: JobCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
+) -> JobPublic:
+    quotas.check_active_jobs(session, tenant, settings.max_active_jobs)
     return job_public(session, tenant, jobs.create_job(session, tenant, request))
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from service.db import Database
-from service.deps import SessionDep, TenantDep
+from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import Lineage, Tenant, Version
 from service.schemas.common import ListPage
 from service.schemas.lineages import (
@@ -27,8 +27,10 @@ router = APIRouter(prefix="/lineages", tags=["lineages"])
 
 
 @router.post("", response_model=LineagePublic)
-def create_lineage(request: LineageCreate, session: SessionDep, tenant: TenantDep) -> LineagePublic:
-    return lineage_public(session, lineages.create_lineage(session, tenant, request))
+def create_lineage(
+    request: LineageCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
+) -> LineagePublic:
+    return lineage_public(session, lineages.create_lineage(session, settings, tenant, request))
 
 
 @router.get("", response_model=ListPage[LineagePublic])

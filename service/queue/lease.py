@@ -18,6 +18,7 @@ from service.db import Database
 from service.models import HealthCheck, Job, Leased, Lineage, Version
 from service.services.files import ACTIVE_STATUSES
 from service.services.jobs import add_event
+from service.services.webhooks import emit, job_data
 from service.settings import Settings
 
 WORKING_STATUSES = ("running", "evaluating")  # a leased row is in one of these
@@ -165,3 +166,4 @@ def _give_up(session: Session, row: Job | HealthCheck) -> None:
     row.error = {"code": "worker_lost", "message": message, "param": None}
     if isinstance(row, Job):
         add_event(session, row, message, level="error")
+        emit(session, row.tenant_pk, "fine_tuning.job.failed", job_data(session, row))

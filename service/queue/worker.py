@@ -37,6 +37,8 @@ from service.queue.trainer_process import TrainerProcess
 from service.schemas.lineages import EvaluationConfig
 from service.services.jobs import add_event
 from service.services.lineages import promote_version
+from service.services.paths import folder_under
+from service.services.webhooks import emit, job_data
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,7 @@ class Worker:
         lineage = session.get_one(Lineage, job.lineage_pk)
         tenant = session.get_one(Tenant, job.tenant_pk)
         training_file = session.scalars(select(File).where(File.id == job.training_file)).one()
-        lineage_dir = self.settings.artifact_dir / tenant.name / lineage.name
+        lineage_dir = folder_under(self.settings.artifact_dir, tenant.name, lineage.name)
         final = lineage_dir / f"v{job.version_number}"
         staging = lineage_dir / f"v{job.version_number}.partial"
         parent = lineage_dir / f"v{job.parent_version}" if job.parent_version else None
@@ -254,6 +256,7 @@ class Worker:
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
             add_event(session, job, "The job has successfully completed.")
+            emit(session, job.tenant_pk, "fine_tuning.job.succeeded", job_data(session, job))
 
     def _abandon(self, lease: Lease, workspace: Workspace) -> None:
         with self.database.session() as session:
@@ -266,6 +269,7 @@ class Worker:
             job.status, job.finished_at, job.lease_token = "failed", now(), None
             job.error = {"code": "training_failed", "message": reason, "param": None}
             add_event(session, job, f"Training failed: {reason}", level="error")
+            emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))
         shutil.rmtree(workspace.staging, ignore_errors=True)
 
 

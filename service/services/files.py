@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from service.errors import ApiError, not_found
 from service.models import File, Job, Tenant
 from service.services.paging import page
-from service.services.training_data import validate_lines
+from service.services.paths import folder_under
+from service.services.training_data import read_lines, validate_lines
 from service.settings import Settings
 
 ACTIVE_STATUSES = ("validating_files", "queued", "running", "evaluating")
@@ -30,13 +31,17 @@ def upload_file(
     """Validate and store an uploaded JSONL file; raises ApiError naming every bad line."""
     if purpose != "fine-tune":
         raise ApiError(400, f"Unsupported purpose '{purpose}'; use 'fine-tune'.", param="purpose")
-    folder = settings.files_dir / tenant.name
+    if len(filename) > 255:
+        raise ApiError(400, "The file name is longer than 255 characters.", param="file", code="invalid_file")
+    folder = folder_under(settings.files_dir, tenant.name)
     folder.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkstemp(dir=folder, suffix=".partial")[1])
     try:
         size, digest = _copy_limited(upload, temp, settings.max_upload_bytes)
         with temp.open("rb") as lines:
-            report = validate_lines(lines, settings.max_row_bytes)
+            report = validate_lines(
+                read_lines(lines, settings.max_row_bytes), settings.max_row_bytes, settings.max_upload_rows
+            )
         if report.problems:
             raise ApiError(
                 400, f"Invalid training file: {report.summary()}", param="file", code="invalid_file"

@@ -16,6 +16,7 @@ from service.schemas.lineages import EvaluationConfig
 from service.services.files import ACTIVE_STATUSES, get_file
 from service.services.lineages import get_lineage
 from service.services.paging import page
+from service.services.webhooks import emit, job_data
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
@@ -89,6 +90,7 @@ def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
         )
     job.status, job.finished_at, job.lease_token = "cancelled", now(), None
     add_event(session, job, "Job cancelled.")
+    emit(session, job.tenant_pk, "fine_tuning.job.cancelled", job_data(session, job))
     return job
 
 

@@ -1,8 +1,13 @@
-"""API keys: `np_<key id>_<secret>`, stored as a salted hash, each belonging to one tenant."""
+"""API keys: `np_<key id>_<secret>`, stored as a salted hash, each belonging to one tenant.
+
+A key is shown once, when it is made; afterwards only its id, tenant, scope and name are known.
+Scopes: `member` works inside its tenant, `admin` also manages tenants and every tenant's keys.
+"""
 
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -10,32 +15,86 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import Database
+from service.errors import ApiError, not_found
 from service.models import ApiKey, Tenant, now
 
 KEY_PREFIX = "np_"
+SCOPES = ("admin", "member")
+# A path segment of the artifact store and of served names: no dots, slashes or upper case.
+TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-def create_key(session: Session, tenant_name: str) -> str:
+def create_key(session: Session, tenant_name: str, scope: str = "member", name: str | None = None) -> str:
     """Create a key for `tenant_name` (creating the tenant if new) and return it; shown only once."""
     tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
     if tenant is None:
-        tenant = Tenant(name=tenant_name)
-        session.add(tenant)
-        session.flush()
+        tenant = create_tenant(session, tenant_name)
+    return issue_key(session, tenant, scope, name)[1]
+
+
+def create_tenant(session: Session, name: str) -> Tenant:
+    """A new tenant; 400 for a name outside TENANT_NAME, 409 when it exists."""
+    if not re.fullmatch(TENANT_NAME, name):
+        raise ApiError(
+            400,
+            f"Invalid tenant name '{name}': use 1-63 lowercase letters, digits, '_' or '-'.",
+            param="name",
+            code="invalid_name",
+        )
+    if session.scalar(select(Tenant.pk).where(Tenant.name == name)) is not None:
+        raise ApiError(409, f"A tenant named '{name}' already exists.", param="name", code="tenant_exists")
+    tenant = Tenant(name=name)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, name: str, param: str | None = None) -> Tenant:
+    """The tenant with this name, or a 404."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise not_found("tenant", name, param)
+    return tenant
+
+
+def list_tenants(session: Session) -> list[Tenant]:
+    """Every tenant, newest first."""
+    return list(session.scalars(select(Tenant).order_by(Tenant.pk.desc())))
+
+
+def issue_key(session: Session, tenant: Tenant, scope: str, name: str | None) -> tuple[ApiKey, str]:
+    """A new key of `tenant`: its row and the key itself, which is not stored anywhere."""
+    if scope not in SCOPES:
+        raise ApiError(400, f"scope: must be one of {list(SCOPES)}.", param="scope", code="invalid_value")
     key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(24), secrets.token_hex(16)
-    session.add(ApiKey(key_id=key_id, tenant_pk=tenant.pk, salt=salt, secret_hash=_hash(salt, secret)))
-    return f"{KEY_PREFIX}{key_id}_{secret}"
+    row = ApiKey(
+        key_id=key_id,
+        tenant_pk=tenant.pk,
+        salt=salt,
+        secret_hash=_hash(salt, secret),
+        scope=scope,
+        name=name,
+    )
+    session.add(row)
+    session.flush()
+    return row, f"{KEY_PREFIX}{key_id}_{secret}"
 
 
-def tenant_for_key(session: Session, key: str) -> Tenant | None:
-    """The tenant owning `key`, or None when the key is malformed, unknown or revoked."""
+def authenticate(session: Session, key: str) -> ApiKey | None:
+    """The live key row matching `key`, or None when it is malformed, unknown or revoked."""
     if not key.startswith(KEY_PREFIX):
         return None
     key_id, _, secret = key.removeprefix(KEY_PREFIX).partition("_")
     row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None)))
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(row.salt, secret)):
         return None
-    return session.get(Tenant, row.tenant_pk)
+    return row
+
+
+def tenant_for_key(session: Session, key: str) -> Tenant | None:
+    """The tenant owning `key`, or None when the key is malformed, unknown or revoked."""
+    row = authenticate(session, key)
+    return None if row is None else session.get(Tenant, row.tenant_pk)
 
 
 def any_key_exists(session: Session) -> bool:
@@ -43,13 +102,27 @@ def any_key_exists(session: Session) -> bool:
     return session.scalar(select(ApiKey.pk).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
 
 
-def revoke_key(session: Session, key_id: str) -> bool:
-    """Revoke a key by its id; False if there was no such live key."""
+def list_keys(session: Session, tenant: Tenant | None) -> list[ApiKey]:
+    """Every key, or one tenant's, newest first; revoked keys included (they say when)."""
+    query = select(ApiKey).order_by(ApiKey.pk.desc())
+    if tenant is not None:
+        query = query.where(ApiKey.tenant_pk == tenant.pk)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    """Revoke a live key by its id; it stops working at once (the gateway's cache: within its ttl)."""
     row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None)))
     if row is None:
-        return False
+        raise not_found("live API key", key_id, "key_id")
     row.revoked_at = now()
-    return True
+    return row
+
+
+def rotate_key(session: Session, key_id: str) -> tuple[ApiKey, str]:
+    """Replace a live key by a new one of the same tenant, scope and name; the old one is revoked."""
+    old = revoke_key(session, key_id)
+    return issue_key(session, session.get_one(Tenant, old.tenant_pk), old.scope, old.name)
 
 
 def _hash(salt: str, secret: str) -> str:
@@ -77,6 +150,10 @@ class TenantCache:
         if found is not None:
             self._entries[digest] = (found, time.monotonic() + self.ttl)
         return found
+
+    def clear(self) -> None:
+        """Forget every entry: a key revoked through this process stops working here at once."""
+        self._entries.clear()
 
     def _lookup(self, key: str) -> str | None:
         with self.database.session() as session:

@@ -2,7 +2,6 @@
 
 import secrets
 import time
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -12,12 +11,15 @@ from service.errors import ApiError, not_found
 from service.models import Lineage, Tenant, Version
 from service.schemas.lineages import LineageCreate
 from service.services.paging import page
+from service.services.paths import resolve_base_model
+from service.services.webhooks import emit, version_data
+from service.settings import Settings
 from trainers.registry import MethodConfigError, resolve_method_config
 
 
-def create_lineage(session: Session, tenant: Tenant, request: LineageCreate) -> Lineage:
-    """Create a lineage after checking its base model path and method config."""
-    _check_base_model(request.base_model)
+def create_lineage(session: Session, settings: Settings, tenant: Tenant, request: LineageCreate) -> Lineage:
+    """Create a lineage after checking its base model (a local one: under an allowed root) and method."""
+    base_model = resolve_base_model(request.base_model, settings.base_model_roots)
     try:
         config = resolve_method_config(request.method.type, request.method.config)
     except MethodConfigError as error:
@@ -26,7 +28,7 @@ def create_lineage(session: Session, tenant: Tenant, request: LineageCreate) -> 
         id=f"lin-{secrets.token_hex(12)}",
         tenant_pk=tenant.pk,
         name=request.name,
-        base_model=request.base_model,
+        base_model=base_model,
         method_type=request.method.type,
         method_config=config,
         evaluation=request.evaluation.model_dump(),
@@ -105,6 +107,7 @@ def promote_version(session: Session, lineage: Lineage, version: Version) -> Non
         _version(session, lineage, lineage.promoted_version).status = "retired"
     version.status, version.promoted_at = "promoted", time.time()
     lineage.promoted_version = version.number
+    emit(session, lineage.tenant_pk, "lineage.version.promoted", version_data(lineage, version))
 
 
 def _version(session: Session, lineage: Lineage, number: int) -> Version:
@@ -113,16 +116,3 @@ def _version(session: Session, lineage: Lineage, number: int) -> Version:
     if version is None:
         raise not_found("version", f"{lineage.name}@{number}", "version")
     return version
-
-
-def _check_base_model(base_model: str) -> None:
-    if not base_model.startswith(("/", "./", "../", "~")):
-        return  # a hub id: resolved by the trainer, which may have it cached
-    path = Path(base_model).expanduser()
-    if not (path / "config.json").is_file():
-        raise ApiError(
-            400,
-            f"No model found at '{base_model}' (expected a folder with config.json).",
-            param="base_model",
-            code="invalid_base_model",
-        )

@@ -1,9 +1,9 @@
 """Validation of uploaded JSONL training files: every bad line is reported with its number."""
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 ROLES = {"system", "user", "assistant"}
 SHAPES = "{'text'}, {'prompt', 'completion'} or {'messages'}"
@@ -24,12 +24,28 @@ class Report:
         return f"{len(self.problems)} bad line(s): {listed}{suffix}."
 
 
-def validate_lines(lines: Iterable[bytes], max_row_bytes: int) -> Report:
-    """Check every line of a JSONL training file; blank lines are skipped."""
+def read_lines(stream: BinaryIO, max_row_bytes: int) -> Iterator[bytes]:
+    """The lines of `stream`, each cut to `max_row_bytes + 1` bytes: memory stays bounded by the row
+    limit whatever the file holds (a line over the limit is reported, never parsed)."""
+    while line := stream.readline(max_row_bytes + 1):
+        if len(line) > max_row_bytes and not line.endswith(b"\n"):
+            while (rest := stream.readline(max_row_bytes + 1)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def validate_lines(lines: Iterable[bytes], max_row_bytes: int, max_rows: int) -> Report:
+    """Check every line of a JSONL training file; blank lines are skipped.
+
+    Stops at the first row over `max_rows`, naming its line.
+    """
     report = Report()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
+        if report.rows + len(report.problems) == max_rows:
+            report.problems.append((number, f"the file has more than the limit of {max_rows} rows"))
+            break
         problem = _row_problem(raw, max_row_bytes)
         if problem:
             report.problems.append((number, problem))
@@ -40,7 +56,7 @@ def validate_lines(lines: Iterable[bytes], max_row_bytes: int) -> Report:
 
 def _row_problem(raw: bytes, max_row_bytes: int) -> str | None:
     if len(raw) > max_row_bytes:
-        return f"line is {len(raw)} bytes, over the limit of {max_row_bytes}"
+        return f"line is over the limit of {max_row_bytes} bytes"
     try:
         row = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

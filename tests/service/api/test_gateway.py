@@ -29,6 +29,7 @@ def gateway(
 ) -> Iterator[TestClient]:
     """An API client of tenant 'acme' whose serving tier attaches to the fake vLLM."""
     settings.vllm_urls, settings.reconcile_seconds = [backend[0]], 0.05
+    settings.gateway_requests_per_second = 10_000.0  # these tests race swaps; quotas have their own
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {_key(database, 'acme')}"
         client.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
