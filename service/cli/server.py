@@ -9,8 +9,11 @@ import typer
 import uvicorn
 
 from service.db import Database
+from service.errors import ApiError
 from service.main import create_app
+from service.models import Tenant
 from service.queue.worker import Worker
+from service.services import keys as api_keys
 from service.services.keys import any_key_exists, create_key
 from service.settings import Settings
 
@@ -19,7 +22,10 @@ DataDir = Annotated[
     typer.Option(help="Data folder (database, files, store). Env: NEUROPLAST_DATA_DIR."),
 ]
 
-keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+keys = typer.Typer(
+    help="Manage API keys in the service's database (over REST: /v1/keys with an admin key).",
+    no_args_is_help=True,
+)
 base = typer.Typer(help="Build base models that need no network.", no_args_is_help=True)
 
 
@@ -80,12 +86,53 @@ def demo(
 @keys.command("create")
 def create_key_command(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to (created if new).")],
+    scope: Annotated[str, typer.Option(help="member, or admin (manages tenants and keys).")] = "member",
+    name: Annotated[str | None, typer.Option(help="A label, e.g. who uses the key.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print a new API key for a tenant (shown only once)."""
+    typer.echo(_on_keys(data_dir, lambda session: create_key(session, tenant, scope, name)))
+
+
+@keys.command("list")
+def list_keys_command(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List keys (never their secrets): id, tenant, scope, name, revoked or live."""
+
+    def rows(session: Any) -> list[str]:
+        owner = None if tenant is None else api_keys.get_tenant(session, tenant)
+        return [
+            f"{row.key_id}  {session.get_one(Tenant, row.tenant_pk).name:20} {row.scope:7} "
+            f"{'revoked' if row.revoked_at else 'live':8} {row.name or ''}".rstrip()
+            for row in api_keys.list_keys(session, owner)
+        ]
+
+    for line in _on_keys(data_dir, rows):
+        typer.echo(line)
+
+
+@keys.command("revoke")
+def revoke_key_command(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key by its id (the part after `np_`, before the next `_`); it stops working at once."""
+    typer.echo(_on_keys(data_dir, lambda session: f"revoked {api_keys.revoke_key(session, key_id).key_id}"))
+
+
+@keys.command("rotate")
+def rotate_key_command(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key and print its replacement (same tenant, scope and name; shown only once)."""
+    typer.echo(_on_keys(data_dir, lambda session: api_keys.rotate_key(session, key_id)[1]))
+
+
+def _on_keys(data_dir: Path | None, action: Any) -> Any:
     settings = _settings(data_dir=data_dir)
-    with _migrated(settings).session() as session:
-        typer.echo(create_key(session, tenant))
+    try:
+        with _migrated(settings).session() as session:
+            return action(session)
+    except ApiError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(1) from error
 
 
 @base.command("build")
@@ -116,8 +163,8 @@ def _print_dev_key(settings: Settings, database: Database) -> None:
     with database.session() as session:
         if any_key_exists(session):
             return
-        key = create_key(session, "default")
+        key = create_key(session, "default", scope="admin", name="dev key")
     key_file = settings.data_dir / "dev-key"
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
-    typer.echo(f"Dev API key for tenant 'default' (also in {key_file}):\n  {key}")
+    typer.echo(f"Dev API key (admin) for tenant 'default' (also in {key_file}):\n  {key}")
