@@ -16,7 +16,10 @@ __all__ = ["TrcConfig"]
 class TrcConfig(LoraConfig):
     """LoRA's fields (`r` is each plastic column's rank), plus columns, router, store and controller.
 
+    The stable column's rank is `columns * r`, so it can absorb all plastic columns at once.
+
     Attributes:
+        r: Rank of each plastic column (and of the exported PEFT adapter).
         columns: Plastic columns K per target layer (besides the stable column).
         top_k: Columns each token uses.
         group_size: Columns per divisive-normalisation group; divides `columns`.
@@ -51,8 +54,10 @@ class TrcConfig(LoraConfig):
         consolidation_gain: The rate is `consolidation_rate * (1 - consolidation_gain * error)`.
     """
 
-    # 3.4a: "K LoRA experts"; 4 columns of the LoRA rank, 2 of them per token, give each token
-    # twice LoRA's active rank at 4x its parameters.
+    # Each column has half LoRA's rank: with 2 of 4 columns per token, a token gets LoRA's active
+    # rank (16) and the columns together twice its parameters; a step stays under 2 LoRA steps.
+    r: int = 8
+    # 3.4a: "K LoRA experts".
     columns: int = 4
     top_k: int = 2  # 3.4b: TopK (k=2)
     group_size: int = 2

@@ -96,8 +96,13 @@ class ColumnLinear(nn.Module):
         """x: (batch, seq, in) -> (batch, seq, out)."""
         gates = self.slot.gates  # (batch, seq, columns)
         assert gates is not None, "the layer's router runs before its columns"
-        down = torch.einsum("bsi,kri->bskr", self.dropout(x), self.lora_A)  # (batch, seq, columns, r)
-        plastic = torch.einsum("bskr,kor->bso", down * gates.unsqueeze(-1), self.lora_B)  # (batch, seq, out)
+        columns, r, _ = self.lora_A.shape
+        # Every column as one wide matmul each way (einsum's batched path is ~10x slower on CPU).
+        down = self.dropout(x) @ self.lora_A.reshape(columns * r, -1).T  # (batch, seq, columns * r)
+        gated = (down.unflatten(-1, (columns, r)) * gates.unsqueeze(-1)).flatten(
+            -2
+        )  # (batch, seq, columns * r)
+        plastic = gated @ self.lora_B.transpose(1, 2).reshape(columns * r, -1)  # (batch, seq, out)
         stable = (x @ self.stable_A.T) @ self.stable_B.T  # (batch, seq, out)
         return self.base(x) + self.scale * (plastic + stable)
 
