@@ -4,8 +4,11 @@
 lineage learns the default stream (`default_stream`: three fact sets about new people, one per
 domain, then a skill task) one version per task, each version trained by the trainer process
 jobs use (`python -m trainers.run`, its parent the previous version). After each task the
-published adapter is scored on every task so far (`eval.recall`), giving R[i][j]; the metrics
-of `eval.metrics` summarise it. `step_time_ratio` measures the cost of `ilora` over `lora`.
+published version (as `trainers.servable.load_version` loads it) is scored on every task so far
+(`eval.recall`), giving R[i][j]; the metrics of `eval.metrics` summarise it. Jobs after the first
+also evaluate earlier tasks' probes every `CONTINUAL_EVAL_EVERY` steps, as the service's jobs do,
+which is the forgetting signal of `trc`'s controller. `VARIANTS` names method configs other than
+the defaults (the `trc` ablations). `step_times` measures the cost of a step against `lora`'s.
 """
 
 import json
@@ -20,19 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eval.metrics import ContinualMetrics, continual_metrics
+from eval.metrics import ContinualMetrics, area_under_forgetting_curve, continual_metrics
+from eval.probes import ProbeSizes, build_probes
 from eval.recall import recall
 from trainers.base_model.corpus import MONTHS, fact_set
+from trainers.servable import load_version
 
-__all__ = ["BATCH_SIZE", "STEPS", "Task", "default_stream", "run_benchmark", "step_time_ratio"]
+__all__ = ["BATCH_SIZE", "STEPS", "VARIANTS", "Task", "default_stream", "run_benchmark", "step_times"]
 
 STEPS = 100  # per task; with LEARNING_RATE_MULTIPLIER it teaches most of 24 facts to the small base
 BATCH_SIZE = 8
 LEARNING_RATE_MULTIPLIER = 2.0
 DOMAINS = ("harbour-town", "mountain-village", "river-city")
+CONTINUAL_EVAL_EVERY = 10  # steps between evaluations of earlier tasks' probes during a job
+# Benchmark names for method configs other than the defaults: (method, config).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "trc-no-router": ("trc", {"router": False}),
+    "trc-no-hippocampus": ("trc", {"hippocampus": False}),
+    "trc-no-controller": ("trc", {"controller": False}),
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ def run_benchmark(
     """Teach the default stream to one lineage per method and seed; score after every task.
 
     Args:
-        methods: Registered method names, e.g. `["lora", "replay", "ilora"]`.
+        methods: Registered method names or `VARIANTS`, e.g. `["lora", "replay", "ilora"]`.
         seeds: Seeds 0..seeds-1 (training seed of every job; the stream is fixed).
         base_model: Folder of the base model (e.g. the `small` preset).
         workdir: Where lineages, training files and the tokenized-data cache go.
@@ -114,14 +125,17 @@ def run_benchmark(
     return results
 
 
-def step_time_ratio(base_model: Path, steps: int = 30) -> dict[str, float]:
-    """Median training-step time of `ilora` over `lora` on the same batch (replayed rows included).
+def step_times(
+    base_model: Path, methods: tuple[str, ...] = ("lora", "ilora", "trc"), steps: int = 30
+) -> dict[str, float]:
+    """Median training-step time of each method on the same batch (replayed rows included), in ms.
 
-    Both run forward (with hidden states), loss, backward, AdamW step and the after-step hook
-    on 8 new rows plus 4 replayed rows of an earlier job, alternating, in this process.
+    Each runs forward (with hidden states), loss, backward, AdamW step and the after-step hook
+    on 8 new rows plus 4 rows of an earlier job, alternating, in this process. The earlier rows
+    come from `ilora`'s buffer for every method (so `trc`'s replay and distillation paths run).
 
     Returns:
-        `lora_ms`, `ilora_ms` and their `ratio`.
+        Per method, milliseconds.
     """
     from trainers.data import Collator, render_row
     from trainers.registry import load_method, method_config
@@ -131,15 +145,15 @@ def step_time_ratio(base_model: Path, steps: int = 30) -> dict[str, float]:
     old = [render_row(row, tokenizer, 256) for row in stream[0].rows]
     new = [render_row(row, tokenizer, 256) for row in stream[1].rows]
     runners = {}
-    for name in ("lora", "ilora"):
+    for name in methods:
         method = load_method(name)(method_config(name, {}))
         model = method.prepare_model(AutoModelForCausalLM.from_pretrained(base_model), None)
         method.start_job("job-1", old, seed=0)
         method.start_job("job-2", new, seed=0)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         runners[name] = (method, model, optimizer)
-    ilora = runners["ilora"][0]
-    batch = Collator(tokenizer.pad_token_id)(new[:BATCH_SIZE] + ilora.replay_rows(0, BATCH_SIZE))
+    replayed = [dict(row, replayed=True) for row in old[: BATCH_SIZE // 2]]
+    batch = Collator(tokenizer.pad_token_id)(new[:BATCH_SIZE] + replayed)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for step in range(steps + 3):
         for name, (method, model, optimizer) in runners.items():
@@ -156,8 +170,7 @@ def step_time_ratio(base_model: Path, steps: int = 30) -> dict[str, float]:
             method.after_optimizer_step(model, step + 1)
             if step >= 3:  # warm-up steps left out
                 times[name].append(time.perf_counter() - started)
-    lora_ms, ilora_ms = (1000 * statistics.median(times[name]) for name in ("lora", "ilora"))
-    return {"lora_ms": lora_ms, "ilora_ms": ilora_ms, "ratio": ilora_ms / lora_ms}
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def summary(results: dict[str, MethodResult]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -168,6 +181,7 @@ def summary(results: dict[str, MethodResult]) -> dict[str, dict[str, tuple[float
             name: _mean_sd([100 * getattr(m, name) for m in result.metrics])
             for name in ("average_accuracy", "backward_transfer", "forgetting", "final_task")
         }
+        table[method]["aufc"] = _mean_sd([100 * area_under_forgetting_curve(m) for m in result.matrices])
     return table
 
 
@@ -188,15 +202,37 @@ def _run_lineage(
     lineage_dir = workdir / f"{method}-seed{seed}"
     matrix: list[list[float | None]] = []
     parent: Path | None = None
+    probes: dict[str, str] = {}  # job id -> probes.json of the tasks so far
     for i, task in enumerate(tasks):
         training_file = workdir / "data" / f"{task.name}.jsonl"
         training_file.parent.mkdir(parents=True, exist_ok=True)
         training_file.write_text("".join(json.dumps(row) + "\n" for row in task.rows))
+        probes_file = workdir / "probes" / f"{task.name}.json"
+        probes_file.parent.mkdir(parents=True, exist_ok=True)
+        # No held-out split: every row is trained on, as before continual evaluation existed.
+        task_probes = build_probes(task.rows, seed=0, sizes=ProbeSizes(held_out_fraction=0.0))
+        probes_file.write_text(json.dumps(task_probes.to_json()))
+        continual_eval = {
+            "every": CONTINUAL_EVAL_EVERY,
+            "items": len(task.rows),
+            "earlier": dict(probes),
+            "current": str(probes_file),
+        }
         output_dir = lineage_dir / f"v{i + 1}"
-        _train(method, seed, i, training_file, base_model, parent, output_dir, workdir / "cache", steps)
-        model = PeftModel.from_pretrained(
-            AutoModelForCausalLM.from_pretrained(base_model), output_dir / "adapter"
-        ).eval()
+        job_id = _train(
+            method,
+            seed,
+            i,
+            training_file,
+            base_model,
+            parent,
+            output_dir,
+            workdir / "cache",
+            steps,
+            continual_eval,
+        )
+        probes[job_id] = str(probes_file)
+        model = load_version(AutoModelForCausalLM.from_pretrained(base_model), output_dir)
         matrix.append(
             [recall(model, tokenizer, tasks[j].rows) if j <= i else None for j in range(len(tasks))]
         )
@@ -214,10 +250,15 @@ def _train(
     output_dir: Path,
     cache_dir: Path,
     steps: int,
-) -> None:
-    """One job, exactly as a worker runs it: a spec file and `python -m trainers.run`."""
+    continual_eval: dict[str, Any],
+) -> str:
+    """One job, exactly as a worker runs it: a spec file and `python -m trainers.run`; returns its id.
+
+    The trainer's protocol lines are kept in `output_dir/progress.jsonl`.
+    """
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
+    method_type, config = VARIANTS.get(method, (method, {}))
     spec = {
         "job_id": f"ftjob-bench-{method}-{seed}-{index}",
         "tenant": "bench",
@@ -225,7 +266,7 @@ def _train(
         "version": index + 1,
         "parent_version": index if parent else None,
         "base_model": str(base_model),
-        "method": {"type": method, method: {}},
+        "method": {"type": method_type, method_type: config},
         "training_file": str(training_file),
         "training_file_sha256": f"{training_file.stem}-{training_file.stat().st_size}",
         "parent_dir": str(parent) if parent else None,
@@ -239,6 +280,7 @@ def _train(
         "seed": seed,
         "checkpoint_every": steps,
         "cache_dir": str(cache_dir),
+        "continual_eval": continual_eval if continual_eval["earlier"] else None,
     }
     (output_dir / "spec.json").write_text(json.dumps(spec, indent=2))
     process = subprocess.run(
@@ -246,5 +288,7 @@ def _train(
         capture_output=True,
         text=True,
     )
+    (output_dir / "progress.jsonl").write_text(process.stdout)
     if process.returncode != 0:
         raise RuntimeError(f"{spec['job_id']} failed: {process.stderr.strip().splitlines()[-1:]}")
+    return str(spec["job_id"])

@@ -1,5 +1,6 @@
 """The continual-learning benchmark's report: markdown table and retention plot (PNG)."""
 
+import json
 import os
 import platform
 from datetime import date
@@ -12,25 +13,34 @@ from eval.cl_benchmark import (
     MethodResult,
     default_stream,
     run_benchmark,
-    step_time_ratio,
+    step_times,
     summary,
 )
+from eval.metrics import continual_metrics
 
 __all__ = ["plot_retention", "report", "run_and_report"]
 
 
 def run_and_report(
-    methods: list[str], seeds: int, base_model: Path, workdir: Path, plot: Path, steps: int = STEPS
+    methods: list[str],
+    seeds: int,
+    base_model: Path,
+    workdir: Path,
+    plot: Path,
+    steps: int = STEPS,
+    reuse: Path | None = None,
 ) -> str:
     """Run the benchmark and the cost measurement; write the plot; return the markdown section.
 
     Args:
-        methods: Method names.
+        methods: Method names (or `eval.cl_benchmark.VARIANTS`).
         seeds: Seeds per method.
         base_model: Base model folder; the `small` preset is built there when it is missing.
         workdir: Scratch folder for lineages and data.
         plot: Where the retention PNG goes.
         steps: Optimizer steps per task.
+        reuse: A `matrices.json` of an earlier run with the same stream, steps and seeds: its
+            methods that `methods` does not name are reported from it, not run again.
     """
     if not (base_model / "config.json").exists():
         from trainers.base_model.build import build_base
@@ -38,8 +48,15 @@ def run_and_report(
         print(f"building the small base model in {base_model} (about two minutes, once)", flush=True)
         build_base(base_model, preset="small")
     results = run_benchmark(methods, seeds, base_model.resolve(), workdir.resolve(), steps=steps)
-    print("step time, ilora against lora on the same batch ...", flush=True)
-    cost = step_time_ratio(base_model)
+    if reuse is not None:
+        earlier = {
+            method: MethodResult(matrices, [continual_metrics(m) for m in matrices])
+            for method, matrices in json.loads(reuse.read_text()).items()
+            if method not in results
+        }
+        results = earlier | results
+    print("step time of ilora and trc against lora on the same batch ...", flush=True)
+    cost = step_times(base_model)
     print(f"  {cost}", flush=True)
     plot_retention(results, plot)
     return report(results, cost, seeds, steps, plot)
@@ -48,7 +65,15 @@ def run_and_report(
 def report(
     results: dict[str, MethodResult], cost: dict[str, float], seeds: int, steps: int, plot: Path
 ) -> str:
-    """The markdown section: metrics table (mean ± sd over seeds), final matrices' means, cost."""
+    """The markdown section: metrics table (mean ± sd over seeds), final matrices' means, cost.
+
+    Args:
+        results: Per method, its runs.
+        cost: Per method, a training step's median time in ms (`lora`, `ilora`, `trc`).
+        seeds: Seeds per method.
+        steps: Optimizer steps per task.
+        plot: The retention plot.
+    """
     tasks = [task.name for task in default_stream()]
     table = summary(results)
     rows = "\n".join(
@@ -72,11 +97,16 @@ run by `python -m trainers.run` with the previous version as parent, as the serv
 After each task the published adapter is scored on every task so far: greedy recall, exact match
 of the completion (`eval/recall.py`). Metrics (`eval/metrics.py`, percentage points, mean ± sd
 over seeds 0-{seeds - 1}): average accuracy after the last task, backward transfer and
-forgetting over the {len(tasks) - 1} earlier tasks (GEM / Chaudhry normalisation), and the last
-task's score.
+forgetting over the {len(tasks) - 1} earlier tasks (GEM / Chaudhry normalisation), the last
+task's score, and the area under the forgetting curve (AUFC: the forgetting after each task from
+the second on, averaged over the stream; lower is better). Jobs after the first evaluate the
+earlier tasks' probes every 10 steps (`trc`'s controller reads that forgetting). `trc-no-*` are
+`trc` with its router (uniform mixing of the columns), its hippocampus (no store, read, replay
+or distillation) or its controller (fixed replay ratio, distillation weight and consolidation
+rate) switched off.
 
-| method | average accuracy | backward transfer | forgetting | final task |
-|---|---|---|---|---|
+| method | average accuracy | backward transfer | forgetting | final task | AUFC |
+|---|---|---|---|---|---|
 {rows}
 
 ![retention]({os.path.relpath(plot.resolve(), Path("docs").resolve())})
@@ -85,10 +115,11 @@ Mean R[after task i][task j] over seeds (recall, %):
 
 {matrices}
 
-Cost: one training step of `ilora` over one of `lora` on the same batch (8 new rows + 4 replayed
-rows, small base, forward with hidden states, backward, AdamW, the after-step hook; median of 30
-alternating steps in one process): {cost["ilora_ms"]:.1f} ms / {cost["lora_ms"]:.1f} ms =
-**{cost["ratio"]:.2f}** (target at most 1.6).
+Cost: one training step on the same batch (8 new rows + 4 replayed rows, small base, forward
+with hidden states, loss, backward, AdamW, the after-step hook; median of 30 alternating steps in
+one process): `lora` {cost["lora"]:.1f} ms, `ilora` {cost["ilora"]:.1f} ms
+(**{cost["ilora"] / cost["lora"]:.2f}** × `lora`, target at most 1.6), `trc` {cost["trc"]:.1f} ms
+(**{cost["trc"] / cost["lora"]:.2f}** × `lora`, target at most 2).
 """
 
 

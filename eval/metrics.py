@@ -6,6 +6,9 @@ Definitions (research/evaluation.md section 4.1), for T tasks, tasks counted fro
 - backward transfer: BWT = (1/(T-1)) sum_{j<T-1} (R[T-1][j] - R[j][j]), over the T-1 earlier tasks
   (GEM's normalisation; TRACE and SAPT divide by T); negative means forgetting;
 - forgetting: F = (1/(T-1)) sum_{j<T-1} (max_{j<=i<T-1} R[i][j] - R[T-1][j]) (Chaudhry et al. 2018).
+- area under the forgetting curve (TRC², arXiv 2602.22479; research/algorithms.md 4.4): the
+  forgetting F_i after each task i >= 1 (as above, over tasks j < i, with i in place of T-1),
+  averaged over the stream: AUFC = (1/(T-1)) sum_{i>=1} F_i. Sampled at task boundaries here.
 
 - forward transfer (GEM): FWT = (1/(T-1)) sum_{j>0} (R[j-1][j] - b[j]), the score on task j just
   before training on it against the base model's b[j]; needs those entries.
@@ -21,7 +24,14 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ContinualMetrics", "StabilityTracker", "continual_metrics", "forward_transfer"]
+__all__ = [
+    "ContinualMetrics",
+    "StabilityTracker",
+    "area_under_forgetting_curve",
+    "continual_metrics",
+    "forgetting_curve",
+    "forward_transfer",
+]
 
 Matrix = Sequence[Sequence[float | None]]
 
@@ -65,6 +75,20 @@ def continual_metrics(scores: Matrix) -> ContinualMetrics:
         forgetting=sum(forgetting) / len(forgetting) if forgetting else 0.0,
         final_task=final[-1],
     )
+
+
+def forgetting_curve(scores: Matrix) -> list[float]:
+    """Forgetting after each task from the second on: F_i = mean_{j<i} (max_{j<=k<i} R[k][j] - R[i][j])."""
+    return [
+        sum(max(_score(scores, k, j) for k in range(j, i)) - _score(scores, i, j) for j in range(i)) / i
+        for i in range(1, len(scores))
+    ]
+
+
+def area_under_forgetting_curve(scores: Matrix) -> float:
+    """Mean of `forgetting_curve` over the stream (0 for a single task)."""
+    curve = forgetting_curve(scores)
+    return sum(curve) / len(curve) if curve else 0.0
 
 
 def forward_transfer(scores: Matrix, baseline: Sequence[float | None]) -> float | None:

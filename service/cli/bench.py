@@ -22,11 +22,15 @@ def continual_learning(
     ] = Path(".bench/base-small"),
     workdir: Annotated[Path, typer.Option(help="Scratch folder for lineages and data.")] = Path(".bench/cl"),
     plot: Annotated[Path, typer.Option(help="Retention plot (PNG).")] = Path("docs/images/retention.png"),
+    reuse: Annotated[
+        Path | None,
+        typer.Option(help="matrices.json of an earlier run: its other methods are reported, not rerun."),
+    ] = None,
 ) -> None:
     """Continual-learning benchmark: forgetting of each method over a stream of generated tasks."""
     from eval.cl_report import run_and_report
 
-    markdown = run_and_report(methods.split(","), seeds, base, workdir, plot, steps=steps)
+    markdown = run_and_report(methods.split(","), seeds, base, workdir, plot, steps=steps, reuse=reuse)
     try:
         from bench.report import REPORT, write_section  # present in a source checkout, not installed
     except ImportError:

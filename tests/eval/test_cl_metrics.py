@@ -2,7 +2,13 @@
 
 import pytest
 
-from eval.metrics import StabilityTracker, continual_metrics, forward_transfer
+from eval.metrics import (
+    StabilityTracker,
+    area_under_forgetting_curve,
+    continual_metrics,
+    forgetting_curve,
+    forward_transfer,
+)
 
 
 def test_three_tasks_by_hand() -> None:
@@ -27,6 +33,21 @@ def test_forgetting_uses_the_best_earlier_score_not_the_first() -> None:
     metrics = continual_metrics(scores)
     assert metrics.forgetting == pytest.approx(((0.8 - 0.4) + 0.0) / 2)
     assert metrics.backward_transfer == pytest.approx(((0.4 - 0.5) + 0.0) / 2)
+
+
+def test_area_under_the_forgetting_curve_averages_forgetting_after_each_task() -> None:
+    scores = [
+        [0.9, None, None],
+        [0.6, 0.8, None],  # after task 1: task 0 lost 0.3
+        [0.3, 0.7, 1.0],  # after task 2: (0.6 + 0.1) / 2
+    ]
+    assert forgetting_curve(scores) == pytest.approx([0.3, 0.35])
+    assert area_under_forgetting_curve(scores) == pytest.approx(0.325)
+    # A method that forgets early and recovers has a larger area than its final forgetting.
+    recovering = [[0.9, None, None], [0.1, 0.8, None], [0.9, 0.8, 1.0]]
+    assert continual_metrics(recovering).forgetting == 0.0
+    assert area_under_forgetting_curve(recovering) == pytest.approx(0.4)
+    assert area_under_forgetting_curve([[0.5]]) == 0.0
 
 
 def test_one_task_has_nothing_to_forget() -> None:
