@@ -83,6 +83,8 @@ def _text_problem(row: dict[str, Any], key: str, allow_empty: bool = False) -> s
     value = row[key]
     if not isinstance(value, str):
         return f"'{key}' must be a string"
+    if not _encodable(value):
+        return f"'{key}' holds an unpaired surrogate (\\ud800-\\udfff), which no tokenizer can encode"
     if not allow_empty and not value.strip():
         return f"'{key}' is empty"
     return None
@@ -98,6 +100,17 @@ def _messages_problem(messages: Any) -> str | None:
             return f"messages[{index}].role must be one of {sorted(ROLES)}"
         if not isinstance(message["content"], str):
             return f"messages[{index}].content must be a string"
+        if not _encodable(message["content"]):
+            return f"messages[{index}].content holds an unpaired surrogate"
     if not any(message["role"] == "assistant" for message in messages):
         return "'messages' has no assistant message to learn from"
     return None
+
+
+def _encodable(text: str) -> bool:
+    # JSON may escape lone surrogates ("\\ud800"); they decode to a str that UTF-8 cannot encode.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
