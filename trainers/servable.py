@@ -5,11 +5,18 @@ adapter in `adapter/`; a method with modules PEFT cannot express (`titans`, `trc
 loader in `trainers.registry`. Either way the result is a causal LM in eval mode whose forward
 takes `input_ids` and `attention_mask` and returns `logits`, so `transformers`' `generate` and
 the probe runners work on it unchanged.
+
+A version whose model carries a memory from one call to the next (`titans`) loads as a
+`StatefulVersion`: every sequence it reads starts from `start_memory`'s state (a fresh memory
+unless one is given) and `memory_state()` is its memory after the last call, which the native
+backend keeps per session.
 """
 
 import importlib
 import json
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
+from typing import Any
 
 from peft import PeftModel
 from torch import nn
@@ -17,7 +24,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from trainers.registry import version_loader
 
-__all__ = ["load_version", "version_method"]
+__all__ = ["StatefulVersion", "load_version", "version_method"]
 
 
 def load_version(base_model: str | PreTrainedModel, version_dir: Path) -> nn.Module:
@@ -41,3 +48,15 @@ def load_version(base_model: str | PreTrainedModel, version_dir: Path) -> nn.Mod
 def version_method(version_dir: Path) -> str:
     """The method that trained the version in `version_dir` (from its manifest)."""
     return str(json.loads((version_dir / "manifest.json").read_text())["method"])
+
+
+class StatefulVersion(nn.Module, metaclass=ABCMeta):
+    """A loaded version whose model carries a memory across calls (see the module docstring)."""
+
+    @abstractmethod
+    def memory_state(self) -> Any:
+        """The memory after the last call (opaque; for `start_memory`)."""
+
+    @abstractmethod
+    def start_memory(self, state: Any | None) -> None:
+        """Start every following sequence from `state`, or from a fresh memory when None."""

@@ -6,6 +6,13 @@ serving tier uses: `/health`, `/v1/models`, `/v1/load_lora_adapter`, `/v1/unload
 `/v1/completions` and `/v1/chat/completions` (streaming included), with vLLM's bodies.
 One generation runs at a time; a streamed answer is generated whole, then sent token by token,
 so it comes wholly from the adapter it started on.
+
+A version is loaded from the `adapter/` folder the tier names. A plain PEFT adapter joins the
+shared multi-adapter `PeftModel`; a version whose method names its own loader in
+`trainers.registry` (`titans`, `trc`) is loaded by `trainers.servable.load_version` as a model of
+its own. A version that carries a memory across calls (`trainers.servable.StatefulVersion`) reads
+every request from a fresh memory, or, when the body names a `session_id`, from the memory the
+previous request of that session left (kept for the `MAX_SESSIONS` most recent sessions).
 """
 
 import argparse
@@ -14,6 +21,7 @@ import json
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,22 +31,38 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from peft import PeftModel
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainers.registry import version_loader
+from trainers.servable import StatefulVersion, load_version, version_method
+
+# Session memories kept, least recently used dropped first. A titans session with the default
+# config holds about 1 MB of memory per attached layer (docs/serving.md).
+MAX_SESSIONS = 64
 
 
 class NativeModel:
-    """A base model with any number of named LoRA adapters; `generate` picks one per call."""
+    """A base model with any number of named LoRA adapters and of separately loaded versions.
+
+    `generate` picks one per call.
+    """
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.model: Any = AutoModelForCausalLM.from_pretrained(base).eval()
         self.adapters: dict[str, str] = {}
+        self.versions: dict[str, nn.Module] = {}  # by name: versions with a loader of their own
+        self.sessions: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (name, session id) -> memory
         self.lock = threading.Lock()
 
     def load(self, name: str, path: str) -> None:
+        version_dir = Path(path).parent
         with self.lock:
-            if isinstance(self.model, PeftModel):
+            if has_own_loader(version_dir):
+                self.versions[name] = load_version(self.base, version_dir)
+            elif isinstance(self.model, PeftModel):
                 self.model.load_adapter(path, adapter_name=name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
@@ -46,8 +70,17 @@ class NativeModel:
 
     def unload(self, name: str) -> None:
         with self.lock:
-            self.model.delete_adapter(name)
+            if name in self.versions:
+                del self.versions[name]
+                for key in [key for key in self.sessions if key[0] == name]:
+                    del self.sessions[key]
+            else:
+                self.model.delete_adapter(name)
             del self.adapters[name]
+
+    def keeps_sessions(self, model: str) -> bool:
+        """Whether `model` carries a memory from one request to the next of a session."""
+        return isinstance(self.versions.get(model), StatefulVersion)
 
     def generate(self, model: str, prompt: str, body: dict[str, Any]) -> tuple[list[str], int]:
         """Token texts of the continuation and the prompt length in tokens."""
@@ -60,7 +93,9 @@ class NativeModel:
         if body.get("ignore_eos"):
             options["min_new_tokens"] = max_tokens
         with self.lock, torch.no_grad():
-            if model == self.base or not isinstance(self.model, PeftModel):
+            if model in self.versions:
+                out = self._version_generate(model, ids, options, body.get("session_id"))
+            elif model == self.base or not isinstance(self.model, PeftModel):
                 out = self._base_generate(ids, options)
             else:
                 self.model.set_adapter(model)
@@ -72,6 +107,27 @@ class NativeModel:
             texts.append(decoded[len(seen) :])
             seen = decoded
         return _stop_at(texts, body.get("stop")), ids.shape[1]
+
+    def _version_generate(
+        self, model: str, ids: torch.Tensor, options: dict[str, Any], session: str | None
+    ) -> torch.Tensor:
+        """Generate with a separately loaded version; with a session, from and into its memory."""
+        version = self.versions[model]
+        pad = self.tokenizer.pad_token_id
+        if not isinstance(version, StatefulVersion):
+            return version.generate(input_ids=ids, pad_token_id=pad, **options)  # type: ignore[no-any-return]
+        key = (model, session or "")
+        version.start_memory(self.sessions.get(key) if session else None)
+        try:
+            out: torch.Tensor = version.generate(input_ids=ids, pad_token_id=pad, **options)
+        finally:
+            version.start_memory(None)
+        if session:
+            self.sessions[key] = version.memory_state()
+            self.sessions.move_to_end(key)
+            while len(self.sessions) > MAX_SESSIONS:
+                self.sessions.popitem(last=False)
+        return out
 
     def _base_generate(self, ids: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
         pad = self.tokenizer.pad_token_id
@@ -102,7 +158,7 @@ def create_app(native: NativeModel) -> FastAPI:
         name, path = body["lora_name"], body["lora_path"]
         if name in native.adapters:
             return _error(400, f"The lora adapter '{name}' has already been loaded.")
-        if not (Path(path) / "adapter_config.json").exists():
+        if not (Path(path) / "adapter_config.json").exists() and not has_own_loader(Path(path).parent):
             return _error(404, f"No adapter found for {path}")
         await asyncio.to_thread(native.load, name, path)
         return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
@@ -135,6 +191,12 @@ async def _answer(native: NativeModel, body: dict[str, Any], prompt: str, chat: 
     model = body.get("model")
     if model != native.base and model not in native.adapters:
         return _error(404, f"The model `{model}` does not exist.", param="model")
+    session = body.get("session_id")
+    if session is not None and not isinstance(session, str):
+        return _error(400, "session_id must be a string.", param="session_id")
+    if session is not None and not native.keeps_sessions(str(model)):
+        message = f"The model `{model}` keeps no memory across requests: no session_id (titans only)."
+        return _error(400, message, param="session_id")
     texts, prompt_tokens = await asyncio.to_thread(native.generate, str(model), prompt, body)
     ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time())
     kind = "chat.completion" if chat else "text_completion"
@@ -177,10 +239,15 @@ def _stop_at(texts: list[str], stop: str | list[str] | None) -> list[str]:
     return [text for text in kept if text]
 
 
+def has_own_loader(version_dir: Path) -> bool:
+    """Whether the version in `version_dir` is loaded by its method's loader, not as a PEFT adapter."""
+    manifest = version_dir / "manifest.json"
+    return manifest.exists() and version_loader(version_method(version_dir)) is not None
+
+
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": "NotFoundError", "param": param, "code": status}}, status
-    )
+    kind = "NotFoundError" if status == 404 else "BadRequestError"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}}, status)
 
 
 def main() -> None:
