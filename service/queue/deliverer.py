@@ -96,15 +96,16 @@ class Deliverer:
         attempts = []
         with self.database.session() as session:
             for delivery, endpoint, event in session.execute(query).all():
+                number = delivery.attempts + 1  # read first: the UPDATE below syncs `delivery` too
                 taken = session.execute(
                     update(WebhookDelivery)
                     .where(
                         WebhookDelivery.pk == delivery.pk,
-                        WebhookDelivery.attempts == delivery.attempts,
+                        WebhookDelivery.attempts == number - 1,
                         WebhookDelivery.status == "pending",
                     )
                     .values(
-                        attempts=delivery.attempts + 1,
+                        attempts=number,
                         next_attempt_at=started + 2 * self.settings.webhook_timeout_seconds,
                     )
                 )
@@ -112,7 +113,7 @@ class Deliverer:
                     attempts.append(
                         Attempt(
                             delivery.pk,
-                            delivery.attempts + 1,
+                            number,
                             endpoint.id,
                             endpoint.url,
                             endpoint.secret,
