@@ -19,7 +19,8 @@ hippocampal read (3.4c) adds, before the layer runs,
     F_hip = sigmoid(W_f [sg(h_t); r_t]) * W_o r_t,   r_t = read(normalize(mean_{tau<=t} sg(h_tau)))
 
 with W_o = up @ down and `up` zero-initialised. B_k, B_0 and `up` start at zero, so at
-initialisation the model is exactly the base model.
+initialisation the model is exactly the base model. The means skip padding (either side): the
+model's `attention_mask` reaches them through a `PaddingMask` set by a pre-hook on the model.
 """
 
 import math
@@ -34,6 +35,7 @@ from memory.hippocampus import Hippocampus
 __all__ = [
     "ColumnLinear",
     "HippocampalRead",
+    "PaddingMask",
     "RoutingSlot",
     "ThalamicRouter",
     "causal_mean",
@@ -52,6 +54,17 @@ class RoutingSlot:
     """
 
     gates: torch.Tensor | None = None
+
+
+@dataclass
+class PaddingMask:
+    """The current forward pass's attention mask, read by the router and the hippocampal read.
+
+    Attributes:
+        mask: (batch, seq), 1 on real tokens; None when the caller passed none (no padding).
+    """
+
+    mask: torch.Tensor | None = None
 
 
 class ColumnLinear(nn.Module):
@@ -130,6 +143,7 @@ class ThalamicRouter(nn.Module):
         chunk_size: The past context is pooled per chunk of this many positions.
         uniform: Ablation: every column gets gate 1/K, no parameters.
         slot: Where the gates go.
+        padding: The forward pass's padding, left out of the pooled past.
     """
 
     def __init__(
@@ -142,11 +156,13 @@ class ThalamicRouter(nn.Module):
         chunk_size: int,
         uniform: bool,
         slot: RoutingSlot,
+        padding: PaddingMask,
     ) -> None:
         super().__init__()
         self.columns, self.top_k, self.group_size, self.chunk_size = columns, top_k, group_size, chunk_size
         self.uniform = uniform
         self.slot = slot
+        self.padding = padding
         self.logits: torch.Tensor | None = None  # of the last forward pass, for the auxiliary losses
         self.probabilities: torch.Tensor | None = None
         if not uniform:
@@ -171,7 +187,11 @@ class ThalamicRouter(nn.Module):
             return self.slot.gates
         hidden = hidden.detach()
         context = torch.cat(
-            [self.diffuse_norm(past_chunk_mean(hidden, self.chunk_size)), self.focal_norm(hidden)], dim=-1
+            [
+                self.diffuse_norm(past_chunk_mean(hidden, self.chunk_size, self.padding.mask)),
+                self.focal_norm(hidden),
+            ],
+            dim=-1,
         )  # (batch, seq, 2 * hidden)
         logits = self.gate(self.compress(context))  # (batch, seq, columns)
         strength = F.softplus(logits).view(batch, seq, -1, self.group_size)  # (batch, seq, groups, group)
@@ -214,11 +234,15 @@ class HippocampalRead(nn.Module):
         store: The lineage's store (its committed entries are read).
         top_k: Entries per read.
         temperature: Softmax temperature over cosine similarities.
+        padding: The forward pass's padding, left out of the query's mean.
     """
 
-    def __init__(self, hidden: int, rank: int, store: Hippocampus, top_k: int, temperature: float) -> None:
+    def __init__(
+        self, hidden: int, rank: int, store: Hippocampus, top_k: int, temperature: float, padding: PaddingMask
+    ) -> None:
         super().__init__()
         self.store = store
+        self.padding = padding
         self.top_k, self.temperature = top_k, temperature
         self.gate = nn.Linear(2 * hidden, 1)
         self.down = nn.Linear(hidden, rank, bias=False)
@@ -228,7 +252,7 @@ class HippocampalRead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (batch, seq, hidden) -> the same plus F_hip."""
         state = hidden.detach()
-        query = F.normalize(causal_mean(state), dim=-1)  # (batch, seq, hidden)
+        query = F.normalize(causal_mean(state, self.padding.mask), dim=-1)  # (batch, seq, hidden)
         readout = self.store.read(query, self.top_k, self.temperature).to(
             hidden.dtype
         )  # (batch, seq, hidden)
@@ -236,15 +260,43 @@ class HippocampalRead(nn.Module):
         return hidden + gate * self.up(self.down(readout))
 
 
-def causal_mean(hidden: torch.Tensor) -> torch.Tensor:
-    """(batch, seq, d) -> (batch, seq, d): the mean over positions <= t at each t."""
-    counts = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)  # (seq,)
-    return hidden.cumsum(1) / counts.view(1, -1, 1)
+def causal_mean(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, seq, d) -> (batch, seq, d): the mean over real positions <= t at each t (0 if none).
+
+    Args:
+        hidden: (batch, seq, d).
+        mask: (batch, seq), 1 on real tokens; None for no padding.
+    """
+    weights = _weights(hidden, mask)  # (batch, seq, 1)
+    return (hidden * weights).cumsum(1) / weights.cumsum(1).clamp(min=1)
 
 
-def past_chunk_mean(hidden: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """(batch, seq, d) -> (batch, seq, d): the mean over the chunks before t's chunk; 0 in the first."""
-    batch, seq, d = hidden.shape
-    sums = torch.cat([hidden.new_zeros(batch, 1, d), hidden.cumsum(1)], dim=1)  # (batch, seq + 1, d)
-    starts = torch.arange(seq, device=hidden.device) // chunk_size * chunk_size  # (seq,)
-    return sums[:, starts] / starts.clamp(min=1).to(hidden.dtype).view(1, -1, 1)
+def past_chunk_mean(hidden: torch.Tensor, chunk_size: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, seq, d) -> (batch, seq, d): the mean over the chunks before t's (0 in the first chunk).
+
+    Chunks are counted in real tokens from a row's first one, so padding on either side changes nothing.
+
+    Args:
+        hidden: (batch, seq, d).
+        chunk_size: Real tokens per chunk.
+        mask: (batch, seq), 1 on real tokens; None for no padding.
+    """
+    batch, _, d = hidden.shape
+    weights = _weights(hidden, mask)  # (batch, seq, 1)
+    sums = torch.cat(
+        [hidden.new_zeros(batch, 1, d), (hidden * weights).cumsum(1)], dim=1
+    )  # (batch, seq + 1, d)
+    seen = weights.squeeze(-1).cumsum(1)  # (batch, seq): real tokens at positions <= t
+    past = (
+        torch.div(seen - weights.squeeze(-1), chunk_size, rounding_mode="floor") * chunk_size
+    )  # (batch, seq)
+    # The positions holding the first `past` real tokens end where `seen` first reaches `past`.
+    end = torch.searchsorted(seen.contiguous(), past.contiguous()) + 1  # (batch, seq)
+    end = torch.where(past > 0, end, torch.zeros_like(end))
+    return sums.gather(1, end.unsqueeze(-1).expand(-1, -1, d)) / past.clamp(min=1).unsqueeze(-1)
+
+
+def _weights(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return hidden.new_ones(*hidden.shape[:2], 1)
+    return mask.to(hidden.dtype).unsqueeze(-1)

@@ -9,6 +9,7 @@ and a `HippocampalRead` on the middle decoder layer. A version keeps every TRC²
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from transformers import PreTrainedModel
 
 from memory.hippocampus import Hippocampus
 from trainers.methods.trc.config import TrcConfig
-from trainers.methods.trc.layer import ColumnLinear, HippocampalRead, RoutingSlot, ThalamicRouter
+from trainers.methods.trc.layer import ColumnLinear, HippocampalRead, PaddingMask, RoutingSlot, ThalamicRouter
 
 __all__ = [
     "COLUMNS_FILE",
@@ -62,6 +63,8 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
     layers = model.get_decoder().layers
     injection_layer = len(layers) // 2  # 3.4c: a middle layer
     cortex = Cortex([], [], None, injection_layer)
+    padding = PaddingMask()
+    model.register_forward_pre_hook(partial(_take_padding, padding=padding), with_kwargs=True)
     for index, layer in enumerate(layers):
         slot = RoutingSlot()
         columns = {}
@@ -81,7 +84,9 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
             setattr(layer.get_submodule(parent), child, column)
             columns[name] = column
         if index == injection_layer and store is not None:
-            cortex.read = HippocampalRead(hidden, config.r, store, config.read_top_k, config.read_temperature)
+            cortex.read = HippocampalRead(
+                hidden, config.r, store, config.read_top_k, config.read_temperature, padding
+            )
             layer.hippocampus = cortex.read
             layer.register_forward_pre_hook(_add_readout)
         router = ThalamicRouter(
@@ -93,6 +98,7 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
             config.chunk_size,
             uniform=not config.router,
             slot=slot,
+            padding=padding,
         )
         layer.thalamus = router
         layer.register_forward_pre_hook(_route)
@@ -185,6 +191,10 @@ def load_version(base_model: PreTrainedModel, version_dir: Path) -> nn.Module:
 def _targeted(name: str, target_modules: str | list[str]) -> bool:
     """`name` (inside a decoder layer) is a target: every linear layer for "all-linear"."""
     return target_modules == "all-linear" or name.rsplit(".", 1)[-1] in target_modules
+
+
+def _take_padding(model: nn.Module, args: tuple, kwargs: dict, padding: PaddingMask) -> None:
+    padding.mask = kwargs.get("attention_mask")  # callers may pass none: then nothing is padding
 
 
 def _route(layer: nn.Module, args: tuple) -> None:

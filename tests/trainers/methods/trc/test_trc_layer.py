@@ -4,6 +4,7 @@ import torch
 
 from trainers.methods.trc.layer import (
     ColumnLinear,
+    PaddingMask,
     RoutingSlot,
     ThalamicRouter,
     causal_mean,
@@ -13,7 +14,9 @@ from trainers.methods.trc.layer import (
 
 def _router(uniform: bool = False, columns: int = 4, top_k: int = 2) -> ThalamicRouter:
     torch.manual_seed(0)
-    return ThalamicRouter(16, columns, 8, top_k, 2, chunk_size=4, uniform=uniform, slot=RoutingSlot())
+    return ThalamicRouter(
+        16, columns, 8, top_k, 2, chunk_size=4, uniform=uniform, slot=RoutingSlot(), padding=PaddingMask()
+    )
 
 
 def test_router_weights_are_normalised_over_exactly_top_k_columns() -> None:
@@ -47,6 +50,17 @@ def test_past_context_is_the_mean_of_earlier_chunks_only() -> None:
     past = past_chunk_mean(hidden, chunk_size=2).flatten().tolist()
     assert past == [0.0, 0.0, 0.5, 0.5, 1.5, 1.5]  # chunk 0: none; chunk 1: mean(0, 1); chunk 2: mean(0..3)
     assert causal_mean(hidden).flatten().tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    # Left padding (positions 0 and 1) is left out of both means.
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    assert past_chunk_mean(hidden, chunk_size=2, mask=mask).flatten().tolist() == [
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        2.5,
+        2.5,
+    ]
+    assert causal_mean(hidden, mask).flatten().tolist() == [0.0, 0.0, 2.0, 2.5, 3.0, 3.5]
 
 
 def test_uniform_ablation_mixes_every_column_equally() -> None:

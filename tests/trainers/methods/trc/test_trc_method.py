@@ -162,3 +162,19 @@ def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: 
     parent_column = next(iter(method.cortex.columns[0].values()))
     rate = method.controller.state.consolidation_rate
     torch.testing.assert_close(column.lora_B, (1 - rate) * parent_column.lora_B.detach())
+
+
+def test_padding_on_either_side_does_not_change_a_rows_logits(tiny_base: Path) -> None:
+    method, model = _method(tiny_base)
+    _train(method, model, "job-1", ROWS, steps=4)  # columns, router and store all in play
+    assert method.cortex is not None and method.cortex.read is not None
+    with torch.no_grad():
+        method.cortex.read.up.weight.normal_()
+    model.eval()
+    alone = model(input_ids=IDS).logits  # (1, seq, vocab)
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    ones, zeros = torch.ones_like(IDS), torch.zeros(1, 3, dtype=torch.long)
+    right = model(input_ids=torch.cat([IDS, pad], 1), attention_mask=torch.cat([ones, zeros], 1)).logits
+    left = model(input_ids=torch.cat([pad, IDS], 1), attention_mask=torch.cat([zeros, ones], 1)).logits
+    torch.testing.assert_close(right[:, : IDS.shape[1]], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(left[:, 3:], alone, atol=1e-4, rtol=0)
