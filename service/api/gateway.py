@@ -7,10 +7,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from service.deps import bearer_key, invalid_key
 from service.errors import ApiError
+from service.schemas.errors import UNAVAILABLE
 from service.serving import gateway
 from service.serving.tier import ServingTier
 
-router = APIRouter(tags=["gateway"])
+router = APIRouter(tags=["gateway"], responses=UNAVAILABLE)
 
 
 async def gateway_tenant(request: Request) -> str:
