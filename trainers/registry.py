@@ -13,6 +13,7 @@ from trainers.methods.checks import MethodConfigError
 from trainers.methods.ilora.config import IloraConfig
 from trainers.methods.lora.config import LoraConfig
 from trainers.methods.replay.config import ReplayConfig
+from trainers.methods.titans.config import TitansConfig
 from trainers.methods.trc.config import TrcConfig
 
 __all__ = [
@@ -49,6 +50,11 @@ METHODS = {
     "lora": MethodSpec(config=LoraConfig, method="trainers.methods.lora.method:LoraMethod"),
     "replay": MethodSpec(config=ReplayConfig, method="trainers.methods.replay.method:ReplayMethod"),
     "ilora": MethodSpec(config=IloraConfig, method="trainers.methods.ilora.method:IloraMethod"),
+    "titans": MethodSpec(
+        config=TitansConfig,
+        method="trainers.methods.titans.method:TitansMethod",
+        loader="trainers.methods.titans.layer:load_version",
+    ),
     "trc": MethodSpec(
         config=TrcConfig,
         method="trainers.methods.trc.method:TrcMethod",

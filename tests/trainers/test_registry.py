@@ -14,8 +14,8 @@ from trainers.registry import (
 )
 
 
-def test_lora_replay_and_ilora_are_available() -> None:
-    assert available_methods() == ["ilora", "lora", "replay"]
+def test_every_method_is_available() -> None:
+    assert available_methods() == ["ilora", "lora", "replay", "titans", "trc"]
 
 
 def test_resolving_fills_every_default() -> None:

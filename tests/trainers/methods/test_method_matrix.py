@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.trainers.conftest import run_trainer, write_jsonl, write_spec
 from trainers.base_model.corpus import fact_set
-from trainers.registry import available_methods
+from trainers.registry import available_methods, version_loader
 from trainers.servable import load_version
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,16 @@ def _train(output_dir: Path, tiny_base: Path, data: Path, method: str, parent: P
     return run.lines[-1]
 
 
-def _adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(adapter_dir / "adapter_model.safetensors")
+def _version_weights(version: Path) -> dict[str, torch.Tensor]:
+    """Every tensor a version keeps in `adapter/` and `memory/`, by file and name."""
+    files = sorted((version / "adapter").rglob("*.safetensors")) + sorted(
+        (version / "memory").rglob("*.safetensors")
+    )
+    return {
+        f"{path.relative_to(version)}:{name}": tensor
+        for path in files
+        for name, tensor in load_file(path).items()
+    }
 
 
 @pytest.mark.parametrize("method", available_methods())
@@ -70,22 +78,27 @@ def test_method_trains_continues_resumes_and_exports(
     resumed = _train(resumed_dir, tiny_base, second_facts_file, method, parent=v1)
     assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-4)
     assert resumed["trained_tokens"] == uninterrupted["trained_tokens"]
-    for name, weights in _adapter_weights(v2 / "adapter").items():
-        torch.testing.assert_close(_adapter_weights(resumed_dir / "adapter")[name], weights)
+    expected_weights, resumed_weights = _version_weights(v2), _version_weights(resumed_dir)
+    assert expected_weights and resumed_weights.keys() == expected_weights.keys()
+    for name, weights in expected_weights.items():
+        torch.testing.assert_close(resumed_weights[name], weights)
 
-    # Export: each version's adapter/ is a plain PEFT adapter that changes the base model's output,
-    # and so does the version as `trainers.servable` loads it.
+    # Export: a version's adapter/, when it holds one (always for a method without a loader of its
+    # own), is a plain PEFT adapter that changes the base model's output, and so does the version
+    # as `trainers.servable` loads it.
     base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
     expected = base(IDS).logits
     for version in (v1, v2):
+        assert json.loads((version / "manifest.json").read_text())["method"] == method
+        # What serving and evaluation load: the method's own loader, or the PEFT adapter.
+        served = load_version(AutoModelForCausalLM.from_pretrained(tiny_base), version)
+        assert not served.training
+        assert not torch.allclose(served(input_ids=IDS).logits, expected, atol=1e-4)
+        if version_loader(method) is not None and not (version / "adapter" / "adapter_config.json").exists():
+            continue
         config = json.loads((version / "adapter" / "adapter_config.json").read_text())
         assert (config["peft_type"], config["r"]) == ("LORA", 4)
         adapted = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(tiny_base), version / "adapter"
         ).eval()
         assert not torch.allclose(adapted(IDS).logits, expected, atol=1e-4)
-        assert json.loads((version / "manifest.json").read_text())["method"] == method
-        # What serving and evaluation load: the method's own loader, or the PEFT adapter.
-        served = load_version(AutoModelForCausalLM.from_pretrained(tiny_base), version)
-        assert not served.training
-        assert not torch.allclose(served(input_ids=IDS).logits, expected, atol=1e-4)

@@ -1,0 +1,1 @@
+"""Titans: a neural long-term memory attached to a frozen base model (Behrouz et al., 2025)."""
