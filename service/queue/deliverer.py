@@ -26,7 +26,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH = 32
-BACKOFF_FACTOR = 4  # 5 s, 20 s, 80 s, ... about 6 h before the 8th attempt (Svix's schedule spans a day)
+BACKOFF_FACTOR = 4  # 5 s, 20 s, 80 s, ...: about 7.5 h over 8 attempts (Svix retries over about a day)
 
 
 @dataclass(frozen=True)
