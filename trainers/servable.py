@@ -18,6 +18,7 @@ from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import PeftModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
@@ -60,3 +61,7 @@ class StatefulVersion(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def start_memory(self, state: Any | None) -> None:
         """Start every following sequence from `state`, or from a fresh memory when None."""
+
+    @abstractmethod
+    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """`transformers`' generate; each sequence starts from `start_memory`'s state."""

@@ -31,7 +31,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from peft import PeftModel
-from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainers.registry import version_loader
@@ -53,7 +52,7 @@ class NativeModel:
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.model: Any = AutoModelForCausalLM.from_pretrained(base).eval()
         self.adapters: dict[str, str] = {}
-        self.versions: dict[str, nn.Module] = {}  # by name: versions with a loader of their own
+        self.versions: dict[str, Any] = {}  # by name: versions with a loader of their own
         self.sessions: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (name, session id) -> memory
         self.lock = threading.Lock()
 
