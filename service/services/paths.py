@@ -25,7 +25,10 @@ def resolve_base_model(base_model: str, roots: list[Path]) -> str:
         if re.fullmatch(HUB_ID, base_model) and ".." not in base_model:
             return base_model
         raise _invalid(f"'{base_model}' is neither a hub id ('owner/name') nor an absolute local path.")
-    path = Path(base_model).expanduser().resolve()  # symlinks followed: the target must be inside
+    try:
+        path = Path(base_model).expanduser().resolve()  # symlinks followed: the target must be inside
+    except (ValueError, RuntimeError, OSError) as error:  # a NUL byte, an unknown ~user, a loop
+        raise _invalid(f"'{base_model}' is not a usable path ({error}).") from error
     if not any(path.is_relative_to(root) for root in roots):
         raise _invalid(
             f"'{base_model}' is outside the folders local models may come from "

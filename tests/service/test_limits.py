@@ -61,7 +61,15 @@ def test_local_base_models_only_under_allowed_roots(
     in_data.mkdir(parents=True)
     (in_data / "config.json").write_text("{}")
     try:
-        for base_model in (str(outside), str(link), f"{model_path}/../../../../etc", "~/x", "/etc"):
+        for base_model in (
+            str(outside),
+            str(link),
+            f"{model_path}/../../../../etc",
+            "~/x",
+            "/etc",
+            "/a\x00b",  # found by the schema fuzzer: was a 500
+            "~nobody-here/x",  # likewise
+        ):
             answer = api.post("/v1/lineages", json={"name": "bot", "base_model": base_model})
             assert answer.status_code == 400, base_model
             assert answer.json()["error"]["param"] == "base_model"
