@@ -25,22 +25,22 @@ def score_probes(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase, probes
     """One model's scores on one job's probes.
 
     Returns:
-        `recall_exact` (share of continuations reproduced exactly, whitespace aside) and
+        `recall_exact` (share of continuations reproduced exactly, whitespace aside, with the
+        per-item flags in `recall_flags`, which the health gate compares item by item) and
         `recall_rouge_l` (mean word-level ROUGE-L F1), `recognition` (share of pairs where the
         seen text has the lower mean NLL; ties count as wrong) with `recognition_by_family` and
         `nll_gap` (mean foil NLL minus seen NLL), and `held_out_loss` (mean per-token NLL of the
         held-out targets). A score is None when the job has no probe of its kind.
     """
     scores: dict[str, Any] = dict.fromkeys(RETENTION_METRICS)
-    scores |= {"recognition_by_family": {}, "nll_gap": None}
+    scores |= {"recognition_by_family": {}, "nll_gap": None, "recall_flags": []}
     if probes.recall:
         cues = [render(tokenizer, item["context"]) + item["cue"] for item in probes.recall]
         truths = [item["continuation"] for item in probes.recall]
         lengths = [max(1, len(tokenizer(truth, add_special_tokens=False).input_ids)) for truth in truths]
         generated = runner.complete(cues, lengths)
-        scores["recall_exact"] = _mean(
-            [_normal(g) == _normal(t) for g, t in zip(generated, truths, strict=True)]
-        )
+        flags = [_normal(g) == _normal(t) for g, t in zip(generated, truths, strict=True)]
+        scores["recall_exact"], scores["recall_flags"] = _mean(flags), flags
         scores["recall_rouge_l"] = _mean([rouge_l(g, t) for g, t in zip(generated, truths, strict=True)])
     if probes.recognition:
         seen = _nll_of_texts(runner, tokenizer, [item["seen"] for item in probes.recognition])

@@ -3,17 +3,20 @@
     python -m eval.run --spec eval-spec.json
 
 The spec names the lineage's base model and a list of evaluations, each a model (a version
-folder, or none for the base model) and the probes of the jobs to score it on:
+folder, or none for the base model), the probes of the jobs to score it on and the health-panel
+suites to run on it (`eval.panel`):
 
     {"base_model": "...",
      "evaluations": [{"version": 2, "version_dir": ".../v2.partial",
-                      "probes": {"ftjob-a": ".../v1/probes.json", "ftjob-b": ".../v2.partial/probes.json"}},
-                     {"version": 0, "version_dir": null, "probes": {"ftjob-b": "..."}}],
+                      "probes": {"ftjob-a": ".../v1/probes.json", "ftjob-b": ".../v2.partial/probes.json"},
+                      "suites": ["reasoning", "perplexity"]},
+                     {"version": 0, "version_dir": null, "probes": {"ftjob-b": "..."}, "suites": []}],
      "serving": null}
 
 With `"serving": {"base_url", "model", "api_key"}` the one evaluation is asked of a serving
 endpoint instead of a model loaded here. Protocol lines go to stdout, one JSON object each:
-`{"type": "scores", "version", "job_id", "scores"}` per (model, job), then `{"type": "completed"}`;
+`{"type": "scores", "version", "job_id", "scores"}` per (model, job), `{"type": "panel", "version",
+"suite", "scores", "details", "seconds"}` per (model, suite), then `{"type": "completed"}`;
 what libraries print goes to stderr, whose last line says why a failed run failed.
 """
 
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from eval.panel import run_suite
     from eval.probes import Probes
     from eval.retention import score_probes
     from eval.runners import InProcessRunner, ProbeRunner, ServingRunner
@@ -75,6 +80,17 @@ def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
             probes = Probes.from_json(json.loads(Path(path).read_text()))
             scores = score_probes(runner, tokenizer, probes)
             yield {"type": "scores", "version": evaluation["version"], "job_id": job_id, "scores": scores}
+        for suite in evaluation.get("suites", []):
+            started = time.monotonic()
+            result = run_suite(suite, runner, tokenizer)
+            yield {
+                "type": "panel",
+                "version": evaluation["version"],
+                "suite": suite,
+                "scores": result.scores,
+                "details": result.details,
+                "seconds": round(time.monotonic() - started, 2),
+            }
 
 
 if __name__ == "__main__":

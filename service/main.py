@@ -12,6 +12,7 @@ from service.db import Database
 from service.errors import install_error_handlers
 from service.limits import BodyLimit
 from service.queue.deliverer import Deliverer
+from service.queue.scheduler import Scheduler
 from service.services.keys import TenantCache
 from service.services.quotas import RateLimiter
 from service.serving.tier import ServingTier
@@ -29,10 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.serving:
             app.state.serving = ServingTier(settings, database)
             await app.state.serving.start()
+        scheduler = asyncio.create_task(Scheduler(settings, database).run(), name="health-check scheduler")
         deliverer = None
         if settings.webhook_delivery:
             deliverer = asyncio.create_task(Deliverer(settings, database).run(), name="webhook deliverer")
         yield
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
         if deliverer is not None:
             deliverer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -51,6 +51,8 @@ class File(Base):
     rows: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
+    # The training-data screen's share of junk rows (`eval.data_screen`), scored on upload.
+    junk_ratio: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[int] = mapped_column(default=now)
 
 
@@ -67,6 +69,8 @@ class Lineage(Base):
     method_config: Mapped[dict[str, Any]]
     # Probe sizes and continual-evaluation cadence (`service.schemas.lineages.EvaluationConfig`).
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The health gate, panel thresholds and training-data screen (`service.schemas.lineages.HealthConfig`).
+    health: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     promoted_version: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[int] = mapped_column(default=now)
 
@@ -86,6 +90,8 @@ class Version(Base):
     created_at: Mapped[int] = mapped_column(default=now)
     # When this version last became the promoted one; rollback goes to the newest before the current.
     promoted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # The health report of the gate that promoted or rejected this version.
+    report_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Leased:
@@ -118,6 +124,7 @@ class Job(Leased, Base):
     trained_tokens: Mapped[int | None] = mapped_column(default=None)
     version_number: Mapped[int | None] = mapped_column(default=None)
     parent_version: Mapped[int | None] = mapped_column(default=None)
+    junk_ratio: Mapped[float | None] = mapped_column(Float, default=None)  # of its training file
     # The job's probes (`eval.probes.Probes`), drawn from its file when it was created; loaded on use.
     probes: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON, default=None))
 
@@ -174,6 +181,8 @@ class HealthCheck(Leased, Base):
     suites: Mapped[list[Any]]
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[int] = mapped_column(default=now)
+    report_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    schedule_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class WebhookEndpoint(Base):
@@ -219,4 +228,52 @@ class WebhookDelivery(Base):
     last_attempt_at: Mapped[int | None] = mapped_column(default=None)
     response_status: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class PanelResult(Base):
+    """One version's item scores on one health-panel suite (version 0: the base model)."""
+
+    __tablename__ = "panel_results"
+    __table_args__ = (UniqueConstraint("lineage_pk", "version", "suite"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    version: Mapped[int]
+    suite: Mapped[str] = mapped_column(String(32))
+    scores: Mapped[list[Any]]
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class Report(Base):
+    """A health report: a version against its reference, suite by suite, with the verdict."""
+
+    __tablename__ = "reports"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    version: Mapped[int]
+    verdict: Mapped[str] = mapped_column(String(8))
+    body: Mapped[dict[str, Any]]
+    path: Mapped[str] = mapped_column(Text)  # report.json and report.html in the artifact store
+    created_at: Mapped[int] = mapped_column(default=now)
+
+
+class HealthCheckSchedule(Base):
+    """A cron schedule of health checks of a lineage's promoted version."""
+
+    __tablename__ = "health_check_schedules"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
+    lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
+    cron: Mapped[str] = mapped_column(String(128))
+    suites: Mapped[list[Any]]
+    # The next due run; claimed by moving it forward in the same transaction that queues the check.
+    next_run_at: Mapped[float] = mapped_column(Float, index=True)
+    last_run_at: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[int] = mapped_column(default=now)

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, description="A worker's claim on a job expires after this.")
     heartbeat_seconds: float = Field(5.0, description="How often a worker renews its lease.")
     poll_seconds: float = Field(1.0, description="How often an idle worker looks for work.")
+    schedule_poll_seconds: float = Field(10.0, description="How often the control plane queues due checks.")
     max_attempts: int = Field(3, description="Claims of one job before it fails for good.")
     checkpoint_every: int = Field(50, description="Trainer checkpoint interval in steps.")
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")

@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from service.api import files, gateway, health, health_checks, jobs, keys, lineages, webhooks
+from service.api import (
+    files,
+    gateway,
+    health,
+    health_checks,
+    jobs,
+    keys,
+    lineages,
+    reports,
+    schedules,
+    webhooks,
+)
 from service.schemas.errors import CLIENT_ERRORS
 
 api_router = APIRouter(prefix="/v1", responses=CLIENT_ERRORS)
@@ -10,6 +21,8 @@ api_router.include_router(files.router)
 api_router.include_router(lineages.router)
 api_router.include_router(jobs.router)
 api_router.include_router(health_checks.router)
+api_router.include_router(schedules.router)
+api_router.include_router(reports.router)
 api_router.include_router(gateway.router)
 api_router.include_router(webhooks.router)
 api_router.include_router(keys.router)

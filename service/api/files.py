@@ -55,4 +55,5 @@ def file_public(row: File) -> FilePublic:
         purpose=row.purpose,
         created_at=row.created_at,
         rows=row.rows,
+        junk_ratio=row.junk_ratio,
     )

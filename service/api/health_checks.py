@@ -35,4 +35,6 @@ def health_check_public(session: Session, row: HealthCheck) -> HealthCheckPublic
         finished_at=row.finished_at,
         error=row.error,
         result=row.result,
+        report_id=row.report_id,
+        schedule_id=row.schedule_id,
     )

@@ -73,6 +73,7 @@ def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
         error=job.error,  # type: ignore[arg-type]
         hyperparameters=job.hyperparameters,
         trained_tokens=job.trained_tokens,
+        junk_ratio=job.junk_ratio,
         training_file=job.training_file,
         seed=job.seed,
         metadata=job.metadata_,

@@ -14,6 +14,7 @@ from service.models import Lineage, Tenant, Version
 from service.schemas.common import ListPage
 from service.schemas.lineages import (
     EvaluationConfig,
+    HealthConfig,
     LineageCreate,
     LineagePublic,
     PromoteRequest,
@@ -64,7 +65,10 @@ def get_retention(name: str, session: SessionDep, tenant: TenantDep) -> Retentio
 @router.post("/{name}/promote", response_model=ServingPublic)
 async def promote(name: str, body: PromoteRequest, request: Request, tenant: TenantDep) -> ServingPublic:
     return await _swap(
-        request, tenant, name, lambda session, row: lineages.promote(session, row, body.version)
+        request,
+        tenant,
+        name,
+        lambda session, row: lineages.promote(session, row, body.version, force=body.force),
     )
 
 
@@ -103,6 +107,7 @@ def lineage_public(session: Session, row: Lineage) -> LineagePublic:
         base_model=row.base_model,
         method={"type": row.method_type, row.method_type: row.method_config},
         evaluation=EvaluationConfig(**row.evaluation),
+        health=HealthConfig(**row.health),
         created_at=row.created_at,
         head_version=row.promoted_version,
         promoted_version=row.promoted_version,
@@ -119,4 +124,5 @@ def version_public(lineage: Lineage, row: Version) -> VersionPublic:
         job_id=row.job_id,
         created_at=row.created_at,
         metrics=row.metrics,
+        report_id=row.report_id,
     )

@@ -1,13 +1,17 @@
-"""What a worker asks the evaluator process (`python -m eval.run`) after a job, and for a health check.
+"""What a worker asks the evaluator process (`python -m eval.run`) after a job, and for a health check,
+and what it does with the answers: retention entries, panel results, the health gate.
 
 After job N trains version N (still in its staging folder), the evaluator scores:
 
 - version N on the probes of every job with a published version and of job N itself: row N of
-  the retention matrix;
-- the parent version on job N's probes: R[parent][N], the score before training (forward transfer);
-- the base model (version 0) on job N's probes: the baseline b[N].
+  the retention matrix; and the lineage's gate suites of the health panel;
+- the parent version on job N's probes: R[parent][N], the score before training (forward
+  transfer); and any gate suite the parent was never scored on (its reference for the gate);
+- the base model (version 0) on job N's probes: the baseline b[N] (and the gate suites, when it
+  is the reference of a lineage's first version).
 
-A health check's `retention` suite scores the checked version on the probes of every job up to it.
+A health check scores the checked version on the probes of every job up to it and on the panel
+suites it names (and its reference on those it lacks).
 """
 
 from pathlib import Path
@@ -16,9 +20,21 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.models import HealthCheck, Job, Lineage, RetentionScore, Version
+from service.models import HealthCheck, Job, Lineage, PanelResult, RetentionScore, Tenant, Version
+from service.schemas.lineages import HealthConfig
+from service.services.lineages import promote_version
+from service.services.reports import build_report, reference_version
+from service.services.webhooks import emit, version_data
 
-__all__ = ["PROBES_FILE", "earlier_probes", "health_check_spec", "record_scores", "retention_spec"]
+__all__ = [
+    "PROBES_FILE",
+    "earlier_probes",
+    "gate",
+    "health_check_spec",
+    "record_panel",
+    "record_scores",
+    "retention_spec",
+]
 
 PROBES_FILE = "probes.json"  # in each version's folder, beside adapter/ and memory/
 
@@ -53,6 +69,10 @@ def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) 
             select(Version).where(Version.lineage_pk == lineage.pk, Version.number == job.parent_version)
         ).one()
         evaluations.insert(1, {"version": parent.number, "version_dir": parent.path, "probes": own})
+    config = HealthConfig(**lineage.health)
+    suites = list(config.gate_suites) if config.gate else []
+    evaluations[0]["suites"] = suites
+    _add_reference_suites(session, lineage, evaluations, job.parent_version or 0, suites)
     return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
 
 
@@ -61,9 +81,15 @@ def health_check_spec(session: Session, lineage: Lineage, check: HealthCheck) ->
     version = session.scalars(
         select(Version).where(Version.lineage_pk == lineage.pk, Version.number == check.version)
     ).one()
-    probes = earlier_probes(session, lineage, version.number + 1)
-    evaluation = {"version": version.number, "version_dir": version.path, "probes": probes}
-    return {"base_model": lineage.base_model, "evaluations": [evaluation], "serving": None}
+    probes = earlier_probes(session, lineage, version.number + 1) if "retention" in check.suites else {}
+    suites = [suite for suite in check.suites if suite != "retention"]
+    evaluations = [
+        {"version": version.number, "version_dir": version.path, "probes": probes, "suites": suites}
+    ]
+    _add_reference_suites(
+        session, lineage, evaluations, reference_version(session, lineage, version.number), suites
+    )
+    return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
 
 
 def record_scores(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
@@ -81,3 +107,75 @@ def record_scores(session: Session, lineage: Lineage, lines: list[dict[str, Any]
                 lineage_pk=lineage.pk, version=line["version"], job_id=line["job_id"], scores=line["scores"]
             )
         )
+
+
+def record_panel(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
+    """Store the evaluator's `panel` lines (one version's item scores on one suite), replacing older ones."""
+    for line in lines:
+        if line["type"] != "panel":
+            continue
+        session.execute(
+            delete(PanelResult).where(
+                PanelResult.lineage_pk == lineage.pk,
+                PanelResult.version == line["version"],
+                PanelResult.suite == line["suite"],
+            )
+        )
+        session.add(
+            PanelResult(
+                lineage_pk=lineage.pk,
+                version=line["version"],
+                suite=line["suite"],
+                scores=line["scores"],
+                details=line["details"],
+            )
+        )
+
+
+def gate(session: Session, lineage: Lineage, job: Job, version: Version, store_dir: Path) -> str:
+    """The health gate on a job's new version: `promoted`, or `rejected` with a `rot` verdict.
+
+    Without a gate (`health.gate: false`) the version is promoted with no report.
+    """
+    config = HealthConfig(**lineage.health)
+    if not config.gate:
+        promote_version(session, lineage, version)
+        return "promoted"
+    tenant = session.get_one(Tenant, lineage.tenant_pk)
+    suites = ["retention", *config.gate_suites]
+    report = build_report(
+        session, tenant, lineage, version.number, suites, f"gate of {job.id}", store_dir, gating=True
+    )
+    version.report_id = report.id
+    if report.verdict == "rot":
+        version.status = "rejected"
+        emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
+        return "rejected"
+    promote_version(session, lineage, version)
+    return "promoted"
+
+
+def _add_reference_suites(
+    session: Session, lineage: Lineage, evaluations: list[dict[str, Any]], reference: int, suites: list[str]
+) -> None:
+    """Ask for the reference's scores on the suites it was never scored on."""
+    scored = set(
+        session.scalars(
+            select(PanelResult.suite).where(
+                PanelResult.lineage_pk == lineage.pk, PanelResult.version == reference
+            )
+        )
+    )
+    missing = [suite for suite in suites if suite not in scored]
+    if not missing:
+        return
+    for evaluation in evaluations:
+        if evaluation["version"] == reference:
+            evaluation["suites"] = sorted({*evaluation.get("suites", []), *missing})
+            return
+    directory = None
+    if reference:
+        directory = session.scalars(
+            select(Version.path).where(Version.lineage_pk == lineage.pk, Version.number == reference)
+        ).one()
+    evaluations.append({"version": reference, "version_dir": directory, "probes": {}, "suites": missing})

@@ -24,11 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import Database
-from service.models import Checkpoint, File, HealthCheck, Job, Lineage, Tenant, Version, now
+from service.models import Checkpoint, File, HealthCheck, Job, Lineage, PanelResult, Tenant, Version, now
 from service.queue.evaluation import (
     PROBES_FILE,
     earlier_probes,
+    gate,
     health_check_spec,
+    record_panel,
     record_scores,
     retention_spec,
 )
@@ -36,8 +38,8 @@ from service.queue.lease import JobQueue, Lease, LeaseLost
 from service.queue.trainer_process import TrainerProcess
 from service.schemas.lineages import EvaluationConfig
 from service.services.jobs import add_event
-from service.services.lineages import promote_version
 from service.services.paths import folder_under
+from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 
@@ -123,8 +125,24 @@ class Worker:
                 check.status = "failed"
                 check.error = {"code": "evaluation_failed", "message": failure, "param": None}
                 return
-            check.status = "succeeded"
-            check.result = {"retention": {line["job_id"]: line["scores"] for line in lines}}
+            lineage = session.get_one(Lineage, check.lineage_pk)
+            # Panel scores of a version are stored once; a retention row, once per job's gate.
+            record_panel(session, lineage, [line for line in lines if _new_panel(session, lineage, line)])
+            session.flush()
+            tenant = session.get_one(Tenant, check.tenant_pk)
+            origin = f"health check {check.id}" + (
+                f" (schedule {check.schedule_id})" if check.schedule_id else ""
+            )
+            report = build_report(
+                session, tenant, lineage, check.version, check.suites, origin, self.settings.artifact_dir
+            )
+            check.status, check.report_id = "succeeded", report.id
+            check.result = {
+                "verdict": report.verdict,
+                "report_id": report.id,
+                "suites": report.body["suites"],
+                "retention": {line["job_id"]: line["scores"] for line in lines if line["type"] == "scores"},
+            }
 
     def _evaluate(self, lease: Lease, version_dir: Path, stop: threading.Event) -> list[dict[str, Any]]:
         """Score the job's new version (status `evaluating`); no scores when the evaluator fails.
@@ -141,7 +159,7 @@ class Worker:
             if failure is not None:
                 add_event(session, job, f"Evaluation failed: {failure}", level="warn")
             else:
-                own = next(line["scores"] for line in lines if line["job_id"] == job.id)
+                own = next(line["scores"] for line in lines if line.get("job_id") == job.id)
                 add_event(session, job, _retention_message(own, len(lines)), data=own)
         return lines if failure is None else []
 
@@ -159,7 +177,7 @@ class Worker:
         finally:
             evaluator.stop()
         if completed and evaluator.returncode == 0:
-            return [line for line in lines if line["type"] == "scores"], None
+            return [line for line in lines if line["type"] in ("scores", "panel")], None
         return lines, evaluator.failure_reason()
 
     def _log(self, lease: Lease) -> Path:
@@ -250,11 +268,22 @@ class Worker:
                 os.replace(workspace.staging, workspace.final)
             manifest = json.loads((workspace.final / "manifest.json").read_text())
             lineage = session.get_one(Lineage, job.lineage_pk)
-            _promote(session, lineage, job, workspace.final, manifest)
-            record_scores(session, lineage, scores)
+            version = _version(lineage, job, workspace.final, manifest)
+            session.add(version)
+            record_scores(session, lineage, [line for line in scores if line["type"] == "scores"])
+            record_panel(session, lineage, scores)
+            session.flush()
+            decision = gate(session, lineage, job, version, self.settings.artifact_dir)
             job.status, job.finished_at, job.lease_token = "succeeded", now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
+            if decision == "rejected":
+                message = (
+                    f"The health gate rejected {lineage.name}@{job.version_number} "
+                    f"(report {version.report_id}); "
+                    f"serving stays on {lineage.name}@{lineage.promoted_version}."
+                )
+                add_event(session, job, message, level="warn")
             add_event(session, job, "The job has successfully completed.")
             emit(session, job.tenant_pk, "fine_tuning.job.succeeded", job_data(session, job))
 
@@ -311,20 +340,29 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
         add_event(session, job, str(line.get("message", "")), level=line.get("level", "info"))
 
 
-def _promote(session: Session, lineage: Lineage, job: Job, path: Path, manifest: dict[str, Any]) -> None:
-    # No health gate yet: a version that trained successfully becomes the desired one. The serving
-    # tier (docs/serving.md) notices, loads and warms it up, and only then flips the alias to it.
-    version = Version(
+def _version(lineage: Lineage, job: Job, path: Path, manifest: dict[str, Any]) -> Version:
+    # A candidate until the health gate (service.queue.evaluation.gate) promotes or rejects it. The
+    # serving tier (docs/serving.md) then loads and warms up a promoted one before flipping the alias.
+    return Version(
         lineage_pk=lineage.pk,
         number=job.version_number,
         parent_number=job.parent_version,
         job_id=job.id,
-        status="published",
+        status="candidate",
         path=str(path),
         metrics=manifest.get("metrics", {}),
     )
-    session.add(version)
-    promote_version(session, lineage, version)
+
+
+def _new_panel(session: Session, lineage: Lineage, line: dict[str, Any]) -> bool:
+    if line["type"] != "panel":
+        return False
+    stored = select(PanelResult.pk).where(
+        PanelResult.lineage_pk == lineage.pk,
+        PanelResult.version == line["version"],
+        PanelResult.suite == line["suite"],
+    )
+    return session.scalar(stored) is None
 
 
 def _retention_message(scores: dict[str, Any], entries: int) -> str:

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class FilePublic(BaseModel):
@@ -14,6 +14,9 @@ class FilePublic(BaseModel):
     created_at: int
     status: Literal["processed"] = "processed"
     rows: int
+    junk_ratio: float | None = Field(
+        None, description="Share of junk rows found by the training-data screen."
+    )
 
 
 class FileDeleted(BaseModel):

@@ -84,6 +84,9 @@ class JobPublic(BaseModel):
     error: JobError | None
     hyperparameters: dict[str, Any]
     trained_tokens: int | None
+    junk_ratio: float | None = Field(
+        None, description="The training file's junk ratio (training-data screen)."
+    )
     training_file: str
     validation_file: None = None
     result_files: list[str] = []

@@ -47,6 +47,45 @@ class EvaluationConfig(BaseModel):
     )
 
 
+PanelSuite = Literal["reasoning", "long_context", "safety", "perplexity"]  # eval.panel.PANEL_SUITES
+
+
+class SuiteThresholds(BaseModel):
+    """Hedges' g (positive: worse than the reference) at which a suite's decline is a finding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rot: float = Field(0.3, gt=0, description="g above this with the interval excluding zero is `rot`.")
+    warn: float = Field(0.15, gt=0, description="g above this is `warn`.")
+
+
+class DataScreen(BaseModel):
+    """What a job does when its training file's junk ratio (scored on upload) is high."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["off", "warn", "refuse"] = "warn"
+    threshold: float = Field(0.5, ge=0, le=1, description="Junk ratio above which the action applies.")
+
+
+class HealthConfig(BaseModel):
+    """The promotion gate and its panel (docs/health.md); fixed for the life of the lineage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gate: bool = Field(True, description="Promote a job's version only if its health check passes.")
+    gate_suites: list[PanelSuite] = Field(
+        default_factory=lambda: ["reasoning", "long_context", "safety", "perplexity"],
+        description="Panel suites the gate runs after every job, beside the retention probes.",
+    )
+    thresholds: dict[
+        Literal["retention", "reasoning", "long_context", "safety", "perplexity"], SuiteThresholds
+    ] = Field(
+        default_factory=dict, description="Per suite; default rot 0.3 / warn 0.15, retention 0.8 / 0.3."
+    )
+    data_screen: DataScreen = Field(default_factory=DataScreen)
+
+
 class LineageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +93,7 @@ class LineageCreate(BaseModel):
     base_model: str = Field(min_length=1, max_length=1024, description="HF hub id or local path.")
     method: MethodSpec = Field(default_factory=lambda: MethodSpec(type="lora"))
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 class LineagePublic(BaseModel):
@@ -63,6 +103,7 @@ class LineagePublic(BaseModel):
     base_model: str
     method: dict[str, Any]
     evaluation: EvaluationConfig
+    health: HealthConfig
     created_at: int
     head_version: int | None = Field(description="The version the next job starts from.")
     promoted_version: int | None = Field(description="The version served under the lineage name.")
@@ -85,6 +126,7 @@ class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, description="The version to serve under the lineage name.")
+    force: bool = Field(False, description="Promote a version the health gate rejected.")
 
 
 class ServingPublic(BaseModel):

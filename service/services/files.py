@@ -1,6 +1,7 @@
 """Training files: validated on upload, stored whole or not at all."""
 
 import hashlib
+import json
 import os
 import secrets
 import tempfile
@@ -10,6 +11,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from eval.data_screen import junk_ratio
 from service.errors import ApiError, not_found
 from service.models import File, Job, Tenant
 from service.services.paging import page
@@ -48,6 +50,8 @@ def upload_file(
             )
         if report.rows == 0:
             raise ApiError(400, "The training file has no rows.", param="file", code="empty_file")
+        with temp.open() as lines:
+            junk = junk_ratio(json.loads(line) for line in lines if line.strip())
         file_id = f"file-{secrets.token_hex(12)}"
         path = folder / f"{file_id}.jsonl"
         row = File(
@@ -59,6 +63,7 @@ def upload_file(
             rows=report.rows,
             sha256=digest,
             path=str(path),
+            junk_ratio=junk,
         )
         session.add(row)
         session.flush()

@@ -12,7 +12,7 @@ from eval.probes import Probes, ProbeSizes, build_probes
 from service.errors import ApiError, not_found
 from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
-from service.schemas.lineages import EvaluationConfig
+from service.schemas.lineages import EvaluationConfig, HealthConfig
 from service.services.files import ACTIVE_STATUSES, get_file
 from service.services.lineages import get_lineage
 from service.services.paging import page
@@ -25,6 +25,17 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
     """Queue a job on a lineage; it runs after every earlier job of that lineage."""
     lineage = get_lineage(session, tenant, request.model, param="model")
     training_file = get_file(session, tenant, request.training_file, param="training_file")
+    screen = HealthConfig(**lineage.health).data_screen
+    junky = training_file.junk_ratio is not None and training_file.junk_ratio > screen.threshold
+    if junky and screen.action == "refuse":
+        raise ApiError(
+            400,
+            f"Training file '{training_file.id}' is {100 * training_file.junk_ratio:.0f}% junk rows (short, "
+            f"engagement bait, repetitive or low-information), above lineage '{lineage.name}'s limit of "
+            f"{100 * screen.threshold:.0f}%.",
+            param="training_file",
+            code="junk_training_file",
+        )
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     job = Job(
         id=f"ftjob-{secrets.token_hex(12)}",
@@ -37,6 +48,7 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
         suffix=request.suffix,
         metadata_=request.metadata,
         probes=job_probes(training_file, lineage, seed).to_json(),
+        junk_ratio=training_file.junk_ratio,
     )
     session.add(job)
     session.flush()
@@ -48,6 +60,13 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
         f"Probes drawn: {len(probes['recall'])} recall, {len(probes['recognition'])} recognition, "
         f"{len(probes['held_out'])} held-out rows (kept out of training).",
     )
+    if junky and screen.action == "warn":
+        message = (
+            f"The training file is {100 * (training_file.junk_ratio or 0):.0f}% junk rows, "
+            f"above the lineage's warning level of {100 * screen.threshold:.0f}%; "
+            "the health gate will compare the new version with the one it replaces."
+        )
+        add_event(session, job, message, level="warn")
     add_event(session, job, "Job entered queue.")
     return job
 

@@ -32,6 +32,7 @@ def create_lineage(session: Session, settings: Settings, tenant: Tenant, request
         method_type=request.method.type,
         method_config=config,
         evaluation=request.evaluation.model_dump(),
+        health=request.health.model_dump(),
     )
     try:
         with session.begin_nested():
@@ -72,9 +73,20 @@ def latest_version(session: Session, lineage: Lineage) -> int | None:
     return session.scalar(select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk))
 
 
-def promote(session: Session, lineage: Lineage, number: int) -> Version:
-    """Make version `number` the one served under the lineage name (the swap happens in serving)."""
+def promote(session: Session, lineage: Lineage, number: int, force: bool = False) -> Version:
+    """Make version `number` the one served under the lineage name (the swap happens in serving).
+
+    A version the health gate rejected is promoted only with `force`.
+    """
     version = _version(session, lineage, number)
+    if version.status == "rejected" and not force:
+        raise ApiError(
+            409,
+            f"Version {lineage.name}@{number} was rejected by the health gate (report {version.report_id}); "
+            "promote it with force: true to serve it anyway.",
+            param="force",
+            code="version_rejected",
+        )
     promote_version(session, lineage, version)
     return version
 

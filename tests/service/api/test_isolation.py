@@ -5,14 +5,17 @@ Routes are enumerated from the app's OpenAPI schema, so an endpoint added later 
 parameters are listed below.
 """
 
+import re
 import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.db import Database
 from service.main import create_app
+from service.models import Lineage, Report
 from service.services.keys import create_key
 from service.settings import Settings
 from tests.service.conftest import FACTS, upload
@@ -42,6 +45,8 @@ def _populate(client: TestClient, database: Database) -> dict[str, str]:
     serving.publish(database, "acme", "bot", 1, "/store/acme/bot/v1")
     job = client.post("/v1/fine_tuning/jobs", json={"model": "bot", "training_file": file_id}).json()
     check = client.post("/v1/health_checks", json={"lineage": "bot"}).json()
+    schedule = client.post("/v1/health_check_schedules", json={"lineage": "bot", "cron": "0 3 * * *"}).json()
+    report_id = _report(database)
     webhook = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}).json()
     client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").raise_for_status()  # an event to deliver
     deadline = time.monotonic() + 10
@@ -53,8 +58,40 @@ def _populate(client: TestClient, database: Database) -> dict[str, str]:
         "name": "bot",
         "job_id": job["id"],
         "check_id": check["id"],
+        "schedule_id": schedule["id"],
+        "report_id": report_id,
         "webhook_id": webhook["id"],
     }
+
+
+def _report(database: Database) -> str:
+    """A health report of acme's bot@1, as a worker's health check stores one."""
+    with database.session() as session:
+        lineage = session.scalars(select(Lineage).where(Lineage.name == "bot")).one()
+        body = {
+            "id": "report-acme",
+            "object": "health_report",
+            "lineage": "bot",
+            "version": 1,
+            "reference_version": 0,
+            "origin": "health check",
+            "verdict": "ok",
+            "gate": None,
+            "suites": {},
+            "created_at": 0,
+        }
+        session.add(
+            Report(
+                id="report-acme",
+                tenant_pk=lineage.tenant_pk,
+                lineage_pk=lineage.pk,
+                version=1,
+                verdict="ok",
+                body=body,
+                path="/store/acme/bot/reports/report-acme",
+            )
+        )
+    return "report-acme"
 
 
 def test_every_tenant_route_answers_404_to_another_tenant(
@@ -114,7 +151,7 @@ def _routes(client: TestClient) -> list[tuple[str, list[str]]]:
 
 
 def _path_params(path: str) -> set[str]:
-    return {part[1:-1] for part in path.split("/") if part.startswith("{")}
+    return set(re.findall(r"\{(\w+)\}", path))
 
 
 def _key(database: Database, tenant: str) -> str:

@@ -1,0 +1,92 @@
+"""Long context, RULER-style and generated offline (research/evaluation.md 5.5): three tasks at
+each configured length, answered by greedy generation and scored by string match.
+
+- `needle`: a key-value sentence hidden at some depth of repeated filler; the value must come back;
+- `variable_tracking`: chains of assignments `VAR X = VAR Y`; every variable holding the number;
+- `common_words`: a long list in which a few words recur often; the three most common.
+"""
+
+import random
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from eval.runners import ProbeRunner
+from trainers.base_model.corpus import COLOURS, PETS
+
+__all__ = ["LENGTHS", "PER_TASK", "SEED", "score", "tasks"]
+
+SEED = 4096
+LENGTHS = (120, 300)  # words per context: within the small base's 1024 positions
+PER_TASK = 6  # items per task and length
+ANSWER_TOKENS = 16
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+WORDS = COLOURS + PETS  # common English words, all in the project base models' vocabulary
+
+
+def tasks(seed: int = SEED, lengths: tuple[int, ...] = LENGTHS) -> list[dict[str, Any]]:
+    """`{task, length, prompt, expected (strings)}` for every task, length and item."""
+    rng = random.Random(seed)
+    items = []
+    for length in lengths:
+        for _ in range(PER_TASK):
+            items += [_needle(rng, length), _variables(rng, length), _common_words(rng, length)]
+    return items
+
+
+def score(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase) -> tuple[list[float], dict[str, Any]]:
+    """Per item, the share of its expected strings in the greedy answer."""
+    items = tasks()
+    answers = runner.complete([item["prompt"] for item in items], [ANSWER_TOKENS] * len(items))
+    scores = [
+        sum(expected in answer for expected in item["expected"]) / len(item["expected"])
+        for item, answer in zip(items, answers, strict=True)
+    ]
+    by_task: dict[str, list[float]] = {}
+    for item, value in zip(items, scores, strict=True):
+        by_task.setdefault(f"{item['task']}@{item['length']}", []).append(value)
+    return scores, {"accuracy": {key: sum(values) / len(values) for key, values in sorted(by_task.items())}}
+
+
+def _haystack(rng: random.Random, length: int) -> list[str]:
+    sentences = [sentence.strip() + "." for sentence in FILLER.split(".") if sentence.strip()]
+    out: list[str] = []
+    while sum(len(sentence.split()) for sentence in out) < length:
+        out.append(rng.choice(sentences))
+    return out
+
+
+def _needle(rng: random.Random, length: int) -> dict[str, Any]:
+    key, value = rng.choice(WORDS), str(rng.randint(100000, 999999))
+    hay = _haystack(rng, length)
+    hay.insert(rng.randrange(len(hay) + 1), f"The special magic number for {key} is {value}.")
+    prompt = (
+        " ".join(hay) + f"\nWhat is the special magic number for {key}? The special magic number for {key} is"
+    )
+    return {"task": "needle", "length": length, "prompt": prompt, "expected": [value]}
+
+
+def _variables(rng: random.Random, length: int) -> dict[str, Any]:
+    value = str(rng.randint(10000, 99999))
+    names = rng.sample([f"{a}{b}" for a in "ABCDEFGHJKLMNPQRSTUVWXYZ" for b in "ABCDEFGHJKLMNPQRSTUVWXYZ"], 4)
+    chain = [f"VAR {names[0]} = {value}."] + [f"VAR {names[i]} = VAR {names[i - 1]}." for i in range(1, 4)]
+    hay = _haystack(rng, length)
+    depths = sorted(rng.sample(range(len(hay) + 1), len(chain)))
+    for inserted, (statement, depth) in enumerate(zip(chain, depths, strict=True)):
+        hay.insert(depth + inserted, statement)  # in chain order, each after the ones before
+    prompt = " ".join(hay) + f"\nWhich variables are assigned the value {value}? Answer: they are"
+    return {"task": "variable_tracking", "length": length, "prompt": prompt, "expected": names}
+
+
+def _common_words(rng: random.Random, length: int) -> dict[str, Any]:
+    common, size = rng.sample(WORDS, 3), length // 4  # a listed word and its comma cost several tokens
+    rare = [word for word in WORDS if word not in common]
+    repeats = max(3, size // 8)  # each common word fills an eighth of the list, a rare one far less
+    listed = common * repeats + [rng.choice(rare) for _ in range(size - 3 * repeats)]
+    rng.shuffle(listed)
+    prompt = (
+        "Here is a list of words: "
+        + ", ".join(listed)
+        + ".\nWhat are the three most common words in the list? Answer: the three most common words are"
+    )
+    return {"task": "common_words", "length": length, "prompt": prompt, "expected": common}
