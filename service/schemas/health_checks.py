@@ -14,7 +14,7 @@ class HealthCheckCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lineage: str = Field(pattern=LINEAGE_NAME)
-    version: int | None = Field(None, ge=1, description="Defaults to the promoted version.")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="Defaults to the promoted version.")
     suites: list[Suite] = Field(
         default_factory=lambda: list(SUITES),
         min_length=1,

@@ -125,7 +125,7 @@ class VersionPublic(BaseModel):
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="The version to serve under the lineage name.")
+    version: int = Field(ge=1, le=2**31 - 1, description="The version to serve under the lineage name.")
     force: bool = Field(False, description="Promote a version the health gate rejected.")
 
 

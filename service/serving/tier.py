@@ -308,6 +308,7 @@ class ServingTier:
 
 
 def _version_number(model: str, number: str) -> int:
-    if not number.isdigit():
+    # ASCII digits only ("²".isdigit() holds, int("²") fails), and few enough for an SQL integer.
+    if not (number.isascii() and number.isdigit() and len(number) <= 9):
         raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
     return int(number)

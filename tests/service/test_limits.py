@@ -88,3 +88,13 @@ def test_lineage_names_are_strict(api: TestClient) -> None:
     for name in ("../x", "a/b", "Bot", ".hidden", "a b", "x" * 64, "bot@1", ""):
         answer = api.post("/v1/lineages", json={"name": name, "base_model": "org/model"})
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "name", name
+
+
+def test_out_of_range_versions_are_4xx_not_500s(api: TestClient, model_path: str) -> None:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
+    huge = 17215139018361014321152  # found by the schema fuzzer: was a 500 from SQLite
+    assert api.post("/v1/lineages/bot/promote", json={"version": huge}).status_code == 400
+    assert api.post("/v1/health_checks", json={"lineage": "bot", "version": huge}).status_code == 400
+    for model in (f"bot@{huge}", "bot@²", "bot@-1"):
+        answer = api.post("/v1/completions", json={"model": model, "prompt": "hi"})
+        assert answer.status_code == 404, (model, answer.text)
