@@ -5,13 +5,14 @@ from fastapi.responses import HTMLResponse
 
 from eval.report import render_html
 from service.deps import SessionDep, TenantDep
+from service.schemas.errors import CLIENT_ERRORS_OF_HTML
 from service.schemas.health_checks import ReportPublic
 from service.services import reports
 
 router = APIRouter(prefix="/reports", tags=["health checks"])
 
 
-@router.get("/{report_id}.html", response_class=HTMLResponse)
+@router.get("/{report_id}.html", response_class=HTMLResponse, responses=CLIENT_ERRORS_OF_HTML)
 def get_report_html(report_id: str, session: SessionDep, tenant: TenantDep) -> HTMLResponse:
     return HTMLResponse(render_html(reports.get_report(session, tenant, report_id).body))
 

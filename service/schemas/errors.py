@@ -18,11 +18,19 @@ class ErrorEnvelope(BaseModel):
     error: ErrorDetail
 
 
+_CLIENT_ERROR = (
+    "A client error (400 invalid, 401 no or bad key, 403 scope, 404 not found or another tenant's, "
+    "409 conflict, 413 too large, 429 quota, with `retry-after`)."
+)
 CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorEnvelope, "description": _CLIENT_ERROR}
+}
+# Routes whose success is not JSON (an HTML page) still answer errors with the JSON envelope; a
+# `model` here would be documented under the route's own media type.
+CLIENT_ERRORS_OF_HTML: dict[int | str, dict[str, Any]] = {
     "4XX": {
-        "model": ErrorEnvelope,
-        "description": "A client error (400 invalid, 401 no or bad key, 403 scope, 404 not found or "
-        "another tenant's, 409 conflict, 413 too large, 429 quota, with `retry-after`).",
+        "description": _CLIENT_ERROR,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
     }
 }
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
