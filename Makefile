@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
-.PHONY: install test test-fast demo serve bench style quality clean
+.PHONY: install system-deps test test-fast demo serve bench style quality clean
 
 install: $(STAMP) $(VLLM_STAMP)
 
@@ -27,7 +27,14 @@ $(VLLM_STAMP): pyproject.toml $(STAMP)
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
 	touch $@
 
-test: install  ## the whole suite (about 5 minutes on 2 cores, plus installs)
+# Programs some tests drive, from apt when run as root (as CI does): Chromium renders health reports.
+system-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		else echo "install Chromium (e.g. apt-get install chromium) for tests/eval/test_report.py"; fi; }
+
+test: install system-deps  ## the whole suite (about 5 minutes on 2 cores, plus installs)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the tests that train models or start vLLM

@@ -82,7 +82,9 @@ def _common_words(rng: random.Random, length: int) -> dict[str, Any]:
     common, size = rng.sample(WORDS, 3), length // 4  # a listed word and its comma cost several tokens
     rare = [word for word in WORDS if word not in common]
     repeats = max(3, size // 8)  # each common word fills an eighth of the list, a rare one far less
-    listed = common * repeats + [rng.choice(rare) for _ in range(size - 3 * repeats)]
+    rng.shuffle(rare)
+    others = (rare * size)[: size - 3 * repeats]  # each rare word at most ceil(slots / len(rare)) times
+    listed = common * repeats + others
     rng.shuffle(listed)
     prompt = (
         "Here is a list of words: "
