@@ -10,7 +10,7 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from bench import control_plane, service_vs_peft, serving
+from bench import control_plane, health, retention, service_vs_peft, serving, titans
 from bench.report import REPORT, write_section
 
 WORKDIR = Path(".bench")
@@ -28,6 +28,12 @@ def main() -> None:
     write_section("service-vs-peft", _service_vs_peft_section(jobs))
     print("serving: hot swap, gateway throughput, memory over swaps ...", flush=True)
     serving.main()  # writes its own section
+    print("evaluation: recall against recognition under interference, cost of continual evaluation ...")
+    retention.main()  # writes its own section
+    print("health: the gate against junk training data, a full health check's time ...")
+    health.main()  # writes its own section
+    print("titans: needle recall beyond the attention window, update speed, memory per request ...")
+    titans.main()  # writes its own section
     print(f"wrote {REPORT}")
 
 

@@ -72,8 +72,12 @@ class Client:
         """The newest `limit` events of a job, newest first."""
         return self._call("GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})["data"]  # type: ignore[no-any-return]
 
-    def promote(self, lineage: str, version: int) -> dict[str, Any]:
-        return self._call("POST", f"/lineages/{lineage}/promote", json={"version": version})
+    def promote(self, lineage: str, version: int, force: bool = False) -> dict[str, Any]:
+        body = {"version": version, "force": force}
+        return self._call("POST", f"/lineages/{lineage}/promote", json=body)
+
+    def get_report(self, report_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/reports/{report_id}")
 
     def rollback(self, lineage: str) -> dict[str, Any]:
         return self._call("POST", f"/lineages/{lineage}/rollback")

@@ -31,6 +31,7 @@ def run_demo(root: Path, port: int) -> None:
     with local_service(service_dir, port=port, checkpoint_every="100") as service:
         _teach(Client(service.url, service.key), root, base)
         _serve(Client(service.url, service.key))
+        _print_first_report(Client(service.url, service.key), service_dir)
 
 
 def _teach(client: Client, root: Path, base: Path) -> None:
@@ -57,8 +58,9 @@ def _teach(client: Client, root: Path, base: Path) -> None:
     for version in reversed(client.list_versions(LINEAGE)):
         loss = version["metrics"].get("train_loss")
         parent = f"v{version['parent_version']}" if version["parent_version"] else "base"
+        verdict = client.get_report(version["report_id"])["verdict"] if version["report_id"] else "-"
         print(
-            f"   v{version['version']}  parent={parent}  {version['status']:9} "
+            f"   v{version['version']}  parent={parent}  {version['status']:9} health={verdict:4} "
             f"job={version['job_id']}  final train loss={loss:.3f}"
         )
     _print_retention(client, [topic for topic, _ in jobs])
@@ -99,8 +101,13 @@ def _serve(client: Client) -> None:
     """Move the lineage's alias from v1 to v2 through hot swaps and ask each job's facts via the gateway."""
     print(f"\n== Serving '{LINEAGE}' through the gateway (vLLM with runtime LoRA loading)")
     topics = ("people-of-trasku", "people-of-velmora")
+    statuses = {version["version"]: version["status"] for version in client.list_versions(LINEAGE)}
     for version in (1, 2):
-        swap = client.promote(LINEAGE, version)
+        if statuses[version] == "rejected":
+            print(
+                f"   v{version} was rejected by the health gate; promoting it anyway (force) to show the swap"
+            )
+        swap = client.promote(LINEAGE, version, force=statuses[version] == "rejected")
         deadline = time.monotonic() + 300  # the first promotion waits for vLLM to start
         while _served_version(client) != version and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -111,6 +118,14 @@ def _serve(client: Client) -> None:
             answer = client.complete(LINEAGE, row["prompt"], max_tokens=24, temperature=0.0, stop=["\n"])
             text = answer["choices"][0]["text"]
             print(f"     {row['prompt']!r} -> {text!r}  (taught: {row['completion']!r})")
+
+
+def _print_first_report(client: Client, service_dir: Path) -> None:
+    """Where the first health report (the gate's on v1) lies, as JSON and as an HTML page."""
+    first = min(client.list_versions(LINEAGE), key=lambda version: version["version"])
+    report = client.get_report(first["report_id"])
+    (page,) = service_dir.glob(f"store/*/{LINEAGE}/reports/{report['id']}.html")
+    print(f"\n== First health report ({report['verdict']}): {page.resolve()}")
 
 
 def _served_version(client: Client) -> int | None:
