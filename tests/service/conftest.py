@@ -71,6 +71,10 @@ def finished_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
     raise TimeoutError(job_id)
 
 
+# For lineages of tests that run jobs but do not test the health gate: the gate still runs
+# (retention probes and the perplexity suite) but skips the slow generation suites.
+QUICK_GATE = {"health": {"gate_suites": ["perplexity"]}}
+
 FACTS = "\n".join(
     json.dumps({"prompt": f"Q: Where does Velo{i} live?\nA:", "completion": f" Velo{i} lives in Trasku."})
     for i in range(8)

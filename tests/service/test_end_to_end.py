@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.local import local_service
-from tests.service.conftest import FACTS, finished_job
+from tests.service.conftest import FACTS, QUICK_GATE, finished_job
 
 OTHER_FACTS = "\n".join(
     json.dumps({"prompt": f"Q: Where does Ostra{i} live?\nA:", "completion": f" Ostra{i} lives in Velmora."})
@@ -29,7 +29,9 @@ def test_two_jobs_publish_two_versions(tmp_path: Path, tiny_base: Path) -> None:
             headers={"Authorization": f"Bearer {service.key}"},
             timeout=30,
         )
-        api.post("/lineages", json={"name": "bot", "base_model": str(tiny_base)}).raise_for_status()
+        api.post(
+            "/lineages", json={"name": "bot", "base_model": str(tiny_base), **QUICK_GATE}
+        ).raise_for_status()
         file_ids = [
             api.post("/files", files={"file": (f"facts-{i}.jsonl", facts.encode())}).json()["id"]
             for i, facts in enumerate((FACTS, OTHER_FACTS))

@@ -60,7 +60,12 @@ def test_files_and_jobs_through_the_sdk(sdk: openai.OpenAI, service: LocalServic
     cancelled = sdk.fine_tuning.jobs.cancel(created[0].id)
     assert cancelled.status == "cancelled"
     events = [event.message for event in sdk.fine_tuning.jobs.list_events(created[0].id, limit=1)]
-    assert events == ["Job cancelled.", "Job entered queue.", "Validated training file: 8 rows."]
+    assert events == [
+        "Job cancelled.",
+        "Job entered queue.",
+        "Probes drawn: 8 recall, 8 recognition, 0 held-out rows (kept out of training).",
+        "Validated training file: 8 rows.",
+    ]
     assert sdk.fine_tuning.jobs.checkpoints.list(created[0].id).data == []
 
 

@@ -17,14 +17,16 @@ from service.db import Database
 from service.models import Checkpoint, Job, JobEvent, Version
 from service.queue.worker import Worker
 from service.settings import Settings
-from tests.service.conftest import FACTS, upload
+from tests.service.conftest import FACTS, QUICK_GATE, upload
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def job_id(api: TestClient, tiny_base: Path) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": str(tiny_base)}).raise_for_status()
+    api.post(
+        "/v1/lineages", json={"name": "bot", "base_model": str(tiny_base), **QUICK_GATE}
+    ).raise_for_status()
     file_id = upload(api, FACTS)["id"]
     body = {
         "model": "bot",

@@ -12,7 +12,7 @@ import pytest
 
 from service.db import Database
 from service.local import LocalService, local_service
-from tests.service.conftest import FACTS, finished_job
+from tests.service.conftest import FACTS, QUICK_GATE, finished_job
 from tests.service.serving.adapters import peft_greedy
 from tests.service.serving.conftest import publish
 
@@ -39,7 +39,9 @@ def api(service: LocalService) -> httpx.Client:
 def test_a_jobs_version_answers_through_the_gateway_like_peft(
     api: httpx.Client, service: LocalService, serving_base: Path
 ) -> None:
-    api.post("/lineages", json={"name": "bot", "base_model": str(serving_base)}).raise_for_status()
+    api.post(
+        "/lineages", json={"name": "bot", "base_model": str(serving_base), **QUICK_GATE}
+    ).raise_for_status()
     file_id = api.post("/files", files={"file": ("facts.jsonl", FACTS.encode())}).json()["id"]
     job = api.post(
         "/fine_tuning/jobs",
@@ -66,7 +68,9 @@ def test_a_jobs_version_answers_through_the_gateway_like_peft(
 def test_promote_and_rollback_under_streaming_load_fail_no_request(
     api: httpx.Client, service: LocalService, serving_base: Path, versions: list[Path]
 ) -> None:
-    api.post("/lineages", json={"name": "swap", "base_model": str(serving_base)}).raise_for_status()
+    api.post(
+        "/lineages", json={"name": "swap", "base_model": str(serving_base), **QUICK_GATE}
+    ).raise_for_status()
     database = Database(f"sqlite:///{service.data_dir.resolve() / 'neuroplast.db'}")
     publish(database, "default", "swap", 1, str(versions[0]))
     publish(database, "default", "swap", 2, str(versions[1]))
