@@ -92,7 +92,7 @@ class InProcessRunner:
                 lengths = list(n_tokens[start : start + self.batch_size])
                 batch = self.tokenizer(chunk, padding=True, return_tensors="pt")
                 longest = max(lengths)
-                out = self.model.generate(
+                out = self.model.generate(  # type: ignore[operator]
                     input_ids=batch.input_ids,
                     attention_mask=batch.attention_mask,
                     max_new_tokens=longest,
@@ -103,7 +103,7 @@ class InProcessRunner:
                 new = out[:, batch.input_ids.shape[1] :]
                 # A cut inside a multi-byte character decodes to U+FFFD; vLLM holds such bytes back.
                 texts += [
-                    self.tokenizer.decode(new[row, :length], skip_special_tokens=True).rstrip("\ufffd")
+                    str(self.tokenizer.decode(new[row, :length], skip_special_tokens=True)).rstrip("\ufffd")
                     for row, length in enumerate(lengths)
                 ]
         finally:

@@ -56,7 +56,7 @@ def earlier_probes(session: Session, lineage: Lineage, below: int) -> dict[str, 
 def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) -> dict[str, Any]:
     """The evaluator's spec for job N's version, staged in `staging` (see the module docstring)."""
     own = {job.id: str(staging / PROBES_FILE)}
-    evaluations = [
+    evaluations: list[dict[str, Any]] = [
         {
             "version": job.version_number,
             "version_dir": str(staging),
@@ -70,7 +70,7 @@ def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) 
         ).one()
         evaluations.insert(1, {"version": parent.number, "version_dir": parent.path, "probes": own})
     config = HealthConfig(**lineage.health)
-    suites = list(config.gate_suites) if config.gate else []
+    suites: list[str] = list(config.gate_suites) if config.gate else []
     evaluations[0]["suites"] = suites
     _add_reference_suites(session, lineage, evaluations, job.parent_version or 0, suites)
     return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}

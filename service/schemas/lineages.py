@@ -1,6 +1,6 @@
 """Lineage and version shapes."""
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,7 +75,7 @@ class HealthConfig(BaseModel):
 
     gate: bool = Field(True, description="Promote a job's version only if its health check passes.")
     gate_suites: list[PanelSuite] = Field(
-        default_factory=lambda: ["reasoning", "long_context", "safety", "perplexity"],
+        default_factory=lambda: list(get_args(PanelSuite)),
         description="Panel suites the gate runs after every job, beside the retention probes.",
     )
     thresholds: dict[

@@ -26,11 +26,12 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
     lineage = get_lineage(session, tenant, request.model, param="model")
     training_file = get_file(session, tenant, request.training_file, param="training_file")
     screen = HealthConfig(**lineage.health).data_screen
-    junky = training_file.junk_ratio is not None and training_file.junk_ratio > screen.threshold
+    junk = training_file.junk_ratio or 0.0  # None for files uploaded before the screen existed
+    junky = junk > screen.threshold
     if junky and screen.action == "refuse":
         raise ApiError(
             400,
-            f"Training file '{training_file.id}' is {100 * training_file.junk_ratio:.0f}% junk rows (short, "
+            f"Training file '{training_file.id}' is {100 * junk:.0f}% junk rows (short, "
             f"engagement bait, repetitive or low-information), above lineage '{lineage.name}'s limit of "
             f"{100 * screen.threshold:.0f}%.",
             param="training_file",
@@ -62,7 +63,7 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
     )
     if junky and screen.action == "warn":
         message = (
-            f"The training file is {100 * (training_file.junk_ratio or 0):.0f}% junk rows, "
+            f"The training file is {100 * junk:.0f}% junk rows, "
             f"above the lineage's warning level of {100 * screen.threshold:.0f}%; "
             "the health gate will compare the new version with the one it replaces."
         )
