@@ -95,41 +95,16 @@ def health_check_spec(session: Session, lineage: Lineage, check: HealthCheck) ->
 def record_scores(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
     """Store the evaluator's `scores` lines as retention entries, replacing earlier ones of a retry."""
     for line in lines:
-        session.execute(
-            delete(RetentionScore).where(
-                RetentionScore.lineage_pk == lineage.pk,
-                RetentionScore.version == line["version"],
-                RetentionScore.job_id == line["job_id"],
-            )
-        )
-        session.add(
-            RetentionScore(
-                lineage_pk=lineage.pk, version=line["version"], job_id=line["job_id"], scores=line["scores"]
-            )
-        )
+        key = {"lineage_pk": lineage.pk, "version": line["version"], "job_id": line["job_id"]}
+        _replace(session, RetentionScore(**key, scores=line["scores"]), key)
 
 
 def record_panel(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
     """Store the evaluator's `panel` lines (one version's item scores on one suite), replacing older ones."""
     for line in lines:
-        if line["type"] != "panel":
-            continue
-        session.execute(
-            delete(PanelResult).where(
-                PanelResult.lineage_pk == lineage.pk,
-                PanelResult.version == line["version"],
-                PanelResult.suite == line["suite"],
-            )
-        )
-        session.add(
-            PanelResult(
-                lineage_pk=lineage.pk,
-                version=line["version"],
-                suite=line["suite"],
-                scores=line["scores"],
-                details=line["details"],
-            )
-        )
+        if line["type"] == "panel":
+            key = {"lineage_pk": lineage.pk, "version": line["version"], "suite": line["suite"]}
+            _replace(session, PanelResult(**key, scores=line["scores"], details=line["details"]), key)
 
 
 def gate(session: Session, lineage: Lineage, job: Job, version: Version, store_dir: Path) -> str:
@@ -179,3 +154,10 @@ def _add_reference_suites(
             select(Version.path).where(Version.lineage_pk == lineage.pk, Version.number == reference)
         ).one()
     evaluations.append({"version": reference, "version_dir": directory, "probes": {}, "suites": missing})
+
+
+def _replace(session: Session, row: RetentionScore | PanelResult, key: dict[str, Any]) -> None:
+    """Add `row` in place of any row of its table with the same `key` columns."""
+    table = type(row)
+    session.execute(delete(table).where(*(getattr(table, column) == value for column, value in key.items())))
+    session.add(row)
