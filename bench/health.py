@@ -15,6 +15,7 @@ A full health check (every suite of the panel) of the small base is timed as the
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -44,12 +45,24 @@ ADJECTIVES = ("lit", "crazy", "insane", "goated", "mid", "wild", "cursed")
 TAGS = ("mood", "fyp", "trending", "vibes", "relatable", "tbt", "goals")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Both halves; `--full-check` times only the full health check, `--gate` runs only the seeds."""
+    args = set(sys.argv[1:] if argv is None else argv)
     base = small_base(Path(".bench/base-small"))
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    runs = [_seed(seed, base, tokenizer) for seed in range(SEEDS)]
-    full_check_s = _full_check(base)
-    write_section("health", _section(runs, full_check_s))
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    results = WORKDIR / "results.json"
+    saved = json.loads(results.read_text()) if results.exists() else {"runs": [], "full_check_s": None}
+    if "--gate" in args or not args:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        saved["runs"] = []
+        for seed in range(SEEDS):
+            saved["runs"].append(_seed(seed, base, tokenizer))
+            results.write_text(json.dumps(saved, indent=1))
+            write_section("health", _section(saved["runs"], saved["full_check_s"]))
+    if "--full-check" in args or not args:
+        saved["full_check_s"] = _full_check(base)
+        results.write_text(json.dumps(saved, indent=1))
+    write_section("health", _section(saved["runs"], saved["full_check_s"]))
     print("wrote the health section of docs/benchmarks.md")
 
 
@@ -63,6 +76,7 @@ def _seed(seed: int, base: Path, tokenizer: Any) -> dict[str, Any]:
         "junk": _junk(seed, tokens, tokenizer),
         "control": control,
     }
+    shutil.rmtree(WORKDIR / f"seed{seed}", ignore_errors=True)
     with local_service(WORKDIR / f"seed{seed}", serving="false", checkpoint_every="1000") as service:
         api = httpx.Client(
             base_url=f"{service.url}/v1", headers={"Authorization": f"Bearer {service.key}"}, timeout=60
@@ -134,7 +148,7 @@ def _full_check(base: Path) -> float:
     return time.monotonic() - started
 
 
-def _section(runs: list[dict[str, Any]], full_check_s: float) -> str:
+def _section(runs: list[dict[str, Any]], full_check_s: float | None) -> str:
     from bench.__main__ import machine
 
     rows = []
@@ -153,16 +167,19 @@ def _section(runs: list[dict[str, Any]], full_check_s: float) -> str:
                 f"{outcome['verdict']} | {outcome['status']} | v{outcome['served']} | {g} | "
                 f"{worst[0]} ({worst[1]['g']:+.2f}) |"
             )
+    full_check = f"{full_check_s:.0f} s" if full_check_s is not None else "not measured yet"
     junk_rejected = sum(run["junk"]["status"] == "rejected" for run in runs)
     control_promoted = sum(run["control"]["status"] == "promoted" for run in runs)
     table = "\n".join(rows)
     return f"""## Health gate against junk training data
 
-`python -m bench.health` on {machine()}.
+`python -m bench.health` on {machine()} ({len(runs)} of {SEEDS} seeds done;
+`--gate` and `--full-check` run the halves).
 
 Per seed, one `lora` lineage on the `small` base through the REST API: v1 trained on ordinary
 prose (gated against the base model), v2 on generated engagement-bait junk, v3 on control prose
-of the same token count ({runs[0]["tokens"]} tokens for seed 0), same settings ({HYPERPARAMETERS}).
+of the same token count (about {runs[0]["tokens"] if runs else "-"} tokens), same settings
+({HYPERPARAMETERS}).
 The gate runs the retention probes and every panel suite and rejects a `rot` verdict (Hedges'
 g > 0.3 in the harmful direction, 95% paired bootstrap interval excluding zero).
 
@@ -175,7 +192,7 @@ Junk versions rejected: **{junk_rejected}/{len(runs)}**; control versions promot
 before it.
 
 A full health check of the small base (every panel suite, as the evaluator process: start-up,
-model load, scoring): **{full_check_s:.0f} s** (target under 2 minutes).
+model load, scoring): **{full_check}** (target under 2 minutes).
 """
 
 
