@@ -5,8 +5,9 @@ task boundaries hides the sharp, transient forgetting at the start of a new task
 training loop therefore asks a `ContinualEvaluator` at the job's start, every `every` steps and
 at its last step to score a small fixed subset of each earlier job's probes, and of the current
 job's: recall (teacher-forced, so one forward pass per batch decides greedy exact match, see
-`eval.recall`) and recognition (mean NLL of seen text against foil). `eval.metrics.StabilityTracker`
-turns the recall accuracies into min-ACC, WC-ACC and windowed forgetting.
+`eval.recall`) and, when asked for, recognition (mean NLL of seen text against foil).
+`eval.metrics.StabilityTracker` turns the recall accuracies into min-ACC, WC-ACC and windowed
+forgetting.
 """
 
 import json
@@ -32,13 +33,15 @@ class ContinualEvaluator:
     Args:
         config: The spec's `continual_eval`: `every` (steps, or `"log"` for Orhan's log-spaced
             schedule, `log_spaced`), `items` (probes per job), `earlier` (job id -> probes.json,
-            oldest first) and `current` (this job's probes.json).
+            oldest first), `current` (this job's probes.json) and optionally `recognition`
+            (also score earlier jobs' recognition pairs; off by default, it triples the cost).
         tokenizer: The base model's tokenizer.
         window: Evaluations per window of the windowed forgetting.
     """
 
     def __init__(self, config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, window: int = 10) -> None:
         self.every: int | str = config["every"]
+        self.recognition = bool(config.get("recognition", False))
         self.tokenizer = tokenizer
         self.tracker = StabilityTracker(window=window)
         items = int(config["items"])
@@ -64,7 +67,9 @@ class ContinualEvaluator:
         model.eval()
         runner = InProcessRunner(model, self.tokenizer, batch_size=64)
         recall = {job: subset.recall_accuracy(model) for job, subset in self.earlier.items()}
-        recognition = {job: subset.recognition_accuracy(runner) for job, subset in self.earlier.items()}
+        recognition = {}
+        if self.recognition:
+            recognition = {job: subset.recognition_accuracy(runner) for job, subset in self.earlier.items()}
         current = self.current.recall_accuracy(model)
         model.train(was_training)
         metrics = self.tracker.update(recall, current)

@@ -48,7 +48,8 @@ class ContinualEvaluation:
             `window` evaluations, maximised over the job so far (WF^window).
         forgetting: Mean over earlier jobs of (accuracy at this job's start - accuracy now); the
             signal a controller reads (negative when earlier jobs improved).
-        recognition: Per earlier job id, its recognition accuracy now (seen vs. foil by NLL).
+        recognition: Per earlier job id, its recognition accuracy now (seen vs. foil by NLL);
+            empty unless the job's `continual_eval` asks for recognition.
     """
 
     step: int
