@@ -105,10 +105,10 @@ def test_column_layer_adds_stable_and_gated_plastic_updates() -> None:
         column.stable_A.normal_()
         column.stable_B.normal_()
     plastic = sum(
-        slot.gates[..., k : k + 1] * (x @ column.lora_A[k].T @ column.lora_B[k].T) for k in range(3)
+        slot.gates[..., k : k + 1] * (x @ column.lora_A[k].T @ column.lora_B[:, k].T) for k in range(3)
     )
     expected = base(x) + 2.0 * (plastic + x @ column.stable_A.T @ column.stable_B.T)
     torch.testing.assert_close(column(x), expected)
     usage = torch.tensor([0.2, 0.3, 0.5])
-    delta = sum(usage[k] * column.lora_B[k] @ column.lora_A[k] for k in range(3))
+    delta = sum(usage[k] * column.lora_B[:, k] @ column.lora_A[k] for k in range(3))
     torch.testing.assert_close(column.routed_delta(usage), delta)
