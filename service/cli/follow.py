@@ -31,10 +31,10 @@ def follow_job(
 
 
 def _show(bar: tqdm, event: dict[str, Any]) -> None:
-    if event["type"] != "metrics":
+    data = event["data"] or {}
+    if event["type"] != "metrics" or "train_loss" not in data:  # messages, continual evaluations
         bar.write(f"  {event['message']}")
         return
-    data = event["data"]
     bar.total = data["total_steps"]
     bar.n = data["step"]
     bar.set_postfix(loss=f"{data['train_loss']:.3f}")
