@@ -15,6 +15,14 @@ from tests.service.api.test_health_checks import _published
 REFERENCE = [-3.0 - 0.1 * (i % 5) for i in range(24)]  # minus the mean NLL of 24 reference chunks
 
 
+def _lineage(api: TestClient, database: Database, model_path: str, health: dict) -> None:
+    """Lineage 'bot' with the given health config and versions 1 and 2 published, v2 promoted."""
+    api.post(
+        "/v1/lineages", json={"name": "bot", "base_model": model_path, "health": health}
+    ).raise_for_status()
+    _published(database, versions=2)
+
+
 def _candidate(database: Database, store: Path, scores: list[float]) -> tuple[str, str]:
     """Version 3 of 'bot' (parent v2, promoted) with `scores` on perplexity; gate it."""
     with database.session() as session:
@@ -44,11 +52,7 @@ def _candidate(database: Database, store: Path, scores: list[float]) -> tuple[st
 def test_a_rotten_version_is_rejected_and_serving_stays(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    health = {"gate_suites": ["perplexity"]}
-    api.post(
-        "/v1/lineages", json={"name": "bot", "base_model": model_path, "health": health}
-    ).raise_for_status()
-    _published(database, versions=2)
+    _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
     worse = [score - 1.0 for score in REFERENCE]  # far worse on every chunk
     decision, report_id = _candidate(database, settings.artifact_dir, worse)
 
@@ -81,11 +85,7 @@ def test_a_rotten_version_is_rejected_and_serving_stays(
 def test_a_healthy_version_is_promoted(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    health = {"gate_suites": ["perplexity"]}
-    api.post(
-        "/v1/lineages", json={"name": "bot", "base_model": model_path, "health": health}
-    ).raise_for_status()
-    _published(database, versions=2)
+    _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
     decision, report_id = _candidate(database, settings.artifact_dir, [score + 0.01 for score in REFERENCE])
     assert decision == "promoted"
     assert api.get("/v1/lineages/bot").json()["promoted_version"] == 3
@@ -95,10 +95,6 @@ def test_a_healthy_version_is_promoted(
 def test_without_a_gate_every_version_is_promoted(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    health = {"gate": False}
-    api.post(
-        "/v1/lineages", json={"name": "bot", "base_model": model_path, "health": health}
-    ).raise_for_status()
-    _published(database, versions=2)
+    _lineage(api, database, model_path, {"gate": False})
     decision, report_id = _candidate(database, settings.artifact_dir, [score - 1.0 for score in REFERENCE])
     assert (decision, report_id) == ("promoted", "None")
