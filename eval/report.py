@@ -192,7 +192,7 @@ def _lines(
     ]
     items += [
         f"<text x='{point(x, low).split(',')[0]}' y='{height - 10}' font-size='11' text-anchor='middle'>"
-        f"v{int(x)}</text>"
+        f"{'base' if x == 0 else f'v{int(x)}'}</text>"
         for x in xs
     ]
     for k, (name, points) in enumerate(series.items()):
