@@ -55,7 +55,8 @@ def earlier_probes(session: Session, lineage: Lineage, below: int) -> dict[str, 
 
 def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) -> dict[str, Any]:
     """The evaluator's spec for job N's version, staged in `staging` (see the module docstring)."""
-    own = {job.id: str(staging / PROBES_FILE)}
+    # A job queued before probes existed has none of its own.
+    own = {job.id: str(staging / PROBES_FILE)} if job.probes is not None else {}
     evaluations: list[dict[str, Any]] = [
         {
             "version": job.version_number,
@@ -107,15 +108,23 @@ def record_panel(session: Session, lineage: Lineage, lines: list[dict[str, Any]]
             _replace(session, PanelResult(**key, scores=line["scores"], details=line["details"]), key)
 
 
-def gate(session: Session, lineage: Lineage, job: Job, version: Version, store_dir: Path) -> str:
+def gate(
+    session: Session, lineage: Lineage, job: Job, version: Version, store_dir: Path, evaluated: bool = True
+) -> str:
     """The health gate on a job's new version: `promoted`, or `rejected` with a `rot` verdict.
 
-    Without a gate (`health.gate: false`) the version is promoted with no report.
+    Without a gate (`health.gate: false`) the version is promoted with no report. A version
+    whose evaluation failed (`evaluated` False) is rejected with no report: nothing shows it
+    healthy; a forced promote can still serve it.
     """
     config = HealthConfig(**lineage.health)
     if not config.gate:
         promote_version(session, lineage, version)
         return "promoted"
+    if not evaluated:
+        version.status = "rejected"
+        emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
+        return "rejected"
     tenant = session.get_one(Tenant, lineage.tenant_pk)
     suites = ["retention", *config.gate_suites]
     report = build_report(

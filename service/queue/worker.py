@@ -144,11 +144,14 @@ class Worker:
                 "retention": {line["job_id"]: line["scores"] for line in lines if line["type"] == "scores"},
             }
 
-    def _evaluate(self, lease: Lease, version_dir: Path, stop: threading.Event) -> list[dict[str, Any]]:
-        """Score the job's new version (status `evaluating`); no scores when the evaluator fails.
+    def _evaluate(
+        self, lease: Lease, version_dir: Path, stop: threading.Event
+    ) -> list[dict[str, Any]] | None:
+        """Score the job's new version (status `evaluating`); None when the evaluator failed.
 
         A failed evaluation does not fail the job: its version is published, with a warning
-        event, and its row of the retention matrix stays empty.
+        event and an empty row of the retention matrix, and the health gate (if on) rejects it,
+        since nothing shows it healthy.
         """
         with self.queue.guarded(lease) as (session, job):
             job.status = "evaluating"
@@ -159,9 +162,10 @@ class Worker:
             if failure is not None:
                 add_event(session, job, f"Evaluation failed: {failure}", level="warn")
             else:
-                own = next(line["scores"] for line in lines if line.get("job_id") == job.id)
-                add_event(session, job, _retention_message(own, len(lines)), data=own)
-        return lines if failure is None else []
+                own = next((line["scores"] for line in lines if line.get("job_id") == job.id), None)
+                entries = sum(line["type"] == "scores" for line in lines)
+                add_event(session, job, _retention_message(own, entries), data=own)
+        return lines if failure is None else None
 
     def _run_evaluator(
         self, lease: Lease, spec: dict[str, Any], stop: threading.Event
@@ -262,7 +266,7 @@ class Worker:
                 renewed_at = time.monotonic()
         return completed
 
-    def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]]) -> None:
+    def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]] | None) -> None:
         with self.queue.guarded(lease) as (session, job):
             if not workspace.final.exists():
                 os.replace(workspace.staging, workspace.final)
@@ -270,17 +274,17 @@ class Worker:
             lineage = session.get_one(Lineage, job.lineage_pk)
             version = _version(lineage, job, workspace.final, manifest)
             session.add(version)
-            record_scores(session, lineage, [line for line in scores if line["type"] == "scores"])
-            record_panel(session, lineage, scores)
+            record_scores(session, lineage, [line for line in scores or [] if line["type"] == "scores"])
+            record_panel(session, lineage, scores or [])
             session.flush()
-            decision = gate(session, lineage, job, version, self.settings.artifact_dir)
+            decision = gate(session, lineage, job, version, self.settings.artifact_dir, scores is not None)
             job.status, job.finished_at, job.lease_token = "succeeded", now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
             if decision == "rejected":
+                why = f"report {version.report_id}" if version.report_id else "its evaluation failed"
                 message = (
-                    f"The health gate rejected {lineage.name}@{job.version_number} "
-                    f"(report {version.report_id}); "
+                    f"The health gate rejected {lineage.name}@{job.version_number} ({why}); "
                     f"serving stays on {lineage.name}@{lineage.promoted_version}."
                 )
                 add_event(session, job, message, level="warn")
@@ -365,7 +369,9 @@ def _new_panel(session: Session, lineage: Lineage, line: dict[str, Any]) -> bool
     return session.scalar(stored) is None
 
 
-def _retention_message(scores: dict[str, Any], entries: int) -> str:
+def _retention_message(scores: dict[str, Any] | None, entries: int) -> str:
+    if scores is None:
+        return f"Retention measured ({entries} entries); this job has no probes of its own."
     shown = {
         "recall": scores["recall_exact"],
         "recognition": scores["recognition"],

@@ -23,7 +23,9 @@ def _lineage(api: TestClient, database: Database, model_path: str, health: dict)
     _published(database, versions=2)
 
 
-def _candidate(database: Database, store: Path, scores: list[float]) -> tuple[str, str]:
+def _candidate(
+    database: Database, store: Path, scores: list[float], evaluated: bool = True
+) -> tuple[str, str]:
     """Version 3 of 'bot' (parent v2, promoted) with `scores` on perplexity; gate it."""
     with database.session() as session:
         lineage = session.scalars(select(Lineage).where(Lineage.name == "bot")).one()
@@ -46,7 +48,7 @@ def _candidate(database: Database, store: Path, scores: list[float]) -> tuple[st
         session.flush()
         job = Job(id="ftjob-3", tenant_pk=lineage.tenant_pk, lineage_pk=lineage.pk, training_file="f",
                   status="evaluating", hyperparameters={}, seed=0)  # fmt: skip
-        return gate(session, lineage, job, version, store), str(version.report_id)
+        return gate(session, lineage, job, version, store, evaluated), str(version.report_id)
 
 
 def test_a_rotten_version_is_rejected_and_serving_stays(
@@ -98,3 +100,12 @@ def test_without_a_gate_every_version_is_promoted(
     _lineage(api, database, model_path, {"gate": False})
     decision, report_id = _candidate(database, settings.artifact_dir, [score - 1.0 for score in REFERENCE])
     assert (decision, report_id) == ("promoted", "None")
+
+
+def test_a_version_whose_evaluation_failed_is_not_promoted(
+    api: TestClient, database: Database, settings: Settings, model_path: str
+) -> None:
+    _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
+    decision, report_id = _candidate(database, settings.artifact_dir, REFERENCE, evaluated=False)
+    assert (decision, report_id) == ("rejected", "None")
+    assert api.get("/v1/lineages/bot").json()["promoted_version"] == 2
