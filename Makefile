@@ -34,7 +34,7 @@ system-deps:
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 		else echo "install Chromium (e.g. apt-get install chromium) for tests/eval/test_report.py"; fi; }
 
-test: install system-deps  ## the whole suite (342 tests, about 14 minutes on 2 cores, plus installs)
+test: install system-deps  ## the whole suite (344 tests, about 7 minutes on 2 cores, plus installs)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the tests that train models or start vLLM
