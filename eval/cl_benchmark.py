@@ -102,7 +102,8 @@ def run_benchmark(
         methods: Registered method names or `VARIANTS`, e.g. `["lora", "replay", "ilora"]`.
         seeds: Seeds 0..seeds-1 (training seed of every job; the stream is fixed).
         base_model: Folder of the base model (e.g. the `small` preset).
-        workdir: Where lineages, training files and the tokenized-data cache go.
+        workdir: Where lineages, training files and the tokenized-data cache go. Lineages
+            that an earlier run here finished (its `matrices.json`) are kept, not trained again.
         steps: Optimizer steps per task.
         log: Progress lines.
 
@@ -112,17 +113,29 @@ def run_benchmark(
     tasks = default_stream()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     results = {method: MethodResult() for method in methods}
+    finished = _finished_matrices(workdir / "matrices.json")
     for seed in range(seeds):  # seed-major: an interrupted run has every method's first seeds
         for method in methods:
+            if seed < len(finished.get(method, [])):
+                matrix = finished[method][seed]
+                results[method].matrices.append(matrix)
+                results[method].metrics.append(continual_metrics(matrix))
+                log(f"{method} seed {seed}: kept from an earlier run in {workdir}")
+                continue
             started = time.monotonic()
             matrix = _run_lineage(method, seed, tasks, base_model, workdir, steps, tokenizer)
             results[method].matrices.append(matrix)
             results[method].metrics.append(continual_metrics(matrix))
             final = [f"{score:.2f}" for score in matrix[-1]]
             log(f"{method} seed {seed}: final row {final} ({time.monotonic() - started:.0f} s)")
-            matrices = {name: result.matrices for name, result in results.items()}
+            matrices = finished | {name: result.matrices for name, result in results.items()}
             (workdir / "matrices.json").write_text(json.dumps(matrices, indent=1))
     return results
+
+
+def _finished_matrices(path: Path) -> dict[str, list[list[list[float | None]]]]:
+    """The lineages an earlier, interrupted run in the same workdir finished, per method and seed."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def step_times(
