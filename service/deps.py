@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from service.db import Database
 from service.errors import ApiError
 from service.models import ApiKey, Tenant
+from service.observability.logs import bind
 from service.services.keys import authenticate
 from service.settings import Settings
 
@@ -36,7 +37,9 @@ def get_tenant(
     session: Annotated[Session, Depends(get_session, scope="function")],
     caller: Annotated[ApiKey, Depends(get_caller)],
 ) -> Tenant:
-    return session.get_one(Tenant, caller.tenant_pk)
+    tenant = session.get_one(Tenant, caller.tenant_pk)
+    bind(tenant=tenant.name)
+    return tenant
 
 
 def get_admin(caller: Annotated[ApiKey, Depends(get_caller)]) -> ApiKey:

@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, ProcessCollector
 
-from service.api import api_router, health
+from service.api import api_router, health, metrics
 from service.db import Database
 from service.errors import install_error_handlers
 from service.limits import BodyLimit
+from service.observability.logs import RequestLogContext
+from service.observability.metrics import DatabaseCollector
 from service.queue.deliverer import Deliverer
 from service.queue.scheduler import Scheduler
 from service.services.keys import TenantCache
@@ -29,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database.migrate()
         if settings.serving:
             app.state.serving = ServingTier(settings, database)
+            app.state.metrics.register(app.state.serving.metrics)
             await app.state.serving.start()
         scheduler = asyncio.create_task(Scheduler(settings, database).run(), name="health-check scheduler")
         deliverer = None
@@ -52,8 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.serving = None
     app.state.tenant_cache = TenantCache(database)
     app.state.rate_limiter = RateLimiter(settings.gateway_requests_per_second, settings.gateway_burst)
+    app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(DatabaseCollector(database))
+    ProcessCollector(registry=app.state.metrics)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RequestLogContext)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(api_router)
     return app

@@ -2,6 +2,7 @@
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     )
     reconcile_seconds: float = Field(1.0, description="How often the reconciler compares desired and loaded.")
     drain_seconds: float = Field(120.0, description="Longest wait for in-flight requests before an unload.")
+    metrics_token: str | None = Field(
+        None, description="Bearer token that may read GET /metrics (admin keys always may)."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+    log_level: str = Field("INFO", description="Level of the service's own loggers.")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,12 +1,15 @@
 """The OpenAI-compatible gateway: `/v1/models`, `/v1/completions`, `/v1/chat/completions`."""
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from service.deps import bearer_key, invalid_key
 from service.errors import ApiError
+from service.observability.logs import bind
 from service.schemas.errors import UNAVAILABLE
 from service.serving import gateway
 from service.serving.tier import ServingTier
@@ -22,6 +25,7 @@ async def gateway_tenant(request: Request) -> str:
     tenant: str | None = await request.app.state.tenant_cache.tenant(bearer_key(request))
     if tenant is None:
         raise invalid_key()
+    bind(tenant=tenant)
     request.app.state.rate_limiter.take(tenant)
     return tenant
 
@@ -45,16 +49,32 @@ async def chat_completions(request: Request, tenant: TenantName) -> Response:
 
 
 async def _forward(request: Request, tenant: str, path: str) -> Response:
+    started = time.perf_counter()
     try:
         body = await request.json()
     except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from error
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    answer = await gateway.forward(_tier(request), tenant, path, body)
-    if answer.stream is not None:
-        return StreamingResponse(answer.stream, media_type=answer.media_type, headers=answer.headers)
+    tier = _tier(request)
+    try:
+        answer = await gateway.forward(tier, tenant, path, body)
+    except ApiError as error:
+        tier.metrics.observe_request(None, tenant, error.status, started)
+        raise
+    model = answer.headers["x-neuroplast-model"]
+    if answer.stream is not None:  # counted once its last byte is sent
+        counted = BackgroundTask(_observe, tier, model, tenant, answer.status, started)
+        return StreamingResponse(
+            answer.stream, media_type=answer.media_type, headers=answer.headers, background=counted
+        )
+    tier.metrics.observe_request(model, tenant, answer.status, started)
     return Response(answer.body, answer.status, headers=answer.headers, media_type=answer.media_type)
+
+
+async def _observe(tier: ServingTier, model: str, tenant: str, status: int, started: float) -> None:
+    # Async, so Starlette runs it on the event loop rather than hopping to the thread pool.
+    tier.metrics.observe_request(model, tenant, status, started)
 
 
 def _tier(request: Request) -> ServingTier:

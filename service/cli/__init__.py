@@ -7,6 +7,7 @@ from service.cli import bench, resources, server
 app = typer.Typer(help="Neuroplast: continual fine-tuning service for LLMs.", no_args_is_help=True)
 app.command()(server.serve)
 app.command()(server.worker)
+app.command()(server.migrate)
 app.command()(server.demo)
 app.add_typer(server.keys, name="keys")
 app.add_typer(server.base, name="base")

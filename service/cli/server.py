@@ -1,17 +1,18 @@
 """Commands that run on the service's machine: serve, worker, keys, base models, the demo."""
 
-import logging
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from sqlalchemy import make_url
 
 from service.db import Database
 from service.errors import ApiError
 from service.main import create_app
 from service.models import Tenant
+from service.observability.logs import configure_logging
 from service.queue.worker import Worker
 from service.services import keys as api_keys
 from service.services.keys import any_key_exists, create_key
@@ -46,6 +47,7 @@ def serve(
     settings = _settings(
         data_dir=data_dir, host=host, port=port, embedded_worker=worker, serving=serving, vllm_urls=vllm_url
     )
+    configure_logging(settings.log_format, settings.log_level)
     database = _migrated(settings)
     _print_dev_key(settings, database)
     stop = threading.Event()
@@ -53,7 +55,10 @@ def serve(
     if settings.embedded_worker:
         thread.start()
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+        # log_config=None: uvicorn's records go through configure_logging's handler (text or JSON).
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level="warning", log_config=None
+        )
     finally:
         stop.set()
         if thread.is_alive():
@@ -62,13 +67,21 @@ def serve(
 
 def worker(data_dir: DataDir = None) -> None:
     """Run a standalone worker against the service's database."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_format, settings.log_level)
     stop = threading.Event()
     try:
         Worker(settings, _migrated(settings)).run(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the database schema to the newest version and exit (for upgrades and init containers)."""
+    settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_format, settings.log_level)
+    _migrated(settings).dispose()
+    typer.echo(f"database at the newest schema: {_redacted(settings.resolved_database_url)}")
 
 
 def demo(
@@ -151,6 +164,11 @@ def build_base_command(
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, fit for a log."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _migrated(settings: Settings) -> Database:

@@ -5,6 +5,7 @@ import logging
 import time
 
 from service.db import Database
+from service.observability.logs import log_context
 from service.services.schedules import due_checks
 from service.settings import Settings
 
@@ -32,5 +33,6 @@ class Scheduler:
         with self.database.session() as session:
             queued = due_checks(session, time.time() if now is None else now)
             for check in queued:
-                log.info("scheduled health check %s of version %s queued", check.id, check.version)
+                with log_context(health_check_id=check.id, schedule_id=check.schedule_id):
+                    log.info("scheduled health check %s of version %s queued", check.id, check.version)
             return len(queued)

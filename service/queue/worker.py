@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from service.db import Database
 from service.models import Checkpoint, File, HealthCheck, Job, Lineage, PanelResult, Tenant, Version, now
+from service.observability.logs import log_context
 from service.queue.evaluation import (
     PROBES_FILE,
     earlier_probes,
@@ -77,14 +78,26 @@ class Worker:
         lease = self.queue.claim(self.owner)
         if lease is None:
             return False
-        try:
-            if lease.work is HealthCheck:
-                self._check(lease, stop or threading.Event())
-            else:
-                self._run(lease, stop or threading.Event())
-        except LeaseLost:
-            log.warning("lost the lease on %s", lease.id)
+        with log_context(**self._log_fields(lease)):
+            log.info("claimed %s (attempt %d)", lease.id, lease.attempt)
+            try:
+                if lease.work is HealthCheck:
+                    self._check(lease, stop or threading.Event())
+                else:
+                    self._run(lease, stop or threading.Event())
+            except LeaseLost:
+                log.warning("lost the lease on %s", lease.id)
         return True
+
+    def _log_fields(self, lease: Lease) -> dict[str, Any]:
+        """The ids every log line about this lease carries (docs/operations.md, Monitoring)."""
+        with self.database.session() as session:
+            work: Job | HealthCheck = session.get_one(lease.work, lease.pk)  # type: ignore[assignment]
+            tenant = session.get_one(Tenant, work.tenant_pk).name
+            lineage = session.get_one(Lineage, work.lineage_pk).name
+            version = work.version_number if isinstance(work, Job) else work.version
+        kind = "job_id" if lease.work is Job else "health_check_id"
+        return {kind: lease.id, "tenant": tenant, "lineage": lineage, "version": version}
 
     def _run(self, lease: Lease, stop: threading.Event) -> None:
         workspace = self._prepare(lease)
@@ -281,6 +294,7 @@ class Worker:
             job.status, job.finished_at, job.lease_token = "succeeded", now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
+            log.info("published %s@%s (%s)", lineage.name, job.version_number, decision)
             if decision == "rejected":
                 why = f"report {version.report_id}" if version.report_id else "its evaluation failed"
                 message = (
@@ -302,6 +316,7 @@ class Worker:
             job.status, job.finished_at, job.lease_token = "failed", now(), None
             job.error = {"code": "training_failed", "message": reason, "param": None}
             add_event(session, job, f"Training failed: {reason}", level="error")
+            log.warning("training failed: %s", reason)
             emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))
         shutil.rmtree(workspace.staging, ignore_errors=True)
 

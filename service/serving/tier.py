@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from service.db import Database
 from service.errors import ApiError
 from service.models import Lineage, Tenant, Version
+from service.observability.metrics import ServingMetrics
 from service.serving.replica import Replica, ReplicaError
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
@@ -70,6 +72,7 @@ class ServingTier:
         self.desired: dict[tuple[str, str], Served] = {}
         self.inflight: Counter[str] = Counter()
         self.swaps = 0
+        self.metrics = ServingMetrics()
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._lineage_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._round_robin = itertools.count()
@@ -174,6 +177,7 @@ class ServingTier:
         try:
             await self._swap(served)
         except (ReplicaError, ApiError, httpx.HTTPError) as error:  # e.g. vLLM still starting
+            self.metrics.swap_failures.inc()
             log.info("%s not swapped in yet, the reconciler retries: %s", served.name, error)
         return self.aliases.get((tenant, lineage))
 
@@ -184,10 +188,12 @@ class ServingTier:
             if old == served:
                 return
             self._ensure_group(served.group)
+            started = time.perf_counter()
             for replica in await self._load_everywhere(served):
                 await replica.warm_up(served.name)
             self.aliases[key] = served  # the flip
             self.swaps += 1
+            self.metrics.swaps.observe(time.perf_counter() - started)
             log.info("%s/%s now serves version %s", served.tenant, served.lineage, served.version)
         if old is not None and old.name != served.name:
             self._tasks = [task for task in self._tasks if not task.done()]
@@ -215,6 +221,7 @@ class ServingTier:
             for replica in self.replicas(old.group):
                 await replica.unload(old.name)
             self.inflight.pop(old.name, None)
+            self.metrics.forget(old.name)
 
     def _keep(self) -> set[str]:
         served = (*self.aliases.values(), *self.desired.values(), *self.pinned.values())
@@ -248,6 +255,7 @@ class ServingTier:
             try:
                 await self._swap(served)
             except (ReplicaError, ApiError, httpx.HTTPError) as error:
+                self.metrics.swap_failures.inc()
                 log.warning("could not swap in %s: %s", served.name, error)
 
     async def _restore(self, replica: Replica) -> None:
