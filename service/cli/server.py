@@ -1,5 +1,6 @@
 """Commands that run on the service's machine: serve, worker, keys, base models, the demo."""
 
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,6 +71,8 @@ def worker(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir=data_dir)
     configure_logging(settings.log_format, settings.log_level)
     stop = threading.Event()
+    # `docker stop` and Kubernetes send SIGTERM: hand the running job back, so the next worker resumes it now.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         Worker(settings, _migrated(settings)).run(stop)
     except KeyboardInterrupt:

@@ -107,8 +107,9 @@ def test_a_worker_logs_json_lines_with_its_jobs_ids(
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.2)
     finally:
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGTERM)  # how docker and Kubernetes stop it
         _, errors = worker.communicate(timeout=30)
+    assert worker.returncode == 0
 
     lines = [json.loads(line) for line in errors.splitlines()]  # every line is one JSON object
     about_job = [line for line in lines if line.get("job_id") == job_id]
