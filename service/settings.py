@@ -2,7 +2,7 @@
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".neuroplast"), description="Root of the database, files and store.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir if unset.")
     store_dir: Path | None = Field(None, description="Artifact store root; data_dir/store if unset.")
+    store_url: str | None = Field(
+        None, description="Artifact store: a folder or an fsspec URL (s3://bucket/prefix); beats store_dir."
+    )
+    store_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible store (MinIO, Ceph, R2); AWS S3 if unset."
+    )
+    store_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra fsspec options of a remote store, e.g. key, secret."
+    )
+    store_cache_bytes: int = Field(
+        20 * 2**30, description="Per cache folder: versions from a remote store evicted (LRU) above this."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = Field(100 * 2**20, description="Largest accepted training file.")

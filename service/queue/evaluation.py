@@ -12,6 +12,9 @@ After job N trains version N (still in its staging folder), the evaluator scores
 
 A health check scores the checked version on the probes of every job up to it and on the panel
 suites it names (and its reference on those it lacks).
+
+Versions are named to the evaluator by their local copies (`ArtifactStore.local_version`): before
+it builds a spec, the worker fetches what `needed_versions` lists, with no transaction open.
 """
 
 from pathlib import Path
@@ -25,12 +28,14 @@ from service.schemas.lineages import HealthConfig
 from service.services.lineages import promote_version
 from service.services.reports import build_report, reference_version
 from service.services.webhooks import emit, version_data
+from service.storage.store import ArtifactStore
 
 __all__ = [
     "PROBES_FILE",
     "earlier_probes",
     "gate",
     "health_check_spec",
+    "needed_versions",
     "record_panel",
     "record_scores",
     "retention_spec",
@@ -39,21 +44,30 @@ __all__ = [
 PROBES_FILE = "probes.json"  # in each version's folder, beside adapter/ and memory/
 
 
-def earlier_probes(session: Session, lineage: Lineage, below: int) -> dict[str, str]:
+def needed_versions(session: Session, lineage: Lineage, below: int) -> list[str]:
+    """Locations of the versions numbered below `below`: a spec for version `below` (or, with
+    `below` one more, a health check of it) reads their probes and its parent or reference."""
+    query = select(Version.path).where(Version.lineage_pk == lineage.pk, Version.number < below)
+    return list(session.scalars(query.order_by(Version.number)))
+
+
+def earlier_probes(session: Session, lineage: Lineage, below: int, store: ArtifactStore) -> dict[str, str]:
     """Probe files of the jobs whose versions (numbered below `below`) are published, oldest first."""
     query = (
         select(Version)
         .where(Version.lineage_pk == lineage.pk, Version.number < below)
         .order_by(Version.number)
     )
-    return {
-        version.job_id: str(Path(version.path) / PROBES_FILE)
-        for version in session.scalars(query)
-        if (Path(version.path) / PROBES_FILE).exists()  # versions made before probes existed have none
+    probes = {
+        version.job_id: store.local_file(version.path, PROBES_FILE) for version in session.scalars(query)
     }
+    # Versions made before probes existed have none.
+    return {job_id: str(path) for job_id, path in probes.items() if path is not None}
 
 
-def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) -> dict[str, Any]:
+def retention_spec(
+    session: Session, lineage: Lineage, job: Job, staging: Path, store: ArtifactStore
+) -> dict[str, Any]:
     """The evaluator's spec for job N's version, staged in `staging` (see the module docstring)."""
     # A job queued before probes existed has none of its own.
     own = {job.id: str(staging / PROBES_FILE)} if job.probes is not None else {}
@@ -61,7 +75,7 @@ def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) 
         {
             "version": job.version_number,
             "version_dir": str(staging),
-            "probes": earlier_probes(session, lineage, job.version_number or 0) | own,
+            "probes": earlier_probes(session, lineage, job.version_number or 0, store) | own,
         },
         {"version": 0, "version_dir": None, "probes": own},
     ]
@@ -69,27 +83,32 @@ def retention_spec(session: Session, lineage: Lineage, job: Job, staging: Path) 
         parent = session.scalars(
             select(Version).where(Version.lineage_pk == lineage.pk, Version.number == job.parent_version)
         ).one()
-        evaluations.insert(1, {"version": parent.number, "version_dir": parent.path, "probes": own})
+        parent_dir = str(store.local_version(parent.path))
+        evaluations.insert(1, {"version": parent.number, "version_dir": parent_dir, "probes": own})
     config = HealthConfig(**lineage.health)
     suites: list[str] = list(config.gate_suites) if config.gate else []
     evaluations[0]["suites"] = suites
-    _add_reference_suites(session, lineage, evaluations, job.parent_version or 0, suites)
+    _add_reference_suites(session, lineage, evaluations, job.parent_version or 0, suites, store)
     return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
 
 
-def health_check_spec(session: Session, lineage: Lineage, check: HealthCheck) -> dict[str, Any]:
+def health_check_spec(
+    session: Session, lineage: Lineage, check: HealthCheck, store: ArtifactStore
+) -> dict[str, Any]:
     """The evaluator's spec for a health check of one published version."""
     version = session.scalars(
         select(Version).where(Version.lineage_pk == lineage.pk, Version.number == check.version)
     ).one()
-    probes = earlier_probes(session, lineage, version.number + 1) if "retention" in check.suites else {}
-    suites = [suite for suite in check.suites if suite != "retention"]
-    evaluations = [
-        {"version": version.number, "version_dir": version.path, "probes": probes, "suites": suites}
-    ]
-    _add_reference_suites(
-        session, lineage, evaluations, reference_version(session, lineage, version.number), suites
+    probes = (
+        earlier_probes(session, lineage, version.number + 1, store) if "retention" in check.suites else {}
     )
+    suites = [suite for suite in check.suites if suite != "retention"]
+    version_dir = str(store.local_version(version.path))
+    evaluations = [
+        {"version": version.number, "version_dir": version_dir, "probes": probes, "suites": suites}
+    ]
+    reference = reference_version(session, lineage, version.number)
+    _add_reference_suites(session, lineage, evaluations, reference, suites, store)
     return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
 
 
@@ -109,7 +128,12 @@ def record_panel(session: Session, lineage: Lineage, lines: list[dict[str, Any]]
 
 
 def gate(
-    session: Session, lineage: Lineage, job: Job, version: Version, store_dir: Path, evaluated: bool = True
+    session: Session,
+    lineage: Lineage,
+    job: Job,
+    version: Version,
+    store: ArtifactStore,
+    evaluated: bool = True,
 ) -> str:
     """The health gate on a job's new version: `promoted`, or `rejected` with a `rot` verdict.
 
@@ -128,7 +152,7 @@ def gate(
     tenant = session.get_one(Tenant, lineage.tenant_pk)
     suites = ["retention", *config.gate_suites]
     report = build_report(
-        session, tenant, lineage, version.number, suites, f"gate of {job.id}", store_dir, gating=True
+        session, tenant, lineage, version.number, suites, f"gate of {job.id}", store, gating=True
     )
     version.report_id = report.id
     if report.verdict == "rot":
@@ -140,7 +164,12 @@ def gate(
 
 
 def _add_reference_suites(
-    session: Session, lineage: Lineage, evaluations: list[dict[str, Any]], reference: int, suites: list[str]
+    session: Session,
+    lineage: Lineage,
+    evaluations: list[dict[str, Any]],
+    reference: int,
+    suites: list[str],
+    store: ArtifactStore,
 ) -> None:
     """Ask for the reference's scores on the suites it was never scored on."""
     scored = set(
@@ -159,9 +188,10 @@ def _add_reference_suites(
             return
     directory = None
     if reference:
-        directory = session.scalars(
+        location = session.scalars(
             select(Version.path).where(Version.lineage_pk == lineage.pk, Version.number == reference)
         ).one()
+        directory = str(store.local_version(location))
     evaluations.append({"version": reference, "version_dir": directory, "probes": {}, "suites": missing})
 
 

@@ -31,6 +31,7 @@ from service.queue.evaluation import (
     earlier_probes,
     gate,
     health_check_spec,
+    needed_versions,
     record_panel,
     record_scores,
     retention_spec,
@@ -39,20 +40,21 @@ from service.queue.lease import JobQueue, Lease, LeaseLost
 from service.queue.trainer_process import TrainerProcess
 from service.schemas.lineages import EvaluationConfig
 from service.services.jobs import add_event
-from service.services.paths import folder_under
 from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
+from service.storage.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where one job's version is built (`staging`) and published (`final`)."""
+    """Where one job's version is built (`staging`, a local folder) and published (`final`, its
+    location in the artifact store)."""
 
     staging: Path
-    final: Path
+    final: str
     spec: dict[str, Any]
     probes: dict[str, Any] | None
 
@@ -64,6 +66,7 @@ class Worker:
         self.settings = settings
         self.database = database or Database(settings.resolved_database_url)
         self.queue = JobQueue(self.database, settings)
+        self.store = ArtifactStore.from_settings(settings)
         self.owner = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def run(self, stop: threading.Event) -> None:
@@ -101,13 +104,14 @@ class Worker:
 
     def _run(self, lease: Lease, stop: threading.Event) -> None:
         workspace = self._prepare(lease)
-        if _published_by(workspace.final, lease.id):
+        if self.store.published_job(workspace.final) == lease.id:
             # An earlier attempt published the files, not the row.
-            self._publish(lease, workspace, self._evaluate(lease, workspace.final, stop))
+            version_dir = self.store.fetch(workspace.final)[0]
+            self._publish(lease, workspace, self._evaluate(lease, version_dir, stop))
             return
         trainer = TrainerProcess(workspace.staging / "spec.json", self._log(lease))
         try:
-            completed = self._follow(lease, trainer, stop, self._record_line(lease))
+            completed = self._follow(lease, trainer, stop, self._record_line(lease, workspace))
         except LeaseLost:
             trainer.stop()
             self._abandon(lease, workspace)
@@ -127,7 +131,11 @@ class Worker:
         """Run a health check's suites on its version and store the result."""
         with self.database.session() as session:
             check = session.get_one(HealthCheck, lease.pk)
-            spec = health_check_spec(session, session.get_one(Lineage, check.lineage_pk), check)
+            needed = needed_versions(session, session.get_one(Lineage, check.lineage_pk), check.version + 1)
+        self.store.fetch(*needed)
+        with self.database.session() as session:
+            check = session.get_one(HealthCheck, lease.pk)
+            spec = health_check_spec(session, session.get_one(Lineage, check.lineage_pk), check, self.store)
         lines, failure = self._run_evaluator(lease, spec, stop)
         if stop.is_set():
             self.queue.release(lease)
@@ -147,7 +155,7 @@ class Worker:
                 f" (schedule {check.schedule_id})" if check.schedule_id else ""
             )
             report = build_report(
-                session, tenant, lineage, check.version, check.suites, origin, self.settings.artifact_dir
+                session, tenant, lineage, check.version, check.suites, origin, self.store
             )
             check.status, check.report_id = "succeeded", report.id
             check.result = {
@@ -156,6 +164,7 @@ class Worker:
                 "suites": report.body["suites"],
                 "retention": {line["job_id"]: line["scores"] for line in lines if line["type"] == "scores"},
             }
+        self.store.upload_reports()
 
     def _evaluate(
         self, lease: Lease, version_dir: Path, stop: threading.Event
@@ -169,7 +178,8 @@ class Worker:
         with self.queue.guarded(lease) as (session, job):
             job.status = "evaluating"
             add_event(session, job, "Evaluating the new version on the probes of every job so far.")
-            spec = retention_spec(session, session.get_one(Lineage, job.lineage_pk), job, version_dir)
+            lineage = session.get_one(Lineage, job.lineage_pk)
+            spec = retention_spec(session, lineage, job, version_dir, self.store)
         lines, failure = self._run_evaluator(lease, spec, stop)
         with self.queue.guarded(lease) as (session, job):
             if failure is not None:
@@ -201,8 +211,10 @@ class Worker:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         return self.settings.logs_dir / f"{lease.id}.log"
 
-    def _record_line(self, lease: Lease) -> Callable[[dict[str, Any]], None]:
+    def _record_line(self, lease: Lease, workspace: Workspace) -> Callable[[dict[str, Any]], None]:
         def record(line: dict[str, Any]) -> None:
+            if line.get("type") == "checkpoint":  # uploaded before it is announced (remote stores)
+                self.store.save_checkpoint(workspace.staging, line["path"], workspace.final, lease.id)
             with self.queue.guarded(lease) as (session, job):
                 _record(session, job, line)
 
@@ -210,11 +222,18 @@ class Worker:
 
     def _prepare(self, lease: Lease) -> Workspace:
         with self.database.session() as session:
+            job = session.get_one(Job, lease.pk)
+            lineage = session.get_one(Lineage, job.lineage_pk)
+            needed = needed_versions(session, lineage, job.version_number or 0)
+        self.store.fetch(*needed)  # the parent and earlier jobs' probes, local before the spec names them
+        with self.database.session() as session:
             workspace = self._workspace(session, session.get_one(Job, lease.pk))
         spec_path = workspace.staging / "spec.json"
         if spec_path.exists() and json.loads(spec_path.read_text())["job_id"] != lease.id:
             shutil.rmtree(workspace.staging)  # left by an earlier job of this lineage that failed
+        self.store.discard(workspace.final, unless_job=lease.id)  # likewise, in a remote store
         workspace.staging.mkdir(parents=True, exist_ok=True)
+        self.store.restore_checkpoint(workspace.staging, workspace.final, lease.id)  # resume on any worker
         spec_path.write_text(json.dumps(workspace.spec, indent=2))
         if workspace.probes is not None:  # kept with the version it probes
             (workspace.staging / PROBES_FILE).write_text(json.dumps(workspace.probes))
@@ -224,17 +243,20 @@ class Worker:
         lineage = session.get_one(Lineage, job.lineage_pk)
         tenant = session.get_one(Tenant, job.tenant_pk)
         training_file = session.scalars(select(File).where(File.id == job.training_file)).one()
-        lineage_dir = folder_under(self.settings.artifact_dir, tenant.name, lineage.name)
-        final = lineage_dir / f"v{job.version_number}"
-        staging = lineage_dir / f"v{job.version_number}.partial"
-        parent = lineage_dir / f"v{job.parent_version}" if job.parent_version else None
+        number = job.version_number or 0
+        final = self.store.version_location(tenant.name, lineage.name, number)
+        staging = self.store.staging_dir(tenant.name, lineage.name, number)
+        parent = None
+        if job.parent_version:
+            location = self.store.version_location(tenant.name, lineage.name, job.parent_version)
+            parent = self.store.local_version(location)
         evaluation = EvaluationConfig(**lineage.evaluation)
         continual_eval = None
         if job.probes is not None and evaluation.continual_eval_every > 0:
             continual_eval = {
                 "every": evaluation.continual_eval_every,
                 "items": evaluation.continual_eval_items,
-                "earlier": earlier_probes(session, lineage, job.version_number or 0),
+                "earlier": earlier_probes(session, lineage, number, self.store),
                 "current": str(staging / PROBES_FILE),
             }
         spec = {
@@ -280,17 +302,19 @@ class Worker:
         return completed
 
     def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]] | None) -> None:
+        if not self.queue.renew(lease):
+            raise LeaseLost(lease.id)
+        self.store.upload(workspace.staging, workspace.final)  # remote: manifest last; no transaction open
+        manifest = self.store.manifest(workspace.staging, workspace.final)
         with self.queue.guarded(lease) as (session, job):
-            if not workspace.final.exists():
-                os.replace(workspace.staging, workspace.final)
-            manifest = json.loads((workspace.final / "manifest.json").read_text())
+            self.store.commit(workspace.staging, workspace.final)  # local: the rename
             lineage = session.get_one(Lineage, job.lineage_pk)
             version = _version(lineage, job, workspace.final, manifest)
             session.add(version)
             record_scores(session, lineage, [line for line in scores or [] if line["type"] == "scores"])
             record_panel(session, lineage, scores or [])
             session.flush()
-            decision = gate(session, lineage, job, version, self.settings.artifact_dir, scores is not None)
+            decision = gate(session, lineage, job, version, self.store, scores is not None)
             job.status, job.finished_at, job.lease_token = "succeeded", now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
@@ -304,12 +328,15 @@ class Worker:
                 add_event(session, job, message, level="warn")
             add_event(session, job, "The job has successfully completed.")
             emit(session, job.tenant_pk, "fine_tuning.job.succeeded", job_data(session, job))
+        shutil.rmtree(workspace.staging, ignore_errors=True)  # remote: the store holds the version now
+        self.store.upload_reports()
 
     def _abandon(self, lease: Lease, workspace: Workspace) -> None:
         with self.database.session() as session:
             cancelled = session.get_one(Job, lease.pk).status == "cancelled"
         if cancelled:  # a lost lease may mean another worker resumes from the staging folder
             shutil.rmtree(workspace.staging, ignore_errors=True)
+            self.store.discard(workspace.final)
 
     def _fail(self, lease: Lease, workspace: Workspace, reason: str) -> None:
         with self.queue.guarded(lease) as (session, job):
@@ -319,6 +346,7 @@ class Worker:
             log.warning("training failed: %s", reason)
             emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))
         shutil.rmtree(workspace.staging, ignore_errors=True)
+        self.store.discard(workspace.final)
 
 
 def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
@@ -359,7 +387,7 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
         add_event(session, job, str(line.get("message", "")), level=line.get("level", "info"))
 
 
-def _version(lineage: Lineage, job: Job, path: Path, manifest: dict[str, Any]) -> Version:
+def _version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) -> Version:
     # A candidate until the health gate (service.queue.evaluation.gate) promotes or rejects it. The
     # serving tier (docs/serving.md) then loads and warms up a promoted one before flipping the alias.
     return Version(
@@ -368,7 +396,7 @@ def _version(lineage: Lineage, job: Job, path: Path, manifest: dict[str, Any]) -
         parent_number=job.parent_version,
         job_id=job.id,
         status="candidate",
-        path=str(path),
+        path=path,
         metrics=manifest.get("metrics", {}),
     )
 
@@ -394,8 +422,3 @@ def _retention_message(scores: dict[str, Any] | None, entries: int) -> str:
     }
     parts = [f"{name} {value:.3f}" for name, value in shown.items() if value is not None]
     return f"Retention measured ({entries} entries); on this job's probes: {', '.join(parts) or 'no probes'}."
-
-
-def _published_by(final: Path, job_id: str) -> bool:
-    manifest = final / "manifest.json"
-    return manifest.exists() and json.loads(manifest.read_text()).get("job_id") == job_id

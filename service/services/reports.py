@@ -9,7 +9,6 @@ of earlier jobs' probes (not the version's own job's, which it was trained on) i
 
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +20,7 @@ from service.errors import not_found
 from service.models import Lineage, PanelResult, Report, RetentionScore, Tenant, Version, now
 from service.schemas.lineages import HealthConfig
 from service.services.retention import retention
+from service.storage.store import ArtifactStore
 
 __all__ = ["DEFAULT_THRESHOLDS", "build_report", "get_report", "reference_version"]
 
@@ -44,7 +44,7 @@ def build_report(
     version: int,
     suites: list[str],
     origin: str,
-    store_dir: Path,
+    store: ArtifactStore,
     gating: bool = False,
 ) -> Report:
     """Compare `version` with its reference on `suites`, store and write the report.
@@ -56,7 +56,7 @@ def build_report(
         version: The version checked.
         suites: Panel suite names and/or `retention`.
         origin: What asked for it, e.g. `gate of ftjob-…` or `health check hc-…`.
-        store_dir: The artifact store's root.
+        store: The artifact store (a remote one uploads the files after the commit).
         gating: This report decides a promotion: a `rot` verdict rejects the version.
     """
     config = HealthConfig(**lineage.health)
@@ -103,10 +103,9 @@ def build_report(
         "trend": _trend(session, lineage, version),
         "created_at": now(),
     }
-    folder = store_dir / tenant.name / lineage.name / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{report_id}.json").write_text(json.dumps(body, indent=2))
-    (folder / f"{report_id}.html").write_text(render_html(body))
+    path = store.write_report(
+        tenant.name, lineage.name, report_id, json.dumps(body, indent=2), render_html(body)
+    )
     report = Report(
         id=report_id,
         tenant_pk=tenant.pk,
@@ -114,7 +113,7 @@ def build_report(
         version=version,
         verdict=verdict,
         body=body,
-        path=str(folder / report_id),
+        path=path,
     )
     session.add(report)
     return report

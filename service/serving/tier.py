@@ -7,6 +7,9 @@ immutable name on every replica, warms it up, flips the alias (one dict write on
 a request resolves to one version for its whole life), waits for the old version's in-flight
 requests and only then unloads it. The reconciler runs the same swap for every lineage whose alias
 differs from the database, and reloads what a restarted replica lost. See docs/serving.md.
+
+Replicas load adapters from local folders: the tier fetches each version from the artifact store
+into this machine's cache (`ArtifactStore.fetch`, a no-op for a local store) and names that copy.
 """
 
 import asyncio
@@ -16,6 +19,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -27,6 +31,7 @@ from service.observability.metrics import ServingMetrics
 from service.serving.replica import Replica, ReplicaError
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
+from service.storage.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +40,12 @@ GroupKey = tuple[str, str]  # (backend, base model)
 
 @dataclass(frozen=True)
 class Served:
-    """One servable version: whose it is, where its adapter lies and which backend runs it."""
+    """One servable version: whose it is, where it is stored and which backend runs it."""
 
     tenant: str
     lineage: str
     version: int
-    path: str
+    location: str
     base_model: str
     backend: str
 
@@ -65,6 +70,7 @@ class ServingTier:
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
         self.database = database
+        self.store = ArtifactStore.from_settings(settings, cache="serving")
         self.supervisors: dict[GroupKey, Supervisor] = {}
         self.external = [Replica(url, base_model="") for url in settings.vllm_urls]
         self.aliases: dict[tuple[str, str], Served] = {}
@@ -207,7 +213,7 @@ class ServingTier:
         async with self._name_locks[served.name]:
             for replica in replicas:
                 if served.name not in await replica.loaded():
-                    await replica.load(served.name, served.path)
+                    await self._load(replica, served)
         return replicas
 
     async def _drain_and_unload(self, old: Served) -> None:
@@ -271,8 +277,22 @@ class ServingTier:
         for served in wanted:
             if served.name not in loaded:
                 async with self._name_locks[served.name]:
-                    await replica.load(served.name, served.path)
+                    await self._load(replica, served)
         replica.ready = True
+
+    async def _load(self, replica: Replica, served: Served) -> None:
+        """Load `served` on `replica` from this machine's copy of the version."""
+        in_use = [item.location for item in (*self.aliases.values(), *self.pinned.values())]
+        try:
+            folder = await asyncio.to_thread(self._local_copy, served.location, in_use)
+        except OSError as error:  # the store unreachable, say: retried like a replica's refusal
+            raise ReplicaError(f"could not fetch {served.name} from {served.location}: {error}") from error
+        await replica.load(served.name, str(folder / "adapter"))
+
+    def _local_copy(self, location: str, in_use: list[str]) -> Path:
+        """The version's folder here, downloaded into the serving cache if it is remote."""
+        keep = [self.store.local_version(other) for other in in_use]
+        return self.store.fetch(location, keep=keep)[0]
 
     def _ensure_group(self, group: GroupKey) -> None:
         backend, base_model = group
@@ -311,8 +331,7 @@ class ServingTier:
 
     def _served(self, tenant: str, lineage: Lineage, version: Version) -> Served:
         backend = "native" if lineage.method_type in self.settings.native_backend_methods else "vllm"
-        path = f"{version.path}/adapter"
-        return Served(tenant, lineage.name, version.number, path, lineage.base_model, backend)
+        return Served(tenant, lineage.name, version.number, version.path, lineage.base_model, backend)
 
 
 def _version_number(model: str, number: str) -> int:

@@ -1,7 +1,6 @@
 """The health gate: a version whose panel shows rot is rejected with its report; serving stays put."""
 
 import json
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -10,6 +9,7 @@ from service.db import Database
 from service.models import Job, Lineage, PanelResult, Version, WebhookEvent
 from service.queue.evaluation import gate
 from service.settings import Settings
+from service.storage.store import ArtifactStore
 from tests.service.api.test_health_checks import _published
 
 REFERENCE = [-3.0 - 0.1 * (i % 5) for i in range(24)]  # minus the mean NLL of 24 reference chunks
@@ -24,7 +24,7 @@ def _lineage(api: TestClient, database: Database, model_path: str, health: dict)
 
 
 def _candidate(
-    database: Database, store: Path, scores: list[float], evaluated: bool = True
+    database: Database, settings: Settings, scores: list[float], evaluated: bool = True
 ) -> tuple[str, str]:
     """Version 3 of 'bot' (parent v2, promoted) with `scores` on perplexity; gate it."""
     with database.session() as session:
@@ -48,6 +48,7 @@ def _candidate(
         session.flush()
         job = Job(id="ftjob-3", tenant_pk=lineage.tenant_pk, lineage_pk=lineage.pk, training_file="f",
                   status="evaluating", hyperparameters={}, seed=0)  # fmt: skip
+        store = ArtifactStore.from_settings(settings)
         return gate(session, lineage, job, version, store, evaluated), str(version.report_id)
 
 
@@ -56,7 +57,7 @@ def test_a_rotten_version_is_rejected_and_serving_stays(
 ) -> None:
     _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
     worse = [score - 1.0 for score in REFERENCE]  # far worse on every chunk
-    decision, report_id = _candidate(database, settings.artifact_dir, worse)
+    decision, report_id = _candidate(database, settings, worse)
 
     assert decision == "rejected"
     lineage = api.get("/v1/lineages/bot").json()
@@ -88,7 +89,7 @@ def test_a_healthy_version_is_promoted(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
     _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
-    decision, report_id = _candidate(database, settings.artifact_dir, [score + 0.01 for score in REFERENCE])
+    decision, report_id = _candidate(database, settings, [score + 0.01 for score in REFERENCE])
     assert decision == "promoted"
     assert api.get("/v1/lineages/bot").json()["promoted_version"] == 3
     assert api.get(f"/v1/reports/{report_id}").json()["verdict"] == "ok"
@@ -98,7 +99,7 @@ def test_without_a_gate_every_version_is_promoted(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
     _lineage(api, database, model_path, {"gate": False})
-    decision, report_id = _candidate(database, settings.artifact_dir, [score - 1.0 for score in REFERENCE])
+    decision, report_id = _candidate(database, settings, [score - 1.0 for score in REFERENCE])
     assert (decision, report_id) == ("promoted", "None")
 
 
@@ -106,6 +107,6 @@ def test_a_version_whose_evaluation_failed_is_not_promoted(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
     _lineage(api, database, model_path, {"gate_suites": ["perplexity"]})
-    decision, report_id = _candidate(database, settings.artifact_dir, REFERENCE, evaluated=False)
+    decision, report_id = _candidate(database, settings, REFERENCE, evaluated=False)
     assert (decision, report_id) == ("rejected", "None")
     assert api.get("/v1/lineages/bot").json()["promoted_version"] == 2

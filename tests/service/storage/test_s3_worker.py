@@ -1,0 +1,67 @@
+"""A worker killed mid-job on one machine; a worker on another (its own staging and cache folders,
+the same database and S3 store) resumes the job from the checkpoint uploaded to the bucket."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from service.db import Database
+from service.models import Checkpoint, Job, JobEvent, Version
+from service.queue.worker import Worker
+from service.settings import Settings
+from tests.service.queue.test_worker import _count, _trainer_of, _wait_for, job_id
+from tests.service.storage.conftest import Bucket
+
+pytestmark = pytest.mark.slow
+
+__all__ = ["job_id"]  # the fixture: a 400-step job on lineage 'bot'
+
+
+def test_a_job_resumes_on_another_machine_from_the_checkpoint_in_s3(
+    tmp_path: Path, settings: Settings, database: Database, job_id: str, bucket: Bucket
+) -> None:
+    store = {"NEUROPLAST_STORE_URL": bucket.url, "NEUROPLAST_STORE_ENDPOINT_URL": bucket.endpoint}
+    env = {
+        **os.environ,
+        **store,
+        "NEUROPLAST_DATA_DIR": str(settings.data_dir),
+        "NEUROPLAST_LEASE_SECONDS": "3",
+        "NEUROPLAST_HEARTBEAT_SECONDS": "0.5",
+        "NEUROPLAST_CHECKPOINT_EVERY": "5",
+    }
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"], env=env, stderr=subprocess.DEVNULL
+    )
+    trainer = _wait_for(lambda: _trainer_of(doomed.pid), "the doomed worker's trainer")
+    _wait_for(lambda: _count(database, Checkpoint) >= 2, "two checkpoints")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    trainer.wait(timeout=10)
+
+    elsewhere = Settings(
+        data_dir=tmp_path / "other-machine",
+        database_url=settings.resolved_database_url,
+        store_url=bucket.url,
+        store_endpoint_url=bucket.endpoint,
+        lease_seconds=3.0,
+        heartbeat_seconds=0.5,
+        checkpoint_every=100,  # the doomed worker's checkpoints are the subject; fewer uploads here
+    )
+    survivor = Worker(elsewhere, database)
+    _wait_for(lambda: survivor.run_once(), "the lease to expire and the job to be re-claimed", timeout=300)
+
+    with database.session() as session:
+        job = session.scalars(select(Job).where(Job.id == job_id)).one()
+        assert (job.status, job.attempts) == ("succeeded", 2)
+        (version,) = session.scalars(select(Version))
+        messages = list(session.scalars(select(JobEvent.message).where(JobEvent.job_pk == job.pk)))
+    assert version.path == f"{bucket.url}/acme/bot/v1"
+    resumed = [m for m in messages if "resuming from step" in m]
+    assert resumed and int(resumed[0].split("resuming from step ")[1].rstrip(".")) >= 5
+    assert "acme/bot/v1/manifest.json" in bucket.objects()
+    assert not list((tmp_path / "other-machine" / "staging").rglob("*.partial"))
