@@ -27,15 +27,20 @@ $(VLLM_STAMP): pyproject.toml $(STAMP)
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
 	touch $@
 
-# Programs some tests drive, from apt when run as root (as CI does): Chromium renders health reports.
+# Programs some tests drive, from apt when run as root (as CI does): Chromium renders health reports;
+# the Postgres tier starts its own server on loopback from the postgresql package's binaries.
 system-deps:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 		else echo "install Chromium (e.g. apt-get install chromium) for tests/eval/test_report.py"; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+		else echo "install Postgres (e.g. apt-get install postgresql) for the tests marked postgres"; fi; }
 
 test: install system-deps  ## the whole suite (344 tests, about 7 minutes on 2 cores, plus installs)
-	$(PY) -m pytest
+	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest  # a Postgres that cannot start fails the run
 
 test-fast: install  ## everything but the tests that train models or start vLLM
 	$(PY) -m pytest -m "not slow"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
@@ -49,14 +49,22 @@ class JobQueue:
     def claim(self, owner: str) -> Lease | None:
         """Lease the oldest runnable job (first of its lineage), else the oldest runnable health check.
 
-        Runnable: queued, or with an expired lease (its worker died).
+        Runnable: queued, or with an expired lease (its worker died). On Postgres the candidate row
+        (and, for a job, its lineage's row) is locked with `FOR NO KEY UPDATE SKIP LOCKED`, so racing
+        workers pass over each other's rows instead of waiting; on SQLite, which has no row locks, the
+        compare-and-swap in `_take` decides the race.
         """
         now = time.time()
         with self.database.session() as session:
-            for query in (_runnable_jobs(now), _runnable(HealthCheck, now)):
-                for row in session.scalars(query):
+            locking = session.get_bind().dialect.name == "postgresql"
+            for work in (Job, HealthCheck):
+                passed: list[int] = []
+                while (row := session.scalars(_next(work, now, passed, locking)).first()) is not None:
+                    passed.append(row.pk)
                     if row.attempts >= self.settings.max_attempts:
                         _give_up(session, row)
+                        continue
+                    if locking and isinstance(row, Job) and not _still_first(session, row):
                         continue
                     lease = self._take(session, row, owner)
                     if lease is not None:
@@ -137,26 +145,54 @@ class JobQueue:
         return Lease(work, row.pk, row.id, token, row.attempts)
 
 
-def _runnable_jobs(now: float) -> Select[tuple[Job]]:
-    earlier = aliased(Job)
-    blocked = exists().where(
-        earlier.lineage_pk == Job.lineage_pk,
-        earlier.pk < Job.pk,
-        earlier.status.in_(ACTIVE_STATUSES),
-    )
-    return _runnable(Job, now).where(~blocked)
-
-
-def _runnable(work: type[Leased], now: float) -> Select[Any]:
-    return (
+def _next(work: type[Leased], now: float, passed: list[int], locking: bool) -> Select[Any]:
+    """The oldest runnable row of `work` not yet looked at in this claim."""
+    query = (
         select(work)
         .where(
             work.status.in_(("queued", *WORKING_STATUSES)),
             or_(work.lease_expires_at.is_(None), work.lease_expires_at < now),
+            work.pk.not_in(passed),  # type: ignore[attr-defined]
         )
         .order_by(work.pk)  # type: ignore[attr-defined]
-        .limit(8)
+        .limit(1)
     )
+    if work is Job:
+        query = query.join(Lineage, Lineage.pk == Job.lineage_pk).where(~_waits_for_another(Job))
+    if not locking:
+        return query
+    # NO KEY UPDATE, not UPDATE: inserting a job takes a KEY SHARE lock on its lineage (the foreign
+    # key), which UPDATE would conflict with. Locking the lineage serializes claims within it.
+    locked = [work, Lineage] if work is Job else [work]
+    return query.with_for_update(skip_locked=True, key_share=True, of=locked)
+
+
+def _waits_for_another(job: type[Job]) -> Any:
+    """The job must wait: its lineage has an earlier unfinished job, or another job running.
+
+    The second clause matters on Postgres, where a job inserted concurrently may become visible
+    after a later one (a higher pk) of its lineage was already claimed.
+    """
+    other = aliased(Job)
+    return exists().where(
+        other.lineage_pk == job.lineage_pk,
+        other.pk != job.pk,
+        or_(
+            and_(other.pk < job.pk, other.status.in_(ACTIVE_STATUSES)),
+            other.status.in_(WORKING_STATUSES),
+        ),
+    )
+
+
+def _still_first(session: Session, job: Job) -> bool:
+    """Re-check the lineage order in a new statement, now that the lineage row is ours.
+
+    The locking SELECT judged its NOT EXISTS by the snapshot taken when it started, which may
+    predate another worker's committed claim in this lineage; under READ COMMITTED this statement
+    takes a fresh snapshot, and the lineage lock keeps the answer true until we commit.
+    """
+    blocked = session.scalar(select(_waits_for_another(Job)).where(Job.pk == job.pk))
+    return not blocked
 
 
 def _give_up(session: Session, row: Job | HealthCheck) -> None:

@@ -1,6 +1,9 @@
-"""Fixtures for control-plane tests: a migrated SQLite database in a temp folder and API clients."""
+"""Fixtures for control-plane tests: a migrated database (SQLite in a temp folder, or a fresh Postgres
+database) and API clients."""
 
 import json
+import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,15 +13,59 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.db import Database
+from service.local_postgres import LocalPostgres, PostgresUnavailable, local_postgres
 from service.main import create_app
 from service.services.keys import create_key
 from service.settings import Settings
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def database_url() -> str | None:
+    """SQLite in the test's data folder; tests/service/{queue,api} also run on Postgres (their conftest)."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A Postgres server on loopback for the whole run, with a migrated template database.
+
+    Where none can start the Postgres tests skip, or fail when NEUROPLAST_REQUIRE_POSTGRES=1
+    (`make test`, CI), so that a missing server never passes for a green run.
+    """
+    try:
+        with local_postgres(fsync="off", synchronous_commit="off", full_page_writes="off") as server:
+            template = Database(server.create_database(POSTGRES_TEMPLATE))
+            template.migrate()
+            template.dispose()  # a template database cannot be copied while connected
+            yield server
+    except PostgresUnavailable as reason:
+        if os.environ.get("NEUROPLAST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"NEUROPLAST_REQUIRE_POSTGRES=1 but Postgres is unavailable: {reason}")
+        pytest.skip(f"Postgres unavailable: {reason}")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """A fresh, migrated database of its own for one test, dropped afterwards."""
+    name = f"test_{secrets.token_hex(6)}"
+    yield postgres_server.create_database(name, template=POSTGRES_TEMPLATE)
+    postgres_server.drop_database(name)
+
+
+def both_databases(request: pytest.FixtureRequest) -> str | None:
+    """The `database_url` of a test parametrized over `DATABASES`."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+POSTGRES_TEMPLATE = "neuroplast_template"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database_url,
         max_upload_bytes=64 * 1024,
         lease_seconds=3.0,
         heartbeat_seconds=0.5,

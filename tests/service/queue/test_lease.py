@@ -1,7 +1,11 @@
-"""Leases: per-lineage order, exclusivity under racing workers, expiry, cancel and guarded writes."""
+"""Leases: per-lineage order, exclusivity under racing workers, expiry, cancel and guarded writes.
+
+Each test runs on SQLite (compare-and-swap claims) and Postgres (`SELECT … FOR UPDATE SKIP LOCKED`).
+"""
 
 import threading
 import time
+from collections import defaultdict
 
 import pytest
 from sqlalchemy import select
@@ -10,6 +14,7 @@ from service.db import Database
 from service.models import File, Job, Lineage, Tenant
 from service.queue.lease import JobQueue, LeaseLost
 from service.settings import Settings
+from tests.service.conftest import DATABASES
 
 
 def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
@@ -60,6 +65,25 @@ def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
     return created
 
 
+def _insert_job(database: Database, lineage_name: str, pk: int) -> str:
+    with database.session() as session:
+        lineage = session.scalars(select(Lineage).where(Lineage.name == lineage_name)).one()
+        job = Job(
+            pk=pk,
+            id=f"ftjob-{lineage_name}-pk{pk}",
+            tenant_pk=lineage.tenant_pk,
+            lineage_pk=lineage.pk,
+            training_file="file-1",
+            status="queued",
+            hyperparameters={},
+            seed=0,
+            suffix=None,
+            metadata_=None,
+        )
+        session.add(job)
+    return job.id
+
+
 def _status(database: Database, job_id: str) -> str:
     with database.session() as session:
         return session.scalars(select(Job.status).where(Job.id == job_id)).one()
@@ -101,6 +125,60 @@ class TestOrdering:
             job = session.scalars(select(Job).where(Job.id == ids[0])).one()
             assert (job.version_number, job.parent_version, job.attempts) == (1, None, 1)
 
+    def test_a_job_that_appears_late_waits_for_the_running_one(
+        self, database: Database, settings: Settings
+    ) -> None:
+        """On Postgres a job inserted concurrently can become visible after a later job of its lineage
+        was claimed (a lower pk, committed later): it must not run beside that job."""
+        _jobs(database, {"a": 0})
+        queue = JobQueue(database, settings)
+        running = _insert_job(database, "a", pk=100)
+        assert queue.claim("w1").id == running  # type: ignore[union-attr]
+        late = _insert_job(database, "a", pk=50)
+        assert queue.claim("w2") is None
+        with database.session() as session:
+            job = session.scalars(select(Job).where(Job.id == running)).one()
+            job.status, job.lease_token = "succeeded", None
+        assert queue.claim("w2").id == late  # type: ignore[union-attr]
+
+    def test_racing_workers_keep_every_lineage_in_order(self, database: Database, settings: Settings) -> None:
+        ids = _jobs(database, {f"l{i}": 3 for i in range(6)})
+        total = sum(len(job_ids) for job_ids in ids.values())
+        claimed: dict[str, list[str]] = defaultdict(list)
+        running: set[str] = set()  # lineages with a job between claim and finish
+        overlaps: list[str] = []
+        finished = 0
+        lock = threading.Lock()
+
+        def work(owner: str) -> None:
+            nonlocal finished
+            queue = JobQueue(Database(settings.resolved_database_url), settings)
+            while finished < total:
+                lease = queue.claim(owner)
+                if lease is None:
+                    time.sleep(0.01)
+                    continue
+                lineage = lease.id.split("-")[1]
+                with lock:
+                    if lineage in running:
+                        overlaps.append(lease.id)
+                    running.add(lineage)
+                    claimed[lineage].append(lease.id)
+                time.sleep(0.005)  # the "job"
+                with lock:  # before the row is finished, or the next job could start and look overlapping
+                    running.discard(lineage)
+                _finish(queue, lease)
+                with lock:
+                    finished += 1
+
+        threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert overlaps == []
+        assert dict(claimed) == ids
+
 
 class TestExclusivity:
     def test_racing_workers_claim_each_job_once(self, database: Database, settings: Settings) -> None:
@@ -121,6 +199,23 @@ class TestExclusivity:
         for thread in threads:
             thread.join()
         assert sorted(claims) == sorted(expected)
+
+    @pytest.mark.parametrize("database_url", DATABASES[1:], indirect=True)
+    def test_a_claim_passes_over_a_row_another_worker_is_claiming(
+        self, database: Database, settings: Settings
+    ) -> None:
+        """Postgres: `FOR NO KEY UPDATE SKIP LOCKED`, so a worker never waits on another's claim."""
+        ids = _jobs(database, {"a": 1, "b": 1})
+        claims: list[str | None] = []
+        with database.session() as other:  # another worker in the middle of claiming lineage a's job
+            other.execute(select(Job).where(Job.id == ids["a"][0]).with_for_update())
+            claimer = threading.Thread(
+                target=lambda: claims.append(getattr(JobQueue(database, settings).claim("w2"), "id", None))
+            )
+            claimer.start()
+            claimer.join(timeout=5)
+            assert not claimer.is_alive(), "the claim waited for the other worker's lock"
+        assert claims == [ids["b"][0]]
 
 
 class TestLeaseLoss:
