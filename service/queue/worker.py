@@ -154,9 +154,7 @@ class Worker:
             origin = f"health check {check.id}" + (
                 f" (schedule {check.schedule_id})" if check.schedule_id else ""
             )
-            report = build_report(
-                session, tenant, lineage, check.version, check.suites, origin, self.store
-            )
+            report = build_report(session, tenant, lineage, check.version, check.suites, origin, self.store)
             check.status, check.report_id = "succeeded", report.id
             check.result = {
                 "verdict": report.verdict,
@@ -247,8 +245,12 @@ class Worker:
         final = self.store.version_location(tenant.name, lineage.name, number)
         staging = self.store.staging_dir(tenant.name, lineage.name, number)
         parent = None
-        if job.parent_version:
-            location = self.store.version_location(tenant.name, lineage.name, job.parent_version)
+        if job.parent_version:  # where it was published, should the store have moved since
+            location = session.scalars(
+                select(Version.path).where(
+                    Version.lineage_pk == lineage.pk, Version.number == job.parent_version
+                )
+            ).one()
             parent = self.store.local_version(location)
         evaluation = EvaluationConfig(**lineage.evaluation)
         continual_eval = None
