@@ -186,6 +186,7 @@ def _print_dev_key(settings: Settings, database: Database) -> None:
             return
         key = create_key(session, "default", scope="admin", name="dev key")
     key_file = settings.data_dir / "dev-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)  # with Postgres, nothing else made it yet
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
     typer.echo(f"Dev API key (admin) for tenant 'default' (also in {key_file}):\n  {key}")

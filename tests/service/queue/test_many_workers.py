@@ -65,8 +65,8 @@ def test_a_killed_worker_loses_its_job_to_another_that_resumes_it(
     assert {job.status for job in jobs.values()} == {"succeeded"}, {j: job.error for j, job in jobs.items()}
 
     assert (jobs[a1].attempts, jobs[a1].owner) == (2, "survivor")
-    starts = [event.data for event in _events(database, a1) if event.message.startswith("Training started")]
-    resumed_from = [start["resumed_from_step"] for start in starts]
+    starts = [event for event in _events(database, a1) if event.message.startswith("Training started")]
+    resumed_from = [int((event.data or {})["resumed_from_step"]) for event in starts]
     assert len(resumed_from) == 2 and resumed_from[0] == 0
     assert resumed_from[1] >= 5  # from the doomed worker's checkpoint, not from scratch
     for job_id in (a1, a2, b1):

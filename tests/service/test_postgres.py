@@ -1,0 +1,56 @@
+"""The Postgres backend as an operator first meets it: an empty database, processes starting together.
+
+The queue and API tests run on Postgres too (tests/service/queue, tests/service/api).
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from service.db import MIGRATIONS_DIR, Database
+from service.local import local_service
+from service.local_postgres import LocalPostgres
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def empty_database(postgres_server: LocalPostgres) -> Iterator[str]:
+    """A database with no schema at all, as `createdb` leaves it."""
+    yield postgres_server.create_database("empty")
+    postgres_server.drop_database("empty")
+
+
+def test_processes_started_together_on_an_empty_database_all_come_up(empty_database: str) -> None:
+    env = {**os.environ, "NEUROPLAST_DATABASE_URL": empty_database}
+    migrations = [
+        subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=120)[0].decode() for process in migrations]
+    assert [process.returncode for process in migrations] == [0, 0, 0], outputs
+    database = Database(empty_database)
+    with database.session() as session:
+        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    database.dispose()
+    assert revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def test_serve_on_postgres_creates_its_data_folder_and_dev_key(empty_database: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "not-yet" / "data"
+    with local_service(data_dir, worker=False, serving="false", database_url=empty_database) as service:
+        lineages = httpx.get(f"{service.url}/v1/lineages", headers={"Authorization": f"Bearer {service.key}"})
+    assert lineages.status_code == 200  # the printed dev key works
+    assert not list(data_dir.glob("*.db"))  # the state lives in Postgres, not in a SQLite file
