@@ -13,7 +13,7 @@ under `lineage=""`.
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -21,20 +21,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import ColumnElement, Float, case, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from service.db import Database
-from service.models import HealthCheck, Job, Leased, Lineage, Report, Version
+from service.models import HealthCheck, Job, Lineage, Report, Version
 
 JOB_STATUSES = ("validating_files", "queued", "running", "evaluating", "succeeded", "failed", "cancelled")
 CHECK_STATUSES = ("queued", "running", "succeeded", "failed")
 VERSION_STATUSES = ("candidate", "promoted", "rejected", "retired")
 VERDICTS = ("ok", "warn", "rot")  # eval.stats.overall_verdict
-# Bucket bounds in seconds (tokens per second for throughput): jobs wait seconds to hours and run
-# minutes to days; a gateway answer takes milliseconds (cached) to minutes (long generations).
+# Bucket bounds in seconds: jobs wait seconds to hours and run minutes to days; a gateway answer
+# takes milliseconds (cached) to minutes (long generations).
 QUEUE_WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 JOB_DURATION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 12 * 3600, 48 * 3600)
-TOKENS_PER_SECOND_BUCKETS = (10, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 1_000_000)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 SWAP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 MAX_VERSION_SERIES = 256
@@ -58,7 +57,7 @@ class DatabaseCollector(Collector):
             yield from _queue(session)
             yield _queue_wait(session)
             yield _job_duration(session)
-            yield _tokens_per_second(session)
+            yield from _training(session)
             yield _verdicts(session)
 
 
@@ -162,9 +161,11 @@ def _queue_wait(session: Session) -> Metric:
         labels=["kind"],
     )
     for kind, work in (("job", Job), ("health_check", HealthCheck)):
-        _add_histogram(
-            session, metric, [kind], work.started_at - work.created_at, [_started(work)], QUEUE_WAIT_BUCKETS
-        )
+        wait = work.started_at - work.created_at
+        for _, buckets, total in _histograms(
+            session, wait, [work.started_at.is_not(None)], QUEUE_WAIT_BUCKETS
+        ):
+            metric.add_metric([kind], buckets, total)
     return metric
 
 
@@ -174,38 +175,41 @@ def _job_duration(session: Session) -> Metric:
         "Finished jobs from the first claim to the end (training, evaluation, publishing).",
         labels=["status"],
     )
-    for status in ("succeeded", "failed", "cancelled"):
-        _add_histogram(
-            session,
-            metric,
-            [status],
-            Job.finished_at - Job.started_at,
-            [_started(Job), Job.finished_at.is_not(None), Job.status == status],
-            JOB_DURATION_BUCKETS,
-        )
+    duration = Job.finished_at - Job.started_at
+    finished = [Job.started_at.is_not(None), Job.finished_at.is_not(None)]
+    for status, buckets, total in _histograms(session, duration, finished, JOB_DURATION_BUCKETS, Job.status):
+        metric.add_metric([status], buckets, total)
     return metric
 
 
-def _tokens_per_second(session: Session) -> Metric:
-    metric = HistogramMetricFamily(
-        "neuroplast_job_trained_tokens_per_second",
-        "Training throughput of each published version (its trained tokens over training seconds).",
+def _training(session: Session) -> Iterator[Metric]:
+    """Tokens trained and training seconds of every published version, by method.
+
+    Two counters rather than a per-job rate: their ratio over any window is the throughput, weighted
+    by tokens, and each scrape reads two JSON fields per version once (not once per bucket).
+    """
+    tokens_total = CounterMetricFamily(
+        "neuroplast_trained_tokens",
+        "Tokens (padding excluded) the published versions were trained on.",
+        labels=["method"],
+    )
+    seconds_total = CounterMetricFamily(
+        "neuroplast_training_seconds",
+        "Seconds their trainers spent training; tokens per second = the ratio of the two.",
         labels=["method"],
     )
     tokens = Version.metrics["trained_tokens"].as_float()
     seconds = Version.metrics["seconds"].as_float()
-    methods = session.scalars(select(Lineage.method_type).distinct()).all()
-    for method in sorted(methods):
-        in_method = Version.lineage_pk.in_(select(Lineage.pk).where(Lineage.method_type == method))
-        _add_histogram(
-            session,
-            metric,
-            [method],
-            tokens / seconds,
-            [in_method, seconds > 0, tokens.is_not(None)],
-            TOKENS_PER_SECOND_BUCKETS,
-        )
-    return metric
+    rows = session.execute(
+        select(Lineage.method_type, func.sum(tokens), func.sum(seconds))
+        .join(Lineage, Lineage.pk == Version.lineage_pk)
+        .group_by(Lineage.method_type)
+    ).all()
+    for method, trained, spent in rows:
+        tokens_total.add_metric([method], trained or 0.0)
+        seconds_total.add_metric([method], spent or 0.0)
+    yield tokens_total
+    yield seconds_total
 
 
 def _verdicts(session: Session) -> Metric:
@@ -222,27 +226,29 @@ def _verdicts(session: Session) -> Metric:
     return metric
 
 
-def _started(work: type[Leased]) -> ColumnElement[bool]:
-    return work.started_at.is_not(None)
-
-
-def _add_histogram(
+def _histograms(
     session: Session,
-    metric: HistogramMetricFamily,
-    labels: list[str],
     value: ColumnElement[Any],
-    where: list[ColumnElement[bool]],
+    where: Sequence[ColumnElement[bool]],
     bounds: tuple[float, ...],
-) -> None:
-    """Add one labelled histogram whose buckets SQL counts: `sum(value <= bound)` per bound."""
+    group: QueryableAttribute[Any] | None = None,
+) -> list[tuple[Any, list[tuple[str, float]], float]]:
+    """Histograms whose buckets SQL counts (`sum(value <= bound)` per bound), one per `group` value.
+
+    Returns (group value, cumulative buckets ending in +Inf, sum of values) per group.
+    """
     value = cast(value, Float)
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(value), 0.0),
-            *(func.coalesce(func.sum(case((value <= bound, 1), else_=0)), 0) for bound in bounds),
-        ).where(*where)
-    ).one()
-    count, total, cumulative = row[0], row[1], row[2:]
-    buckets = [(floatToGoString(bound), n) for bound, n in zip(bounds, cumulative, strict=True)]
-    metric.add_metric(labels, [*buckets, ("+Inf", count)], float(total))
+    columns = [
+        func.count(),
+        func.coalesce(func.sum(value), 0.0),
+        *(func.coalesce(func.sum(case((value <= bound, 1), else_=0)), 0) for bound in bounds),
+    ]
+    if group is None:
+        rows = [(None, *session.execute(select(*columns).where(*where)).one())]
+    else:
+        rows = [tuple(row) for row in session.execute(select(group, *columns).where(*where).group_by(group))]
+    histograms = []
+    for key, count, total, *cumulative in rows:
+        buckets = [(floatToGoString(bound), n) for bound, n in zip(bounds, cumulative, strict=True)]
+        histograms.append((key, [*buckets, ("+Inf", count)], float(total)))
+    return histograms

@@ -183,8 +183,8 @@ def test_after_a_job_runs_and_a_completion_is_served_the_scrape_counts_both(
     assert value(samples, "neuroplast_job_duration_seconds_count", status="succeeded") == 1
     duration = value(samples, "neuroplast_job_duration_seconds_sum", status="succeeded")
     assert 0 <= duration <= job["finished_at"] - job["created_at"]
-    assert value(samples, "neuroplast_job_trained_tokens_per_second_count", method="lora") == 1
-    assert value(samples, "neuroplast_job_trained_tokens_per_second_sum", method="lora") > 0
+    assert value(samples, "neuroplast_trained_tokens_total", method="lora") == job["trained_tokens"] > 0
+    assert value(samples, "neuroplast_training_seconds_total", method="lora") > 0
     assert value(samples, "neuroplast_versions", status="promoted") == 1
     verdicts = sum(
         value(samples, "neuroplast_health_reports_total", verdict=v) for v in ("ok", "warn", "rot")
