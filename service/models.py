@@ -125,6 +125,9 @@ class Job(Leased, Base):
     version_number: Mapped[int | None] = mapped_column(default=None)
     parent_version: Mapped[int | None] = mapped_column(default=None)
     junk_ratio: Mapped[float | None] = mapped_column(Float, default=None)  # of its training file
+    # Trainer processes: as asked for (None: the worker's default), then as its first attempt ran;
+    # a resumed job keeps the count, since its checkpoints hold one optimizer shard per process.
+    processes: Mapped[int | None] = mapped_column(default=None)
     # The job's probes (`eval.probes.Probes`), drawn from its file when it was created; loaded on use.
     probes: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON, default=None))
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     schedule_poll_seconds: float = Field(10.0, description="How often the control plane queues due checks.")
     max_attempts: int = Field(3, description="Claims of one job before it fails for good.")
     checkpoint_every: int = Field(50, description="Trainer checkpoint interval in steps.")
+    trainer_processes: int = Field(
+        1, ge=1, description="Trainer processes of a job that does not ask (one per GPU on GPU workers)."
+    )
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
     worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
     serving: bool = Field(True, description="`neuroplast serve` runs the serving tier (gateway + vLLM).")

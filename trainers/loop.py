@@ -98,7 +98,12 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     state = TrainState()
     if (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
         state = load_checkpoint(accelerator, method, checkpoint)
-    progress.started(total_steps=total_steps, examples=len(data.rows), resumed_from_step=state.step)
+    progress.started(
+        total_steps=total_steps,
+        examples=len(data.rows),
+        resumed_from_step=state.step,
+        processes=accelerator.num_processes,
+    )
     evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
     if evaluator is not None and not evaluator.active:
         evaluator = None  # the lineage's first job: nothing earlier to forget
@@ -149,7 +154,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
             progress.checkpoint(state.step, str(path.relative_to(spec.output_dir)), state.train_loss)
 
     if accelerator.is_main_process:
-        _publish(spec, method, model, data, state, time.monotonic() - started_at)
+        seconds = time.monotonic() - started_at
+        _publish(spec, method, model, data, state, seconds, accelerator.num_processes)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     progress.completed(steps=state.step, train_loss=state.train_loss, trained_tokens=state.trained_tokens)
@@ -224,6 +230,7 @@ def _publish(
     data: TrainingData,
     state: TrainState,
     seconds: float,
+    processes: int,
 ) -> None:
     """Write the artifact: `adapter/`, `memory/`, then `manifest.json` last."""
     method.export_adapter(model, spec.output_dir / "adapter")
@@ -246,6 +253,7 @@ def _publish(
         },
         "hyperparameters": asdict(spec.hyperparameters),
         "seed": spec.seed,
+        "processes": processes,
         "metrics": {
             "steps": state.step,
             "train_loss": state.train_loss,

@@ -6,9 +6,10 @@ writes; the others hold a silent reporter.
 
 import json
 from dataclasses import asdict
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from trainers.interface import ContinualEvaluation
+if TYPE_CHECKING:  # torch comes with it; `trainers.run` imports this module before torch
+    from trainers.interface import ContinualEvaluation
 
 __all__ = ["Progress"]
 
@@ -24,9 +25,15 @@ class Progress:
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
 
-    def started(self, total_steps: int, examples: int, resumed_from_step: int) -> None:
-        """Data and model are ready; training begins (or resumes)."""
-        self._emit("started", total_steps=total_steps, examples=examples, resumed_from_step=resumed_from_step)
+    def started(self, total_steps: int, examples: int, resumed_from_step: int, processes: int) -> None:
+        """Data and model are ready; training begins (or resumes) on `processes` processes."""
+        self._emit(
+            "started",
+            total_steps=total_steps,
+            examples=examples,
+            resumed_from_step=resumed_from_step,
+            processes=processes,
+        )
 
     def metrics(
         self,
@@ -48,7 +55,7 @@ class Progress:
             elapsed_s=round(elapsed_s, 3),
         )
 
-    def evaluation(self, evaluation: ContinualEvaluation, method: dict[str, float], seconds: float) -> None:
+    def evaluation(self, evaluation: "ContinualEvaluation", method: dict[str, float], seconds: float) -> None:
         """A continual evaluation of earlier jobs' probes at `evaluation.step` (`eval.continual`).
 
         `method` holds the settings the method changed in response (`after_evaluation`).

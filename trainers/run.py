@@ -8,7 +8,9 @@ what went wrong.
 """
 
 import argparse
+import ctypes
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -19,6 +21,8 @@ from trainers.spec import JobSpec, SpecError
 
 __all__ = ["main"]
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, run the job, return the exit status."""
@@ -26,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, required=True, help="path of the job's spec.json")
     args = parser.parse_args(argv)
 
+    _die_with_parent()
     protocol = _protocol_stream()
     progress = Progress(protocol if int(os.environ.get("RANK", "0")) == 0 else None)
     try:
@@ -41,6 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return _fail(f"training failed: {type(error).__name__}: {error}")
     return 0
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the process that started this one dies.
+
+    The worker sets the same on the process it starts, but under a launcher (torchrun) the
+    ranks are the worker's grandchildren in sessions of their own: a worker killed with SIGKILL
+    takes the launcher down, and nothing would reach the ranks. (A rank whose launcher died
+    before this call cannot join the others: the rendezvous store lived in the launcher.)
+    """
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _protocol_stream() -> TextIO:

@@ -74,6 +74,7 @@ def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
         hyperparameters=job.hyperparameters,
         trained_tokens=job.trained_tokens,
         junk_ratio=job.junk_ratio,
+        processes=job.processes,
         training_file=job.training_file,
         seed=job.seed,
         metadata=job.metadata_,

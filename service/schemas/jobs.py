@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # (DESIGN.md section 8), so users usually raise n_epochs or set max_steps.
 AUTO_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
 _INT_RANGES = {"n_epochs": (1, 1000), "batch_size": (1, 512)}
+MAX_PROCESSES = 64  # trainer processes of one job, all on one machine
 
 
 class Hyperparameters(BaseModel):
@@ -51,6 +52,14 @@ class JobCreate(BaseModel):
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(None, max_length=64)
     validation_file: None = Field(None, description="Not supported; held-out data is split off.")
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PROCESSES,
+        strict=True,
+        description="Trainer processes (one per GPU on GPU workers), each taking a share of every "
+        "batch; at most the batch size. Unset: the worker's NEUROPLAST_TRAINER_PROCESSES.",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -86,6 +95,9 @@ class JobPublic(BaseModel):
     trained_tokens: int | None
     junk_ratio: float | None = Field(
         None, description="The training file's junk ratio (training-data screen)."
+    )
+    processes: int | None = Field(
+        None, description="Trainer processes: as asked for, or, once the job started, the count it runs with."
     )
     training_file: str
     validation_file: None = None

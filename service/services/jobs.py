@@ -37,6 +37,15 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
             param="training_file",
             code="junk_training_file",
         )
+    hyperparameters = request.hyperparameters.resolved()
+    if request.processes is not None and request.processes > hyperparameters["batch_size"]:
+        raise ApiError(
+            400,
+            f"processes ({request.processes}) may not exceed hyperparameters.batch_size "
+            f"({hyperparameters['batch_size']}): each process takes a share of every batch.",
+            param="processes",
+            code="invalid_value",
+        )
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     job = Job(
         id=f"ftjob-{secrets.token_hex(12)}",
@@ -44,12 +53,13 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
         lineage_pk=lineage.pk,
         training_file=training_file.id,
         status="queued",
-        hyperparameters=request.hyperparameters.resolved(),
+        hyperparameters=hyperparameters,
         seed=seed,
         suffix=request.suffix,
         metadata_=request.metadata,
         probes=job_probes(training_file, lineage, seed).to_json(),
         junk_ratio=training_file.junk_ratio,
+        processes=request.processes,
     )
     session.add(job)
     session.flush()

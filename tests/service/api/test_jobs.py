@@ -66,6 +66,11 @@ def test_create_queues_the_job(api: TestClient, lineage: str, training_file: str
         ({"seed": -3}, 400, "seed"),
         ({"validation_file": "file-x"}, 400, "validation_file"),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
+        ({"processes": 0}, 400, "processes"),
+        ({"processes": 65}, 400, "processes"),
+        ({"processes": "2"}, 400, "processes"),
+        ({"processes": 2.0}, 400, "processes"),
+        ({"processes": 3, "hyperparameters": {"batch_size": 2}}, 400, "processes"),
     ],
 )
 def test_bad_input_names_the_field(
@@ -77,6 +82,14 @@ def test_bad_input_names_the_field(
     assert response.status_code == status, response.json()
     assert response.json()["error"]["param"] == param
     assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_a_job_asks_for_trainer_processes(api: TestClient, lineage: str, training_file: str) -> None:
+    body = {"model": lineage, "training_file": training_file}
+    asked = api.post("/v1/fine_tuning/jobs", json={**body, "processes": 2}).json()
+    assert asked["processes"] == 2
+    assert api.get(f"/v1/fine_tuning/jobs/{asked['id']}").json()["processes"] == 2
+    assert api.post("/v1/fine_tuning/jobs", json=body).json()["processes"] is None  # the worker's default
 
 
 def test_cursor_paging_newest_first(api: TestClient, lineage: str, training_file: str) -> None:
