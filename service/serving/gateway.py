@@ -4,11 +4,13 @@ Bodies stream through unchanged (vLLM's bytes), so the gateway costs one hop and
 the `x-neuroplast-model` header names the immutable version that answered.
 """
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from service.errors import ApiError
 from service.serving.tier import Served, ServingTier
@@ -32,31 +34,36 @@ async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any
         raise ApiError(400, "model: a lineage name or '<lineage>@<N>' is required.", param="model")
     replica, served = await tier.route(tenant, model)
     headers = {"x-neuroplast-model": served.name}
-    request = replica.client.build_request("POST", path, json={**body, "model": served.name})
+    payload = json.dumps({**body, "model": served.name}).encode()
     try:
-        response = await replica.client.send(request, stream=True)
-    except httpx.HTTPError as error:
+        response = await replica.send_completion(path, payload)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
         tier.release(served)
         replica.ready = False  # until the reconciler finds it alive with its adapters again
         tier.nudge()
-        raise ApiError(503, f"The serving replica did not answer: {error}", code="not_ready") from error
+        raise ApiError(503, f"The serving replica did not answer: {error!r}", code="not_ready") from error
     media_type = response.headers.get("content-type", "application/json")
-    if not body.get("stream") or response.status_code != 200:
+    if not body.get("stream") or response.status != 200:
         try:
-            content = await response.aread()
+            content = await response.read()
         finally:
-            await response.aclose()
+            response.release()
             tier.release(served)
-        return Forwarded(response.status_code, media_type, headers, body=content)
+        return Forwarded(response.status, media_type, headers, body=content)
     return Forwarded(200, media_type, headers, stream=_relay(tier, served, response))
 
 
-async def _relay(tier: ServingTier, served: Served, response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(tier: ServingTier, served: Served, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    finished = False
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             yield chunk
+        finished = True
     finally:
-        await response.aclose()
+        if finished:
+            response.release()  # the connection goes back to the pool
+        else:
+            response.close()  # the client left: closing the connection makes vLLM abort the request
         tier.release(served)
 
 

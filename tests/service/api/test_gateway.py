@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -150,6 +151,29 @@ def test_streams_stay_on_one_version_while_the_alias_flips(gateway: TestClient) 
     assert failures == []
     assert all(len(models) == 1 for models in responses)
     assert {next(iter(models)) for models in responses} == {"acme/bot@1", "acme/bot@2"}
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_generation_upstream(
+    settings: Settings, database: Database
+) -> None:
+    """vLLM aborts a request when its connection closes; the gateway must pass the hang-up on."""
+    slow = fake_vllm(words=200, delay=0.02)
+    settings.reconcile_seconds = 0.05
+    with running(slow) as backend_url:
+        settings.vllm_urls = [backend_url]
+        app = create_app(settings)
+        with running(app) as url:
+            api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {_key(database, 'acme')}"})
+            api.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
+            publish(database, "acme", "bot", 1)
+            wait_serving(api, "bot", 1)  # type: ignore[arg-type]
+            with api.stream("POST", "/v1/completions", json={"model": "bot", "stream": True}) as answer:
+                first = next(answer.iter_lines())
+            _wait(lambda: slow.state.streams == {"open": 0, "abandoned": 1})
+            inflight = app.state.serving.inflight
+
+    assert first.startswith("data: {")
+    assert inflight["acme/bot@1"] == 0
 
 
 def test_readyz_is_unavailable_while_no_replica_answers(settings: Settings, database: Database) -> None:

@@ -26,6 +26,8 @@ def fake_vllm(words: int = 8, delay: float = 0.002) -> FastAPI:
     app = FastAPI()
     adapters: dict[str, str] = {}
     app.state.adapters = adapters
+    streams = {"open": 0, "abandoned": 0}  # streams being sent; streams whose reader went away
+    app.state.streams = streams
 
     @app.get("/health")
     def health() -> Response:
@@ -63,17 +65,24 @@ def fake_vllm(words: int = 8, delay: float = 0.002) -> FastAPI:
         if not body.get("stream"):
             text = " ".join([model] * words)
             return JSONResponse({"object": "text_completion", "model": model, "choices": [{"text": text}]})
-        return StreamingResponse(_stream(model, words, delay), media_type="text/event-stream")
+        return StreamingResponse(_stream(model, words, delay, streams), media_type="text/event-stream")
 
     return app
 
 
-async def _stream(model: str, words: int, delay: float) -> AsyncIterator[bytes]:
-    for _ in range(words):
-        await asyncio.sleep(delay)
-        chunk = {"object": "text_completion", "model": model, "choices": [{"text": f" {model}"}]}
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+async def _stream(model: str, words: int, delay: float, streams: dict[str, int]) -> AsyncIterator[bytes]:
+    streams["open"] += 1
+    finished = False
+    try:
+        for _ in range(words):
+            await asyncio.sleep(delay)
+            chunk = {"object": "text_completion", "model": model, "choices": [{"text": f" {model}"}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+        finished = True
+    finally:
+        streams["open"] -= 1
+        streams["abandoned"] += not finished
 
 
 @contextmanager
