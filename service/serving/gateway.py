@@ -4,7 +4,6 @@ Bodies stream through unchanged (vLLM's bytes), so the gateway costs one hop and
 the `x-neuroplast-model` header names the immutable version that answered.
 """
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any
     payload = json.dumps({**body, "model": served.name}).encode()
     try:
         response = await replica.send_completion(path, payload)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (TimeoutError, aiohttp.ClientError) as error:
         tier.release(served)
         replica.ready = False  # until the reconciler finds it alive with its adapters again
         tier.nudge()
