@@ -90,6 +90,8 @@ class Worker:
                     self._run(lease, stop or threading.Event())
             except LeaseLost:
                 log.warning("lost the lease on %s", lease.id)
+            except OSError as error:  # e.g. the artifact store unreachable: a crash that keeps the worker
+                log.error("%s stopped (%r); it is re-claimed once its lease runs out", lease.id, error)
         return True
 
     def _log_fields(self, lease: Lease) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import fsspec
 from fsspec.core import split_protocol
@@ -32,14 +32,36 @@ from service.services.paths import folder_under
 from service.settings import Settings
 from service.storage.cache import VersionCache
 
-__all__ = ["MANIFEST", "ArtifactStore"]
+__all__ = ["MANIFEST", "ArtifactStore", "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"  # in a remote version's checkpoints/: the newest completely uploaded one
 LOCAL_PROTOCOLS = (None, "file", "local")
+
+
+class StoreUnavailable(OSError):
+    """The remote store failed or could not be reached."""
+
+
+def _remote_io(method: Callable[P, R]) -> Callable[P, R]:
+    """Any failure of a remote store reaches the caller as an OSError: fsspec backends raise types
+    of their own (botocore's `EndpointConnectionError` when S3 is unreachable, for one)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except OSError:
+            raise
+        except Exception as error:
+            raise StoreUnavailable(f"artifact store: {error!r}") from error
+
+    return wrapper
 
 
 class ArtifactStore:
@@ -99,11 +121,13 @@ class ArtifactStore:
 
     # Versions --------------------------------------------------------------------------------------
 
+    @_remote_io
     def published_job(self, location: str) -> str | None:
         """The job whose version is published at `location`, or None while it has no manifest."""
         manifest = self._read_json(location, MANIFEST)
         return None if manifest is None else manifest.get("job_id")
 
+    @_remote_io
     def upload(self, staging: Path, location: str) -> None:
         """Upload the version in `staging` to a remote `location`, manifest last; then it exists.
 
@@ -128,6 +152,7 @@ class ArtifactStore:
         if not self.remote and not Path(location).exists():
             os.replace(staging, location)
 
+    @_remote_io
     def manifest(self, staging: Path, location: str) -> dict[str, Any]:
         """The version's manifest, from `staging` while it is there, else from the store."""
         if (staging / MANIFEST).exists():
@@ -148,6 +173,7 @@ class ArtifactStore:
         path = self.local_version(location) / name
         return path if path.exists() else None
 
+    @_remote_io
     def fetch(self, *locations: str, keep: Iterable[Path] = ()) -> list[Path]:
         """Local copies of whole versions (checkpoints left out), downloaded when not cached yet.
 
@@ -162,6 +188,7 @@ class ArtifactStore:
                 self.cache.fill(location, download, keep=[*folders, *keep])
         return folders
 
+    @_remote_io
     def discard(self, location: str, unless_job: str | None = None) -> None:
         """Remove what a remote `location` holds unless it is `unless_job`'s (published or checkpointed).
 
@@ -184,25 +211,19 @@ class ArtifactStore:
         """Upload the checkpoint the trainer just wrote (`staging/relative`), then name it the newest.
 
         Checkpoints of a local store are already in the store. A checkpoint the trainer removed
-        before it was uploaded (it keeps only the newest ones) is skipped: a newer one follows.
+        before it was uploaded (it keeps only the newest ones), or one the store refused, is
+        skipped: a newer one follows, and the job can still resume on this machine.
         """
         if not self.remote:
             return
-        fs, base = self._filesystem(location)
-        folder = staging / relative
-        name = Path(relative).name
         try:
-            for path in sorted(path for path in folder.rglob("*") if path.is_file()):
-                fs.put_file(str(path), f"{base}/{CHECKPOINTS}/{name}/{path.relative_to(folder).as_posix()}")
+            self._upload_checkpoint(staging / relative, location, job_id)
         except FileNotFoundError:
             log.info("checkpoint %s was replaced before its upload", relative)
-            return
-        with fs.open(f"{base}/{CHECKPOINTS}/{LATEST}", "w") as marker:
-            json.dump({"job_id": job_id, "checkpoint": name}, marker)
-        for older in fs.ls(f"{base}/{CHECKPOINTS}", detail=False):
-            if Path(older).name not in (name, LATEST):
-                fs.rm(older, recursive=True)
+        except OSError as error:
+            log.warning("checkpoint %s not uploaded: %r", relative, error)
 
+    @_remote_io
     def restore_checkpoint(self, staging: Path, location: str, job_id: str) -> str | None:
         """Download job `job_id`'s newest uploaded checkpoint into `staging/checkpoints/` if it is missing.
 
@@ -229,6 +250,21 @@ class ArtifactStore:
         temp.rename(target)
         return name
 
+    @_remote_io
+    def _upload_checkpoint(self, folder: Path, location: str, job_id: str) -> None:
+        fs, base = self._filesystem(location)
+        files = sorted(path for path in folder.rglob("*") if path.is_file())
+        if not files:
+            raise FileNotFoundError(folder)
+        target = f"{base}/{CHECKPOINTS}/{folder.name}"
+        for path in files:
+            fs.put_file(str(path), f"{target}/{path.relative_to(folder).as_posix()}")
+        with fs.open(f"{base}/{CHECKPOINTS}/{LATEST}", "w") as marker:
+            json.dump({"job_id": job_id, "checkpoint": folder.name}, marker)
+        for older in fs.ls(f"{base}/{CHECKPOINTS}", detail=False):
+            if Path(older).name not in (folder.name, LATEST):
+                fs.rm(older, recursive=True)
+
     # Reports ---------------------------------------------------------------------------------------
 
     def write_report(self, tenant: str, lineage: str, report_id: str, body: str, html: str) -> str:
@@ -245,15 +281,26 @@ class ArtifactStore:
         return location
 
     def upload_reports(self) -> None:
-        """Upload every spooled report (also those a crash left behind), then drop them from the spool."""
+        """Upload every spooled report (also those a crash or an outage left behind), then drop them
+        from the spool. A report that fails to upload stays spooled for the next call; the
+        database holds every report anyway (the API serves them from there)."""
         if not self.remote or not self.spool_root.exists():
             return
-        fs, base = self._filesystem(self.root)
         for path in sorted(path for path in self.spool_root.rglob("*") if path.is_file()):
-            fs.put_file(str(path), f"{base}/{path.relative_to(self.spool_root).as_posix()}")
-            path.unlink()
+            try:
+                self._put(path, f"{self.root}/{path.relative_to(self.spool_root).as_posix()}")
+                path.unlink()
+            except FileNotFoundError:  # another worker sharing this data dir uploaded it
+                continue
+            except OSError as error:
+                log.warning("report %s not uploaded yet: %r", path.name, error)
 
     # Helpers ---------------------------------------------------------------------------------------
+
+    @_remote_io
+    def _put(self, path: Path, location: str) -> None:
+        fs, target = self._filesystem(location)
+        fs.put_file(str(path), target)
 
     def _join(self, *names: str) -> str:
         if not self.remote:

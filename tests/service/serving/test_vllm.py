@@ -15,6 +15,9 @@ from service.local import LocalService, local_service
 from tests.service.conftest import FACTS, QUICK_GATE, finished_job
 from tests.service.serving.adapters import peft_greedy
 from tests.service.serving.conftest import publish
+from tests.service.storage.s3 import Bucket, bucket, s3_endpoint
+
+__all__ = ["bucket", "s3_endpoint"]  # fixtures: a real S3 server on loopback
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -149,3 +152,34 @@ def test_the_evaluators_serving_runner_scores_like_the_in_process_one(
     assert served.nll(texts, scored_from) == pytest.approx(local.nll(texts, scored_from), rel=0.02)
     prompts, lengths = [context, "Once"], [6, 3]
     assert served.complete(prompts, lengths) == local.complete(prompts, lengths)
+
+
+def test_a_version_in_s3_reaches_vllm_through_the_serving_cache(
+    tmp_path: Path, vllm_url: str, serving_base: Path, versions: list[Path], bucket: Bucket
+) -> None:
+    import fsspec
+
+    location = f"{bucket.url}/default/s3bot/v1"
+    fs = fsspec.filesystem("s3", endpoint_url=bucket.endpoint)
+    for path in (versions[0] / "adapter").iterdir():
+        fs.put_file(str(path), f"{location.removeprefix('s3://')}/adapter/{path.name}")
+    fs.pipe(f"{location.removeprefix('s3://')}/manifest.json", b'{"job_id": "ftjob-1", "method": "lora"}')
+    settings = {"vllm_urls": json.dumps([vllm_url]), "reconcile_seconds": "0.2"}
+    data_dir = tmp_path / "data"
+    with local_service(data_dir, store_url=bucket.url, store_endpoint_url=bucket.endpoint, **settings) as s3:
+        api = httpx.Client(
+            base_url=f"{s3.url}/v1", headers={"Authorization": f"Bearer {s3.key}"}, timeout=120
+        )
+        api.post("/lineages", json={"name": "s3bot", "base_model": str(serving_base)}).raise_for_status()
+        database = Database(f"sqlite:///{data_dir.resolve() / 'neuroplast.db'}")
+        publish(database, "default", "s3bot", 1, location)
+        database.dispose()
+        _wait_model(api, "s3bot", 1)
+        answer = api.post("/completions", json={"model": "s3bot", **GREEDY})
+
+    cached = data_dir.joinpath("cache", "serving", "s3", bucket.name, "neuroplast", "default", "s3bot", "v1")
+    assert answer.headers["x-neuroplast-model"] == "default/s3bot@1"
+    assert answer.json()["choices"][0]["text"] == peft_greedy(serving_base, cached / "adapter", PROMPT, 12)
+    assert answer.json()["choices"][0]["text"] == peft_greedy(
+        serving_base, versions[0] / "adapter", PROMPT, 12
+    )

@@ -11,7 +11,7 @@ import pytest
 from service.local import local_service
 from tests.service.conftest import FACTS, QUICK_GATE, finished_job
 from tests.service.serving.adapters import peft_greedy
-from tests.service.storage.conftest import Bucket
+from tests.service.storage.s3 import Bucket
 from tests.service.test_end_to_end import OTHER_FACTS
 
 pytestmark = pytest.mark.slow

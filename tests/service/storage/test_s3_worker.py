@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.db import Database
+from service.local import free_port
 from service.models import Checkpoint, Job, JobEvent, Version
 from service.queue.worker import Worker
 from service.settings import Settings
+from tests.service.conftest import FACTS, upload
 from tests.service.queue.test_worker import _count, _trainer_of, _wait_for, job_id
-from tests.service.storage.conftest import Bucket
+from tests.service.storage.s3 import Bucket
+from tests.service.storage.test_store import FAIL_FAST
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +69,23 @@ def test_a_job_resumes_on_another_machine_from_the_checkpoint_in_s3(
     assert resumed and int(resumed[0].split("resuming from step ")[1].rstrip(".")) >= 5
     assert "acme/bot/v1/manifest.json" in bucket.objects()
     assert not list((tmp_path / "other-machine" / "staging").rglob("*.partial"))
+
+
+def test_a_worker_outlives_an_unreachable_store(
+    api: TestClient, settings: Settings, database: Database, model_path: str
+) -> None:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
+    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
+    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    down = settings.model_copy(
+        update={
+            "store_url": "s3://neuroplast-down/prefix",
+            "store_endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "store_options": FAIL_FAST,
+        }
+    )
+    worker = Worker(down, database)
+    assert worker.run_once()  # claimed, stopped by the store, not crashed
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "running"  # re-claimed once the lease runs out, like after a crash
+    assert not worker.run_once()

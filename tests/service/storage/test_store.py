@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 import s3fs
 
+from service.local import free_port
 from service.settings import Settings
-from service.storage.store import ArtifactStore
-from tests.service.storage.conftest import Bucket
+from service.storage.store import ArtifactStore, StoreUnavailable
+from tests.service.storage.s3 import Bucket
+
+# One attempt, a short connect timeout: an unreachable store fails in about a second.
+FAIL_FAST = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
 
 
 def _staged(store: ArtifactStore, job_id: str = "ftjob-1", number: int = 1) -> Path:
@@ -189,3 +193,24 @@ def test_reports_are_stored(store: ArtifactStore) -> None:
 
 def _s3_settings(data_dir: Path, bucket: Bucket) -> Settings:
     return Settings(data_dir=data_dir, store_url=bucket.url, store_endpoint_url=bucket.endpoint)
+
+
+def test_s3_an_unreachable_store_fails_as_an_os_error_and_loses_nothing(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        store_url="s3://neuroplast-down/prefix",
+        store_endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens
+        store_options=FAIL_FAST,
+    )
+    store = ArtifactStore.from_settings(settings)
+    staging, location = _staged(store), store.version_location("acme", "bot", 1)
+
+    with pytest.raises(StoreUnavailable):  # an OSError: the worker treats it like a crash, and lives
+        store.published_job(location)
+    store.save_checkpoint(staging, "checkpoints/step-000002", location, "ftjob-1")  # training goes on
+    store.write_report("acme", "bot", "report-1", "{}", "<html></html>")
+    store.upload_reports()
+    assert sorted(path.name for path in store.spool_root.rglob("report-*")) == [
+        "report-1.html",
+        "report-1.json",
+    ]
