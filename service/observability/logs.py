@@ -97,10 +97,16 @@ class RequestLogContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
-        with log_context(request_id=request_id):
+        # On the gateway's hot path: no header dict, no context manager.
+        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        request_id = given.decode("latin-1")
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = secrets.token_hex(8)
+        token = _fields.set({"request_id": request_id})
+        try:
             await self.app(scope, receive, send)
+        finally:
+            _fields.reset(token)
 
 
 def _attach_fields(record: logging.LogRecord) -> bool:
