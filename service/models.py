@@ -3,7 +3,7 @@
 import time
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 
@@ -47,7 +47,7 @@ class File(Base):
     tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     purpose: Mapped[str] = mapped_column(String(32))
-    bytes: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)  # 64-bit on Postgres too (migration 0006)
     rows: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
@@ -121,7 +121,7 @@ class Job(Leased, Base):
     suffix: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[int] = mapped_column(default=now)
-    trained_tokens: Mapped[int | None] = mapped_column(default=None)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)  # past 2**31 in big jobs
     version_number: Mapped[int | None] = mapped_column(default=None)
     parent_version: Mapped[int | None] = mapped_column(default=None)
     junk_ratio: Mapped[float | None] = mapped_column(Float, default=None)  # of its training file

@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from service.db import MIGRATIONS_DIR, Database
 from service.local import local_service
 from service.local_postgres import LocalPostgres
+from service.models import File, Job, Lineage, Tenant
 
 pytestmark = pytest.mark.postgres
 
@@ -54,3 +55,53 @@ def test_serve_on_postgres_creates_its_data_folder_and_dev_key(empty_database: s
         lineages = httpx.get(f"{service.url}/v1/lineages", headers={"Authorization": f"Bearer {service.key}"})
     assert lineages.status_code == 200  # the printed dev key works
     assert not list(data_dir.glob("*.db"))  # the state lives in Postgres, not in a SQLite file
+
+
+def test_counts_past_32_bits_are_stored(postgres_url: str) -> None:
+    """A big job's trained tokens and a big file's size fit (Postgres INTEGER stops at 2**31 - 1)."""
+    database = Database(postgres_url)
+    with database.session() as session:
+        tenant = Tenant(name="acme")
+        session.add(tenant)
+        session.flush()
+        lineage = Lineage(
+            id="lin-1", tenant_pk=tenant.pk, name="a", base_model="m", method_type="lora", method_config={}
+        )
+        size = 5 * 2**30
+        session.add_all(
+            [
+                lineage,
+                File(
+                    id="file-1",
+                    tenant_pk=tenant.pk,
+                    filename="f",
+                    purpose="fine-tune",
+                    bytes=size,
+                    rows=1,
+                    sha256="0",
+                    path="/f",
+                ),
+            ]
+        )
+        session.flush()
+        session.add(
+            Job(
+                id="ftjob-1",
+                tenant_pk=tenant.pk,
+                lineage_pk=lineage.pk,
+                training_file="file-1",
+                status="succeeded",
+                hyperparameters={},
+                seed=0,
+                suffix=None,
+                metadata_=None,
+                trained_tokens=3 * 10**9,
+            )
+        )
+    with database.session() as session:
+        stored = (
+            session.scalars(select(Job.trained_tokens)).one(),
+            session.scalars(select(File.bytes)).one(),
+        )
+    database.dispose()
+    assert stored == (3 * 10**9, size)
