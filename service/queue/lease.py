@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
@@ -59,7 +60,7 @@ class JobQueue:
             locking = session.get_bind().dialect.name == "postgresql"
             for work in (Job, HealthCheck):
                 passed: list[int] = []
-                while (row := session.scalars(_next(work, now, passed, locking)).first()) is not None:
+                while row := session.scalars(_next(work, locking), {"now": now, "passed": passed}).first():
                     passed.append(row.pk)
                     if row.attempts >= self.settings.max_attempts:
                         _give_up(session, row)
@@ -145,14 +146,15 @@ class JobQueue:
         return Lease(work, row.pk, row.id, token, row.attempts)
 
 
-def _next(work: type[Leased], now: float, passed: list[int], locking: bool) -> Select[Any]:
-    """The oldest runnable row of `work` not yet looked at in this claim."""
+@cache  # built once: idle workers run it every poll
+def _next(work: type[Leased], locking: bool) -> Select[Any]:
+    """The oldest runnable row of `work` not yet looked at in this claim (parameters `now`, `passed`)."""
     query = (
         select(work)
         .where(
             work.status.in_(("queued", *WORKING_STATUSES)),
-            or_(work.lease_expires_at.is_(None), work.lease_expires_at < now),
-            work.pk.not_in(passed),  # type: ignore[attr-defined]
+            or_(work.lease_expires_at.is_(None), work.lease_expires_at < bindparam("now")),
+            work.pk.not_in(bindparam("passed", expanding=True)),  # type: ignore[attr-defined]
         )
         .order_by(work.pk)  # type: ignore[attr-defined]
         .limit(1)
@@ -191,8 +193,10 @@ def _still_first(session: Session, job: Job) -> bool:
     predate another worker's committed claim in this lineage; under READ COMMITTED this statement
     takes a fresh snapshot, and the lineage lock keeps the answer true until we commit.
     """
-    blocked = session.scalar(select(_waits_for_another(Job)).where(Job.pk == job.pk))
-    return not blocked
+    return not session.scalar(_STILL_FIRST, {"pk": job.pk})
+
+
+_STILL_FIRST = select(_waits_for_another(Job)).where(Job.pk == bindparam("pk"))
 
 
 def _give_up(session: Session, row: Job | HealthCheck) -> None:
