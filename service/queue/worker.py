@@ -111,7 +111,8 @@ class Worker:
             version_dir = self.store.fetch(workspace.final)[0]
             self._publish(lease, workspace, self._evaluate(lease, version_dir, stop))
             return
-        trainer = TrainerProcess(workspace.staging / "spec.json", self._log(lease))
+        processes = self._processes(lease)
+        trainer = TrainerProcess(workspace.staging / "spec.json", self._log(lease), processes=processes)
         try:
             completed = self._follow(lease, trainer, stop, self._record_line(lease, workspace))
         except LeaseLost:
@@ -206,6 +207,15 @@ class Worker:
         if completed and evaluator.returncode == 0:
             return [line for line in lines if line["type"] in ("scores", "panel")], None
         return lines, evaluator.failure_reason()
+
+    def _processes(self, lease: Lease) -> int:
+        """The job's trainer processes: as asked for, else as its first attempt recorded, else this
+        worker's default (at most the batch size). Recorded, so a resumed job keeps the count its
+        checkpoints' optimizer shards were written with."""
+        with self.queue.guarded(lease) as (_, job):
+            default = min(self.settings.trainer_processes, job.hyperparameters["batch_size"])
+            job.processes = job.processes or default
+            return job.processes
 
     def _log(self, lease: Lease) -> Path:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -379,10 +389,12 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
     elif kind == "started":
         resumed = line.get("resumed_from_step") or 0
         origin = f", resuming from step {resumed}" if resumed else ""
+        processes = line["processes"]
         add_event(
             session,
             job,
-            f"Training started: {line['total_steps']} steps over {line['examples']} examples{origin}.",
+            f"Training started: {line['total_steps']} steps over {line['examples']} examples "
+            f"on {processes} process{'es' if processes > 1 else ''}{origin}.",
             data=line,
         )
     elif kind == "completed":
