@@ -55,6 +55,9 @@ def create_job(
     learning_rate_multiplier: Annotated[float | None, typer.Option()] = None,
     max_steps: Annotated[int | None, typer.Option(help="Overrides n_epochs.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Trainer processes (one per GPU); the worker's default if unset.")
+    ] = None,
     follow: Annotated[bool, typer.Option(help="Follow the job with a progress bar.")] = False,
 ) -> None:
     """Submit a job that teaches a lineage the contents of a training file."""
@@ -66,7 +69,9 @@ def create_job(
     }
     hyperparameters = {key: value for key, value in chosen.items() if value is not None}
     job = _call(
-        lambda client: client.create_job(lineage, training_file, hyperparameters=hyperparameters, seed=seed)
+        lambda client: client.create_job(
+            lineage, training_file, hyperparameters=hyperparameters, seed=seed, processes=processes
+        )
     )
     typer.echo(job["id"])
     if follow:

@@ -36,14 +36,16 @@ def test_upload_create_list_get_cancel(cli: CliRunner, tmp_path: Path) -> None:
     created = cli.invoke(app, ["lineages", "create", "cli-bot", "--base-model", str(tmp_path / "base")])
     assert created.exit_code == 0, created.output
     submitted = cli.invoke(
-        app, ["jobs", "create", "--lineage", "cli-bot", "--file", file_id, "--max-steps", "5"]
+        app,
+        ["jobs", "create", "--lineage", "cli-bot", "--file", file_id, "--max-steps", "5", "--processes", "2"],
     )
     assert submitted.exit_code == 0, submitted.output
     job_id = submitted.output.strip()
     assert job_id.startswith("ftjob-")
 
     assert job_id in cli.invoke(app, ["jobs", "list"]).output
-    assert '"max_steps": 5' in cli.invoke(app, ["jobs", "get", job_id]).output
+    shown = cli.invoke(app, ["jobs", "get", job_id]).output
+    assert '"max_steps": 5' in shown and '"processes": 2' in shown
     assert "cli-bot" in cli.invoke(app, ["lineages", "list"]).output
     assert cli.invoke(app, ["jobs", "cancel", job_id]).output.strip() == "cancelled"
     followed = cli.invoke(app, ["jobs", "follow", job_id])
