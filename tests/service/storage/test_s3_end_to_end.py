@@ -51,22 +51,35 @@ def test_versions_live_in_s3_and_are_served_from_the_local_cache(
         finished = [finished_job(api, job_id) for job_id in jobs]
         assert [job["fine_tuned_model"] for job in finished] == ["bot@1", "bot@2"], finished
         served = _served_version(api, "default/bot@2")
+        check = _health_check(api)
 
     objects = bucket.objects()
     for number in (1, 2):
         assert f"default/bot/v{number}/manifest.json" in objects
         assert f"default/bot/v{number}/adapter/adapter_model.safetensors" in objects
         assert f"default/bot/v{number}/checkpoints/latest.json" in objects  # resumable on any worker
-    assert any(key.startswith("default/bot/reports/report-") for key in objects)  # the gate's reports
+    assert check["status"] == "succeeded", check  # v2 and v1 (its reference) read from the cache
+    reports = {key for key in objects if key.startswith("default/bot/reports/")}
+    assert f"default/bot/reports/{check['report_id']}.html" in reports and len(reports) >= 4  # + gates'
     assert not (data / "store").exists()
     assert not list((data / "staging").rglob("*.partial"))
 
     cached = ("s3", bucket.name, "neuroplast", "default", "bot")
     parent = data.joinpath("cache", "store", *cached, "v1")  # the worker fetched v1 to train v2 on it
     assert json.loads((parent / "manifest.json").read_text())["job_id"] == jobs[0]
+    assert data.joinpath("cache", "store", *cached, "v2", "manifest.json").exists()  # for the check
     serving_copy = data.joinpath("cache", "serving", *cached, "v2")
     assert json.loads((serving_copy / "manifest.json").read_text())["parent_version"] == 1
     assert served == peft_greedy(tiny_base, serving_copy / "adapter", PROMPT, 10)
+
+
+def _health_check(api: httpx.Client, timeout: float = 300) -> dict:
+    check = api.post("/health_checks", json={"lineage": "bot", "suites": ["retention", "perplexity"]}).json()
+    deadline = time.monotonic() + timeout
+    while check["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        check = api.get(f"/health_checks/{check['id']}").json()
+    return dict(check)
 
 
 def _served_version(api: httpx.Client, name: str, timeout: float = 300) -> str:

@@ -16,14 +16,25 @@ from service.local import free_port
 from service.models import Checkpoint, Job, JobEvent, Version
 from service.queue.worker import Worker
 from service.settings import Settings
-from tests.service.conftest import FACTS, upload
-from tests.service.queue.test_worker import _count, _trainer_of, _wait_for, job_id
+from tests.service.conftest import FACTS, QUICK_GATE, upload
+from tests.service.queue.test_worker import _count, _trainer_of, _wait_for
 from tests.service.storage.s3 import Bucket
 from tests.service.storage.test_store import FAIL_FAST
 
 pytestmark = pytest.mark.slow
 
-__all__ = ["job_id"]  # the fixture: a 400-step job on lineage 'bot'
+
+@pytest.fixture
+def job_id(api: TestClient, tiny_base: Path) -> str:
+    """A 100-step job: long enough to be killed after its second checkpoint (step 10)."""
+    lineage = {"name": "bot", "base_model": str(tiny_base), **QUICK_GATE}
+    api.post("/v1/lineages", json=lineage).raise_for_status()
+    body = {
+        "model": "bot",
+        "training_file": upload(api, FACTS)["id"],
+        "hyperparameters": {"max_steps": 100, "batch_size": 2},
+    }
+    return str(api.post("/v1/fine_tuning/jobs", json=body).json()["id"])
 
 
 def test_a_job_resumes_on_another_machine_from_the_checkpoint_in_s3(
