@@ -42,7 +42,7 @@ def test_a_killed_worker_loses_its_job_to_another_that_resumes_it(
         lineage = {"name": name, "base_model": str(tiny_base), **LIGHT_EVALUATION}
         api.post("/v1/lineages", json=lineage).raise_for_status()
     # a1 runs long enough to be killed between its first checkpoint (step 5) and its end.
-    a1, a2, b1 = (_submit(api, lineage, file_id, steps) for lineage, steps in (("a", 40), ("a", 2), ("b", 2)))
+    a1, a2, b1 = (_submit(api, lineage, file_id, steps) for lineage, steps in (("a", 60), ("a", 2), ("b", 2)))
 
     doomed = workers.start("doomed")
     _wait_for(lambda: _job(database, a1).owner == "doomed", "the doomed worker to claim a1")
