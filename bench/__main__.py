@@ -10,7 +10,7 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from bench import control_plane, health, queue, retention, service_vs_peft, serving, titans
+from bench import control_plane, distributed, health, queue, retention, service_vs_peft, serving, titans
 from bench.report import REPORT, write_section
 
 WORKDIR = Path(".bench")
@@ -34,6 +34,8 @@ def main() -> None:
     health.main()  # writes its own section
     print("titans: needle recall beyond the attention window, update speed, memory per request ...")
     titans.main()  # writes its own section
+    print("distributed: one trainer process against two, held-out loss and step time ...")
+    distributed.main([])  # writes its own section
     print("queue: claims per second with 8 idle workers (Postgres, SQLite), a dead worker's job resumed ...")
     queue.main()  # writes its own section
     print(f"wrote {REPORT}")

@@ -103,6 +103,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         examples=len(data.rows),
         resumed_from_step=state.step,
         processes=accelerator.num_processes,
+        backend=torch.distributed.get_backend(),
     )
     evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
     if evaluator is not None and not evaluator.active:

@@ -25,14 +25,18 @@ class Progress:
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
 
-    def started(self, total_steps: int, examples: int, resumed_from_step: int, processes: int) -> None:
-        """Data and model are ready; training begins (or resumes) on `processes` processes."""
+    def started(
+        self, total_steps: int, examples: int, resumed_from_step: int, processes: int, backend: str
+    ) -> None:
+        """Data and model are ready; training begins (or resumes) on `processes` processes that
+        talk over `backend` (`gloo` on CPU, `nccl` on GPUs)."""
         self._emit(
             "started",
             total_steps=total_steps,
             examples=examples,
             resumed_from_step=resumed_from_step,
             processes=processes,
+            backend=backend,
         )
 
     def metrics(

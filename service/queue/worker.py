@@ -394,7 +394,7 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
             session,
             job,
             f"Training started: {line['total_steps']} steps over {line['examples']} examples "
-            f"on {processes} process{'es' if processes > 1 else ''}{origin}.",
+            f"on {processes} process{'es' if processes > 1 else ''} ({line['backend']}){origin}.",
             data=line,
         )
     elif kind == "completed":

@@ -47,6 +47,7 @@ class TestFirstVersion:
             "examples": 16,
             "resumed_from_step": 0,
             "processes": 1,
+            "backend": "nccl" if torch.cuda.is_available() else "gloo",
         }
         assert run.lines[-1]["type"] == "completed"
         assert run.lines[-1]["steps"] == STEPS
@@ -163,7 +164,10 @@ def test_two_processes_split_each_batch_and_match_one(
         "zero_pp_rank_0_mp_rank_00_optim_states.pt",
         "zero_pp_rank_1_mp_rank_00_optim_states.pt",
     ]
-    assert lines[0]["processes"] == 2
+    assert (lines[0]["processes"], lines[0]["backend"]) == (
+        2,
+        "nccl" if torch.cuda.is_available() else "gloo",
+    )
     assert json.loads((tmp_path / "v1.partial" / "manifest.json").read_text())["processes"] == 2
     single = _lines(first_version).lines[-1]
     assert lines[-1]["train_loss"] == pytest.approx(single["train_loss"], rel=1e-2)

@@ -88,7 +88,7 @@ def test_a_job_asking_for_two_processes_is_published_by_both(
     job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert (job["status"], job["fine_tuned_model"], job["processes"]) == ("succeeded", "bot@1", 2), job
     messages = [event.message for event in _events(database, job_id)]
-    assert "Training started: 6 steps over 8 examples on 2 processes." in messages
+    assert any(m.startswith("Training started: 6 steps over 8 examples on 2 processes (") for m in messages)
     assert "New version published: bot@1." in messages
     (manifest,) = settings.artifact_dir.rglob("v1/manifest.json")
     assert json.loads(manifest.read_text())["processes"] == 2
