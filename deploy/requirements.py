@@ -17,7 +17,9 @@ def requirements(pyproject: Path, extras: list[str], only: bool = False) -> list
     project = tomllib.loads(pyproject.read_text())["project"]
     lines = [] if only else list(project["dependencies"])
     for name in extras:
-        lines += [line for line in project["optional-dependencies"][name] if not line.startswith("neuroplast")]
+        lines += [
+            line for line in project["optional-dependencies"][name] if not line.startswith("neuroplast")
+        ]
     return lines
 
 
