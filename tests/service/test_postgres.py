@@ -29,6 +29,7 @@ def empty_database(postgres_server: LocalPostgres) -> Iterator[str]:
     postgres_server.drop_database("empty")
 
 
+@pytest.mark.slow  # starts three processes
 def test_processes_started_together_on_an_empty_database_all_come_up(empty_database: str) -> None:
     env = {**os.environ, "NEUROPLAST_DATABASE_URL": empty_database}
     migrations = [
@@ -49,6 +50,7 @@ def test_processes_started_together_on_an_empty_database_all_come_up(empty_datab
     assert revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
+@pytest.mark.slow  # starts the service
 def test_serve_on_postgres_creates_its_data_folder_and_dev_key(empty_database: str, tmp_path: Path) -> None:
     data_dir = tmp_path / "not-yet" / "data"
     with local_service(data_dir, worker=False, serving="false", database_url=empty_database) as service:
