@@ -129,7 +129,9 @@ def test_the_kustomization_lists_every_manifest_and_references_resolve() -> None
 
 def test_workers_and_vllm_ask_for_gpus_and_vllm_loads_adapters_at_run_time() -> None:
     worker = resources(K8S / "worker.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
-    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    gpus = worker["resources"]["limits"]["nvidia.com/gpu"]
+    assert gpus >= 1
+    assert {"name": "NEUROPLAST_TRAINER_PROCESSES", "value": str(gpus)} in worker["env"]  # one per GPU
     vllm = next(item for item in resources(K8S / "vllm.yaml") if item["kind"] == "StatefulSet")
     container = vllm["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
