@@ -1,8 +1,9 @@
 """Trainers of several processes under torchrun, through the real worker.
 
 A job asking for two processes is published with both; a worker killed with SIGKILL takes every
-rank with it and its job resumes on another worker with the count it started with; cancel stops
-every rank; a failing rank's own reason becomes the job's error.
+rank with it (while they train, and while they start) and its job resumes on another worker with
+the count it started with; ranks die with a killed launcher; cancel stops every rank; a failing
+rank's own reason becomes the job's error.
 """
 
 import json
