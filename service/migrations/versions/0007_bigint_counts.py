@@ -1,10 +1,10 @@
 """64-bit job token counts and file sizes on Postgres (SQLite integers already are)
 
 A job past 2**31 trained tokens, or a file past 2 GiB, overflowed Postgres's 32-bit INTEGER
-when its row was written. Chained after 0008, the head when this was written.
+when its row was written.
 
-Revision ID: 0006
-Revises: 0008
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-28 12:15:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0006"
-down_revision = "0008"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
