@@ -14,6 +14,7 @@ from service.main import create_app
 from service.services.keys import create_key
 from service.settings import Settings
 from tests.service.serving import conftest as serving
+from tests.service.serving.conftest import wait_serving
 from tests.service.serving.fake_vllm import BASE, fake_vllm, running
 
 
@@ -41,16 +42,6 @@ def gateway(
 
 def publish(database: Database, tenant: str, lineage: str, number: int) -> None:
     serving.publish(database, tenant, lineage, number, f"/store/{tenant}/{lineage}/v{number}")
-
-
-def wait_serving(client: TestClient, model: str, version: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = {item["id"]: item["version"] for item in client.get("/v1/models").json()["data"]}
-        if models.get(model) == version:
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"{model} did not serve version {version}")
 
 
 def test_the_reconciler_serves_the_promoted_version_under_the_lineage_name(
@@ -166,7 +157,7 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation_upstream(
             api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {_key(database, 'acme')}"})
             api.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
             publish(database, "acme", "bot", 1)
-            wait_serving(api, "bot", 1)  # type: ignore[arg-type]
+            wait_serving(api, "bot", 1)
             with api.stream("POST", "/v1/completions", json={"model": "bot", "stream": True}) as answer:
                 first = next(answer.iter_lines())
             _wait(lambda: slow.state.streams == {"open": 0, "abandoned": 1})

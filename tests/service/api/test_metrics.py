@@ -16,7 +16,7 @@ from service.services.keys import create_key
 from service.settings import Settings
 from tests.service.conftest import FACTS, QUICK_GATE, upload
 from tests.service.serving import fake_vllm as fake
-from tests.service.serving.conftest import publish
+from tests.service.serving.conftest import publish, wait_serving
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -104,16 +104,6 @@ def gateway(settings: Settings, database: Database, backend) -> Iterator[TestCli
         with database.session() as session:
             client.headers["Authorization"] = f"Bearer {create_key(session, 'acme')}"
         yield client
-
-
-def wait_serving(client: TestClient, model: str, version: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = {item["id"]: item["version"] for item in client.get("/v1/models").json()["data"]}
-        if models.get(model) == version:
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"{model} did not serve version {version}")
 
 
 def test_gateway_requests_are_counted_per_served_version(

@@ -3,8 +3,10 @@
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,6 +75,17 @@ def publish(
         session.add(version)
         if promote:
             promote_version(session, row, version)
+
+
+def wait_serving(client: Any, model: str, version: int, timeout: float = 10) -> None:
+    """Until the gateway's `/v1/models` (of a TestClient or an httpx client) serves `model` at `version`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = {item["id"]: item["version"] for item in client.get("/v1/models").json()["data"]}
+        if models.get(model) == version:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{model} did not serve version {version}")
 
 
 @pytest.fixture(scope="session")
