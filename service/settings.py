@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     trainer_processes: int = Field(
         1, ge=1, description="Trainer processes of a job that does not ask (one per GPU on GPU workers)."
     )
+    trainer_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads per trainer and evaluator process (OMP_NUM_THREADS); unset: torch's own.",
+    )
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
     worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
     serving: bool = Field(True, description="`neuroplast serve` runs the serving tier (gateway + vLLM).")

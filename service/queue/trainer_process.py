@@ -39,10 +39,17 @@ class TrainerProcess:
         log_path: Where stderr goes (appended): of the process, or of the launcher and all ranks.
         module: `trainers.run` or `eval.run`.
         processes: Ranks to launch; 1 runs the module directly, without a launcher.
+        threads: CPU threads of each process (`OMP_NUM_THREADS`); None leaves torch's default,
+            every core for one process (torchrun gives each of several one thread).
     """
 
     def __init__(
-        self, spec_path: Path, log_path: Path, module: str = "trainers.run", processes: int = 1
+        self,
+        spec_path: Path,
+        log_path: Path,
+        module: str = "trainers.run",
+        processes: int = 1,
+        threads: int | None = None,
     ) -> None:
         self.log_path = log_path
         self.processes = processes
@@ -53,6 +60,7 @@ class TrainerProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None,
                 start_new_session=True,
                 preexec_fn=partial(_die_with_parent, signal.SIGTERM if processes > 1 else signal.SIGKILL),
             )

@@ -112,7 +112,12 @@ class Worker:
             self._publish(lease, workspace, self._evaluate(lease, version_dir, stop))
             return
         processes = self._processes(lease)
-        trainer = TrainerProcess(workspace.staging / "spec.json", self._log(lease), processes=processes)
+        trainer = TrainerProcess(
+            workspace.staging / "spec.json",
+            self._log(lease),
+            processes=processes,
+            threads=self.settings.trainer_threads,
+        )
         try:
             completed = self._follow(lease, trainer, stop, self._record_line(lease, workspace))
         except LeaseLost:
@@ -198,7 +203,9 @@ class Worker:
         spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec, indent=2))
-        evaluator = TrainerProcess(spec_path, self._log(lease), module="eval.run")
+        evaluator = TrainerProcess(
+            spec_path, self._log(lease), module="eval.run", threads=self.settings.trainer_threads
+        )
         lines: list[dict[str, Any]] = []
         try:
             completed = self._follow(lease, evaluator, stop, lines.append)

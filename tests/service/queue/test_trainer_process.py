@@ -236,3 +236,20 @@ def _wait_for(check: Callable[[], Any], what: str, timeout: float = 180) -> Any:
             return result
         time.sleep(0.1)
     raise TimeoutError(f"waited {timeout} s for {what}")
+
+
+@pytest.mark.parametrize("threads", [None, 3])
+def test_a_trainer_gets_the_workers_thread_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int | None
+) -> None:
+    """NEUROPLAST_TRAINER_THREADS reaches the trainer as OMP_NUM_THREADS; unset, torch decides."""
+    (tmp_path / "threads_probe.py").write_text(
+        "import json, os\nprint(json.dumps({'threads': os.environ.get('OMP_NUM_THREADS')}))\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+    probe = TrainerProcess(tmp_path / "spec.json", tmp_path / "log", module="threads_probe", threads=threads)
+    lines = [line for line in probe.lines(tick=5) if line is not None]
+
+    assert lines == [{"threads": str(threads) if threads else None}]
