@@ -68,20 +68,28 @@ def _measure_through_gateway(
         _publish(service, [path.parent for path in paths])
         _wait_served(api, "bench@2")
         swap_s = [_swap_seconds(api, swap) for swap in range(SWAPS)]
-        # Alternating rounds, so load from anything else on the machine hits both sides alike.
+        served = _served_name(api)
+        paths = {"gateway": (f"{service.url}/v1", service.key, "bench"), "direct": (f"{url}/v1", "", served)}
+        sequential_ms = {path: _sequential_ms(*target) for path, target in paths.items()}
+        spin_s = _spin_after_one_request(vllm.pid, *paths["direct"])
+        engine = psutil.Process(vllm.pid).children(recursive=True)
         gateway_process = psutil.Process(service.process.pid)
-        cpu_before = sum(gateway_process.cpu_times()[:2])
+        cpu_before = _cpu_s([gateway_process])
         load_before = os.getloadavg()[0]
         throughput: dict[str, dict[str, list[float]]] = {}
+        engine_ms: dict[str, list[float]] = {"gateway": [], "direct": []}
+        # Alternating rounds, so load from anything else on the machine hits both sides alike.
         for load, mixed in (("same", False), ("mixed", True)):
             rounds = throughput[load] = {"gateway": [], "direct": []}
             for _ in range(ROUNDS):
-                gateway = _throughput(f"{service.url}/v1", service.key, "bench", mixed)
-                rounds["gateway"].append(asyncio.run(gateway))
-                rounds["direct"].append(asyncio.run(_throughput(f"{url}/v1", "", _served_name(api), mixed)))
+                for path, target in paths.items():
+                    engine_before = _cpu_s(engine)
+                    rounds[path].append(asyncio.run(_throughput(*target, mixed)))
+                    completions = rounds[path][-1] * THROUGHPUT_SECONDS
+                    engine_ms[path].append(1000 * (_cpu_s(engine) - engine_before) / completions)
         # The API process's CPU over all rounds, per request it relayed.
         relayed = sum(sum(rounds["gateway"]) for rounds in throughput.values()) * THROUGHPUT_SECONDS
-        gateway_cpu_ms = 1000 * (sum(gateway_process.cpu_times()[:2]) - cpu_before) / relayed
+        gateway_cpu_ms = 1000 * (_cpu_s([gateway_process]) - cpu_before) / relayed
         rss_before = _rss_mb(vllm.pid)
         for swap in range(MEMORY_SWAPS):
             _swap_seconds(api, swap)
@@ -92,6 +100,9 @@ def _measure_through_gateway(
         "load_average": (load_before + os.getloadavg()[0]) / 2,
         "throughput": throughput,
         "gateway_cpu_ms": gateway_cpu_ms,
+        "engine_ms": engine_ms,
+        "sequential_ms": sequential_ms,
+        "spin_s": spin_s,
         "rss_before_mb": rss_before,
         "rss_after_mb": rss_after,
     }
@@ -173,6 +184,31 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(60)
 
 
+def _sequential_ms(url: str, key: str, model: str, requests: int = 30) -> float:
+    """Median latency of one client's requests, one after another: the hop's own cost."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    latencies = []
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.post("/completions", json={"model": model, **COMPLETION}).raise_for_status()
+            latencies.append(1000 * (time.perf_counter() - started))
+    return statistics.median(latencies)
+
+
+def _spin_after_one_request(pid: int, url: str, key: str, model: str, seconds: float = 5.0) -> float:
+    """CPU seconds vLLM's engine processes spend in the `seconds` after one request, idle."""
+    engine = psutil.Process(pid).children(recursive=True)
+    httpx.post(f"{url}/completions", json={"model": model, **COMPLETION}, timeout=120).raise_for_status()
+    before = _cpu_s(engine)
+    time.sleep(seconds)
+    return _cpu_s(engine) - before
+
+
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 def _rss_mb(pid: int) -> float:
     """Resident memory of vLLM's API server and its engine processes."""
     root = psutil.Process(pid)
@@ -234,6 +270,7 @@ def _section(results: dict) -> str:
     throughput = {load: _throughput_rows(load, rounds) for load, rounds in results["throughput"].items()}
     tokens, seconds = COMPLETION["max_tokens"], ROUNDS * THROUGHPUT_SECONDS
     before, after = results["rss_before_mb"], results["rss_after_mb"]
+    sequential, engine = results["sequential_ms"], results["engine_ms"]
     return f"""## Serving: hot swap, gateway overhead, memory over swaps
 
 `python -m bench.serving` on {machine()}.
@@ -256,15 +293,32 @@ to its first answer.
 {throughput["same"]}
 {throughput["mixed"]}
 | API process CPU per relayed completion (aiohttp relay) | {results["gateway_cpu_ms"]:.1f} ms | |
+| one client, requests one after another: median through the gateway | {sequential["gateway"]:.0f} ms | |
+| the same, straight to vLLM | {sequential["direct"]:.0f} ms | |
+| vLLM engine CPU per completion, gateway rounds (median, range) | {_spread(engine["gateway"])} ms | |
+| vLLM engine CPU per completion, direct rounds (median, range) | {_spread(engine["direct"])} ms | |
+| vLLM engine CPU in the 5 idle seconds after one request | {results["spin_s"]:.1f} s | |
 | vLLM RSS (API server + engine) before {MEMORY_SWAPS} swaps | {before:.0f} MB | |
 | vLLM RSS after {MEMORY_SWAPS} more swaps | {after:.0f} MB | |
+
+Reading the rows: the gateway's own cost is the gap between the two sequential rows and the API
+process's CPU per completion. vLLM's CPU worker busy-waits after each step (the idle-seconds row),
+so when requests reach it a little out of step, its spin takes the CPU that the gateway, vLLM's API
+server and the clients need on 2 cores, and the engine spends more CPU per completion (the engine
+rows); a lock-step round then either keeps pace with direct or settles well below it, which the
+*same*-load range shows. With mixed lengths the clients never move in lock step.
 """
 
 
+def _spread(values: list[float], digits: int = 0) -> str:
+    """Median and range, e.g. `0.97 (0.92-1.21)`."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def _throughput_rows(load: str, rounds: dict[str, list[float]]) -> str:
-    ratios = sorted(g / d for g, d in zip(rounds["gateway"], rounds["direct"], strict=True))
+    ratios = [g / d for g, d in zip(rounds["gateway"], rounds["direct"], strict=True)]
     gateway, direct = statistics.mean(rounds["gateway"]), statistics.mean(rounds["direct"])
-    spread = f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    spread = _spread(ratios, digits=2)
     return f"""| throughput through the gateway, *{load}* load | {gateway:.1f} req/s | |
 | throughput straight to vLLM, *{load}* load | {direct:.1f} req/s | |
 | gateway / direct, *{load}* load, median of {len(ratios)} rounds (range) | {spread} | at least 0.9 |"""
