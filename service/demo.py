@@ -28,7 +28,8 @@ def run_demo(root: Path, port: int) -> None:
     service_dir = root / "service"
     shutil.rmtree(service_dir, ignore_errors=True)
     print(f"\n== Starting the embedded service on 127.0.0.1:{port} (data in {service_dir})")
-    with local_service(service_dir, port=port, checkpoint_every="100") as service:
+    # The service's own INFO lines (swaps, claims) would interleave with the demo's story.
+    with local_service(service_dir, port=port, checkpoint_every="100", log_level="WARNING") as service:
         _teach(Client(service.url, service.key), root, base)
         _serve(Client(service.url, service.key))
         _print_first_report(Client(service.url, service.key), service_dir)
