@@ -16,8 +16,10 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,7 @@ def run_benchmark(
     base_model: Path,
     workdir: Path,
     steps: int = STEPS,
+    parallel: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, MethodResult]:
     """Teach the default stream to one lineage per method and seed; score after every task.
@@ -105,37 +108,76 @@ def run_benchmark(
         workdir: Where lineages, training files and the tokenized-data cache go. Lineages
             that an earlier run here finished (its `matrices.json`) are kept, not trained again.
         steps: Optimizer steps per task.
+        parallel: Lineages trained at once (each its own trainer processes; scoring in threads).
         log: Progress lines.
 
     Returns:
         Per method, its matrices and metrics per seed.
     """
     tasks = default_stream()
+    files = _write_task_files(tasks, workdir)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    results = {method: MethodResult() for method in methods}
-    finished = _finished_matrices(workdir / "matrices.json")
-    for seed in range(seeds):  # seed-major: an interrupted run has every method's first seeds
-        for method in methods:
-            if seed < len(finished.get(method, [])):
-                matrix = finished[method][seed]
-                results[method].matrices.append(matrix)
-                results[method].metrics.append(continual_metrics(matrix))
-                log(f"{method} seed {seed}: kept from an earlier run in {workdir}")
-                continue
-            started = time.monotonic()
-            matrix = _run_lineage(method, seed, tasks, base_model, workdir, steps, tokenizer)
-            results[method].matrices.append(matrix)
-            results[method].metrics.append(continual_metrics(matrix))
-            final = [f"{score:.2f}" for score in matrix[-1]]
-            log(f"{method} seed {seed}: final row {final} ({time.monotonic() - started:.0f} s)")
-            matrices = finished | {name: result.matrices for name, result in results.items()}
-            (workdir / "matrices.json").write_text(json.dumps(matrices, indent=1))
+    done: dict[tuple[str, int], list[list[float | None]]] = {
+        (method, seed): matrix
+        for method, matrices in _finished_matrices(workdir / "matrices.json").items()
+        for seed, matrix in enumerate(matrices)
+    }
+    # Seed-major: an interrupted run has every method's first seeds.
+    pending = [(method, seed) for seed in range(seeds) for method in methods if (method, seed) not in done]
+    for method, seed in sorted(done):
+        if method in methods and seed < seeds:
+            log(f"{method} seed {seed}: kept from an earlier run in {workdir}")
+    lock = threading.Lock()
+
+    def run(method: str, seed: int) -> None:
+        started = time.monotonic()
+        matrix = _run_lineage(method, seed, tasks, files, base_model, workdir, steps, tokenizer)
+        final = [f"{score:.2f}" for score in matrix[-1]]
+        log(f"{method} seed {seed}: final row {final} ({time.monotonic() - started:.0f} s)")
+        with lock:
+            done[method, seed] = matrix
+            _write_matrices(done, workdir / "matrices.json")
+
+    with ThreadPoolExecutor(parallel) as pool:
+        for future in [pool.submit(run, method, seed) for method, seed in pending]:
+            future.result()
+    results = {}
+    for method in methods:
+        matrices = [done[method, seed] for seed in range(seeds)]
+        results[method] = MethodResult(matrices, [continual_metrics(m) for m in matrices])
     return results
 
 
 def _finished_matrices(path: Path) -> dict[str, list[list[list[float | None]]]]:
     """The lineages an earlier, interrupted run in the same workdir finished, per method and seed."""
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_matrices(done: dict[tuple[str, int], list[list[float | None]]], path: Path) -> None:
+    """Per method, the matrices of its seeds 0, 1, ... as far as they run without a gap."""
+    matrices: dict[str, list[list[list[float | None]]]] = {}
+    for method in dict.fromkeys(method for method, _ in done):
+        seed = 0
+        while (method, seed) in done:
+            matrices.setdefault(method, []).append(done[method, seed])
+            seed += 1
+    path.write_text(json.dumps(matrices, indent=1))
+
+
+def _write_task_files(tasks: list[Task], workdir: Path) -> list[tuple[Path, Path]]:
+    """Each task's training file and probes under `workdir`, written once before any lineage runs."""
+    files = []
+    for task in tasks:
+        training_file = workdir / "data" / f"{task.name}.jsonl"
+        training_file.parent.mkdir(parents=True, exist_ok=True)
+        training_file.write_text("".join(json.dumps(row) + "\n" for row in task.rows))
+        probes_file = workdir / "probes" / f"{task.name}.json"
+        probes_file.parent.mkdir(parents=True, exist_ok=True)
+        # No held-out split: every row is trained on, as before continual evaluation existed.
+        task_probes = build_probes(task.rows, seed=0, sizes=ProbeSizes(held_out_fraction=0.0))
+        probes_file.write_text(json.dumps(task_probes.to_json()))
+        files.append((training_file, probes_file))
+    return files
 
 
 def step_times(
@@ -206,25 +248,18 @@ def _run_lineage(
     method: str,
     seed: int,
     tasks: list[Task],
+    files: list[tuple[Path, Path]],
     base_model: Path,
     workdir: Path,
     steps: int,
     tokenizer: Any,
 ) -> list[list[float | None]]:
-    """Train one lineage through `tasks` and return its score matrix."""
+    """Train one lineage through `tasks` (training and probe files in `files`); return its score matrix."""
     lineage_dir = workdir / f"{method}-seed{seed}"
     matrix: list[list[float | None]] = []
     parent: Path | None = None
     probes: dict[str, str] = {}  # job id -> probes.json of the tasks so far
-    for i, task in enumerate(tasks):
-        training_file = workdir / "data" / f"{task.name}.jsonl"
-        training_file.parent.mkdir(parents=True, exist_ok=True)
-        training_file.write_text("".join(json.dumps(row) + "\n" for row in task.rows))
-        probes_file = workdir / "probes" / f"{task.name}.json"
-        probes_file.parent.mkdir(parents=True, exist_ok=True)
-        # No held-out split: every row is trained on, as before continual evaluation existed.
-        task_probes = build_probes(task.rows, seed=0, sizes=ProbeSizes(held_out_fraction=0.0))
-        probes_file.write_text(json.dumps(task_probes.to_json()))
+    for i, (task, (training_file, probes_file)) in enumerate(zip(tasks, files, strict=True)):
         continual_eval = {
             "every": CONTINUAL_EVAL_EVERY,
             "items": len(task.rows),

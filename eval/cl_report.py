@@ -29,6 +29,8 @@ def run_and_report(
     plot: Path,
     steps: int = STEPS,
     reuse: Path | None = None,
+    parallel: int = 1,
+    command: str = "",
 ) -> str:
     """Run the benchmark and the cost measurement; write the plot; return the markdown section.
 
@@ -41,13 +43,18 @@ def run_and_report(
         steps: Optimizer steps per task.
         reuse: A `matrices.json` of an earlier run with the same stream, steps and seeds: its
             methods that `methods` does not name are reported from it, not run again.
+        parallel: Lineages trained at once.
+        command: The command line that ran it, for the report; by default the plain
+            `neuroplast bench cl` one for `methods` and `seeds`.
     """
     if not (base_model / "config.json").exists():
         from trainers.base_model.build import build_base
 
         print(f"building the small base model in {base_model} (about two minutes, once)", flush=True)
         build_base(base_model, preset="small")
-    results = run_benchmark(methods, seeds, base_model.resolve(), workdir.resolve(), steps=steps)
+    results = run_benchmark(
+        methods, seeds, base_model.resolve(), workdir.resolve(), steps=steps, parallel=parallel
+    )
     if reuse is not None:
         earlier = {
             method: MethodResult(matrices, [continual_metrics(m) for m in matrices])
@@ -59,11 +66,17 @@ def run_and_report(
     cost = step_times(base_model)
     print(f"  {cost}", flush=True)
     plot_retention(results, plot)
-    return report(results, cost, seeds, steps, plot)
+    command = command or f"neuroplast bench cl --methods {','.join(methods)} --seeds {seeds}"
+    return report(results, cost, seeds, steps, plot, command)
 
 
 def report(
-    results: dict[str, MethodResult], cost: dict[str, float], seeds: int, steps: int, plot: Path
+    results: dict[str, MethodResult],
+    cost: dict[str, float],
+    seeds: int,
+    steps: int,
+    plot: Path,
+    command: str,
 ) -> str:
     """The markdown section: metrics table (mean ± sd over seeds), final matrices' means, cost.
 
@@ -73,6 +86,7 @@ def report(
         seeds: Seeds per method.
         steps: Optimizer steps per task.
         plot: The retention plot.
+        command: The command line that produced it.
     """
     tasks = [task.name for task in default_stream()]
     table = summary(results)
@@ -85,9 +99,9 @@ def report(
     matrices = "\n\n".join(_mean_matrix(method, result, tasks) for method, result in results.items())
     python = platform.python_version()
     machine = f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
-    return f"""## Continual learning: forgetting over a stream of tasks
+    return f"""## Continual learning: forgetting over a stream of tasks{_subtitle(results)}
 
-`neuroplast bench cl --methods {",".join(results)} --seeds {seeds}` on {machine}.
+`{command}` on {machine}.
 
 Stream (`eval/cl_benchmark.py`): {len(tasks)} tasks taught in order to one lineage per method and
 seed, one version per task: {", ".join(f"`{name}`" for name in tasks)} (three sets of 24 facts
@@ -108,7 +122,7 @@ rate) switched off.
 | method | average accuracy | backward transfer | forgetting | final task | AUFC |
 |---|---|---|---|---|---|
 {rows}
-
+{_trc_targets(table)}
 ![retention]({os.path.relpath(plot.resolve(), Path("docs").resolve())})
 
 Mean R[after task i][task j] over seeds (recall, %):
@@ -157,6 +171,24 @@ def plot_retention(results: dict[str, MethodResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _subtitle(results: dict[str, MethodResult]) -> str:
+    """`: trc and its ablations` where the report is about `trc`, else nothing."""
+    return ": `trc` and its ablations against the PEFT methods" if "trc" in results else ""
+
+
+def _trc_targets(table: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """The `trc` targets against `lora` (forgetting at most half, final task within 5 points)."""
+    if "trc" not in table or "lora" not in table:
+        return ""
+    (forgetting, _), (lora_forgetting, _) = table["trc"]["forgetting"], table["lora"]["forgetting"]
+    (final, _), (lora_final, _) = table["trc"]["final_task"], table["lora"]["final_task"]
+    return f"""
+`trc` forgetting / `lora` forgetting: {forgetting:.1f} / {lora_forgetting:.1f} =
+**{forgetting / lora_forgetting:.2f}** (target at most 0.5). Final task: `trc` {final:.1f} against
+`lora` {lora_final:.1f}, {final - lora_final:+.1f} points (target: no more than 5 points below).
+"""
 
 
 def _mean_matrix(method: str, result: MethodResult, tasks: list[str]) -> str:

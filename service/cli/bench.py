@@ -4,6 +4,8 @@ The command imports torch only inside itself (`eval.cl_report`), so the control 
 stays torch-free.
 """
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,15 +28,32 @@ def continual_learning(
         Path | None,
         typer.Option(help="matrices.json of an earlier run: its other methods are reported, not rerun."),
     ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(min=1, help="Lineages trained at once; on a small machine give each OMP_NUM_THREADS=1."),
+    ] = 1,
+    section: Annotated[
+        str, typer.Option(help="Section of docs/benchmarks.md the report replaces.")
+    ] = "continual-learning",
 ) -> None:
     """Continual-learning benchmark: forgetting of each method over a stream of generated tasks."""
     from eval.cl_report import run_and_report
 
-    markdown = run_and_report(methods.split(","), seeds, base, workdir, plot, steps=steps, reuse=reuse)
+    markdown = run_and_report(
+        methods.split(","),
+        seeds,
+        base,
+        workdir,
+        plot,
+        steps=steps,
+        reuse=reuse,
+        parallel=parallel,
+        command=shlex.join(["neuroplast", *sys.argv[1:]]),
+    )
     try:
         from bench.report import REPORT, write_section  # present in a source checkout, not installed
     except ImportError:
         typer.echo(markdown)
         return
-    write_section("continual-learning", markdown)
+    write_section(section, markdown)
     typer.echo(f"wrote its section of {REPORT} and {plot}")

@@ -2,10 +2,10 @@
 
 Per step, on new rows plus rows of earlier jobs replayed from the hippocampal store:
 
-    loss = CE(batch) + distill_weight * KL(p_start(x_r) || p(x_r))    (replayed rows, loss tokens)
+    loss = CE(batch) + distill_weight * KL(p_parent(x_r) || p(x_r))    (replayed rows, loss tokens)
          + balance_weight * mean_layers L_bal + z_weight * mean_layers L_z
 
-where p_start is the model as the job started (the parent's, after consolidation). During the
+where p_parent is the parent version as published (before this job's consolidation). During the
 forward pass the new rows that are surprising (z-score of their NLL above `write_threshold`, or
 among the batch's top `write_top_fraction`) are stashed for the store; `after_optimizer_step`
 commits them. At a job boundary the stable columns absorb `consolidation_rate` of the plastic
@@ -38,6 +38,7 @@ from trainers.methods.trc.model import (
     export_peft_adapter,
     load_columns,
     save_columns,
+    trc_tensors,
 )
 
 __all__ = ["TrcMethod", "distillation_loss"]
@@ -59,7 +60,7 @@ class TrcMethod:
         self.store: Hippocampus | None = None
         self.cortex: Cortex | None = None
         self.model: PreTrainedModel | None = None
-        self.start: dict[str, torch.Tensor] = {}  # the trainable weights as the job started
+        self.teacher: dict[str, torch.Tensor] = {}  # the parent's TRC² tensors, before consolidation
         self.usage = torch.zeros(0)  # (layers, columns): summed gates over the job's real tokens
         self.usage_tokens = 0.0
         self.job_id = ""
@@ -81,10 +82,13 @@ class TrcMethod:
         if parent_dir is not None:
             load_columns(base_model, parent_dir / "memory" / COLUMNS_FILE)
             self._load_state(parent_dir / "memory")
+        # The teacher is the parent as it was published: consolidation's change of function is
+        # one the distillation undoes where replayed rows show it.
+        self.teacher = {name: tensor.detach().clone() for name, tensor in trc_tensors(base_model).items()}
+        if parent_dir is not None:
             consolidate(self.cortex, self._mean_usage(), self.controller.state.consolidation_rate)
             self.usage, self.usage_tokens = torch.zeros_like(self.usage), 0.0
         self.model = base_model
-        self.start = {n: p.detach().clone() for n, p in base_model.named_parameters() if p.requires_grad}
         return base_model
 
     def start_job(self, job_id: str, rows: Dataset, seed: int) -> None:
@@ -123,13 +127,13 @@ class TrcMethod:
         if self.store is None:
             return loss
         replayed = batch["replayed"]  # (batch,)
-        # The routers' slots still hold this batch's gates; the start model's forward below replaces them.
+        # The routers' slots still hold this batch's gates; the teacher's forward below replaces them.
         self._stash_surprising(batch, outputs, ~replayed)
         weight = self.controller.state.distill_weight
         if replayed.any() and weight > 0:
             rows = {name: batch[name][replayed] for name in ("input_ids", "attention_mask", "labels")}
             loss = loss + weight * distillation_loss(
-                outputs.logits[replayed], self._start_logits(rows), rows["labels"]
+                outputs.logits[replayed], self._teacher_logits(rows), rows["labels"]
             )
         return loss
 
@@ -141,12 +145,16 @@ class TrcMethod:
     def after_evaluation(self, step: int, evaluation: ContinualEvaluation) -> dict[str, float]:
         """Feed the measured forgetting to the controller; its new settings apply from the next step.
 
+        The evaluation at step 0 is the job's reference: its forgetting is zero by definition, not
+        a measurement, so the settings the parent's job ended with carry on until step 10's.
+
         Returns:
             The controller's settings after the update (nothing with `controller=False`).
         """
         if not self.config.controller:
             return {}
-        self.controller.update(evaluation.forgetting)
+        if step > 0:
+            self.controller.update(evaluation.forgetting)
         return self.controller.to_dict()
 
     def save_memory(self, memory_dir: Path) -> None:
@@ -234,12 +242,12 @@ class TrcMethod:
         self.store.stash(episodes, nll.tolist())
 
     @torch.no_grad()
-    def _start_logits(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits of the model as the job started (its trainable weights swapped in), no gradient."""
+    def _teacher_logits(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of the parent version (its TRC² tensors swapped in), no gradient."""
         assert self.model is not None
         outputs = torch.func.functional_call(
             self.model,
-            self.start,
+            self.teacher,
             args=(),
             kwargs={"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"]},
             strict=False,

@@ -31,6 +31,7 @@ __all__ = [
     "load_columns",
     "load_version",
     "save_columns",
+    "trc_tensors",
 ]
 
 COLUMNS_FILE = "columns.safetensors"
@@ -109,12 +110,12 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
 
 def save_columns(model: nn.Module, path: Path) -> None:
     """Write every TRC² tensor of `model` (trainable weights and stable columns) to `path`."""
-    save_file({name: tensor.detach().contiguous() for name, tensor in _trc_tensors(model).items()}, path)
+    save_file({name: tensor.detach().contiguous() for name, tensor in trc_tensors(model).items()}, path)
 
 
 def load_columns(model: nn.Module, path: Path, stable_only: bool = False) -> None:
     """Copy what `save_columns` wrote into `model` (with `stable_only`, the stable columns alone)."""
-    tensors = _trc_tensors(model)
+    tensors = trc_tensors(model)
     with torch.no_grad():
         for name, saved in load_file(path).items():
             if not stable_only or ".stable_" in name:
@@ -205,7 +206,7 @@ def _add_readout(layer: nn.Module, args: tuple) -> tuple:
     return (layer.hippocampus(args[0]), *args[1:])
 
 
-def _trc_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+def trc_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Trainable parameters and stable-column buffers, by name."""
     tensors: dict[str, torch.Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
     tensors |= {n: b for n, b in model.named_buffers() if ".stable_" in n}

@@ -80,7 +80,7 @@ def test_writes_of_a_step_reach_reads_and_replay_only_after_its_optimizer_step(t
     assert len(method.store) == 4  # every row is surprising to a critic that has seen none
     assert not torch.allclose(model(input_ids=batch["input_ids"]).logits, outputs.logits)
     replayed = method.replay_rows(0, 8)
-    assert len(replayed) == 2 and all(row["replayed"] for row in replayed)  # round(0.25 * 8)
+    assert len(replayed) == 4 and all(row["replayed"] for row in replayed)  # round(0.5 * 8)
     assert {tuple(row["input_ids"]) for row in replayed} <= {tuple(row["input_ids"]) for row in ROWS[:4]}
 
 
@@ -93,7 +93,7 @@ def test_distillation_is_zero_at_the_job_start_and_grows_as_the_model_moves(tiny
     _train(method, model, "job-1", ROWS, steps=4)
     method.start_job("job-2", ROWS, seed=0)
     rows = {k: v for k, v in Collator(0)(ROWS[:2]).items() if k != "replayed"}
-    start = method._start_logits(rows)  # the job-1 start: the base model
+    start = method._teacher_logits(rows)  # job 1 has no parent: the base model
     base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
     torch.testing.assert_close(start, base(input_ids=rows["input_ids"]).logits, atol=1e-5, rtol=0)
 
@@ -119,6 +119,16 @@ def test_controller_adjustments_come_back_from_after_evaluation(tiny_base: Path)
     assert len(method.replay_rows(0, 8)) == 0  # nothing stored yet
     fixed, _ = _method(tiny_base, controller=False)
     assert fixed.after_evaluation(10, _evaluation(0.4)) == {}
+
+
+def test_the_reference_evaluation_at_step_0_leaves_the_settings_as_the_parent_left_them(
+    tiny_base: Path,
+) -> None:
+    method, _ = _method(tiny_base)
+    method.after_evaluation(10, _evaluation(0.4))
+    raised = method.controller.to_dict()
+    assert method.after_evaluation(0, _evaluation(0.0)) == raised
+    assert method.after_evaluation(10, _evaluation(0.0))["replay_ratio"] < raised["replay_ratio"]
 
 
 def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: Path) -> None:
@@ -162,6 +172,15 @@ def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: 
     parent_column = next(iter(method.cortex.columns[0].values()))
     rate = method.controller.state.consolidation_rate
     torch.testing.assert_close(column.lora_B, (1 - rate) * parent_column.lora_B.detach())
+
+    # Its distillation teacher is the parent as published, not the consolidated model, whose
+    # routed function consolidation has changed.
+    child_model = child.model
+    assert child_model is not None
+    child_model.eval()
+    rows = {"input_ids": IDS, "attention_mask": torch.ones_like(IDS)}
+    torch.testing.assert_close(child._teacher_logits(rows), expected, atol=1e-5, rtol=0)
+    assert (child_model(IDS).logits - expected).abs().max() > 1e-3
 
 
 def test_padding_on_either_side_does_not_change_a_rows_logits(tiny_base: Path) -> None:
