@@ -99,7 +99,7 @@ def report(
     matrices = "\n\n".join(_mean_matrix(method, result, tasks) for method, result in results.items())
     python = platform.python_version()
     machine = f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
-    return f"""## Continual learning: forgetting over a stream of tasks{_subtitle(results)}
+    return f"""## Continual learning: {_title(results)}
 
 `{command}` on {machine}.
 
@@ -173,9 +173,10 @@ def plot_retention(results: dict[str, MethodResult], path: Path) -> None:
     plt.close(figure)
 
 
-def _subtitle(results: dict[str, MethodResult]) -> str:
-    """`: trc and its ablations` where the report is about `trc`, else nothing."""
-    return ": `trc` and its ablations against the PEFT methods" if "trc" in results else ""
+def _title(results: dict[str, MethodResult]) -> str:
+    if "trc" in results:
+        return "`trc` and its ablations against the PEFT methods"
+    return "forgetting over a stream of tasks"
 
 
 def _trc_targets(table: dict[str, dict[str, tuple[float, float]]]) -> str:

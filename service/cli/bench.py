@@ -4,6 +4,7 @@ The command imports torch only inside itself (`eval.cl_report`), so the control 
 stays torch-free.
 """
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -48,12 +49,21 @@ def continual_learning(
         steps=steps,
         reuse=reuse,
         parallel=parallel,
-        command=shlex.join(["neuroplast", *sys.argv[1:]]),
+        command=_command_line(),
     )
-    try:
-        from bench.report import REPORT, write_section  # present in a source checkout, not installed
-    except ImportError:
+    checkout = Path(__file__).resolve().parents[2]  # service/cli/bench.py in a source checkout
+    if not (checkout / "bench" / "report.py").exists():  # installed from a wheel: no docs to write
         typer.echo(markdown)
         return
+    sys.path.insert(0, str(checkout))  # the console script's path does not hold the checkout
+    from bench.report import REPORT, write_section
+
     write_section(section, markdown)
     typer.echo(f"wrote its section of {REPORT} and {plot}")
+
+
+def _command_line() -> str:
+    """This command as typed, after the thread setting it ran with (it changes the step times)."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    prefix = [f"OMP_NUM_THREADS={threads}"] if threads else []
+    return shlex.join([*prefix, "neuroplast", *sys.argv[1:]])

@@ -93,6 +93,7 @@ def test_the_report_states_trc_against_its_targets(tmp_path: Path) -> None:
 
     markdown = report(results, cost, 2, 100, tmp_path / "plot.png", "neuroplast bench cl --seeds 2")
 
+    assert markdown.startswith("## Continual learning: `trc` and its ablations against the PEFT methods\n")
     assert "`neuroplast bench cl --seeds 2`" in markdown
     assert "30.0 / 80.0 =\n**0.38** (target at most 0.5)" in markdown
     assert "`trc` 30.0 against\n`lora` 20.0, +10.0 points" in markdown

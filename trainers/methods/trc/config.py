@@ -79,9 +79,9 @@ class TrcConfig(LoraConfig):
     write_top_fraction: float = 0.25  # 3.4c: "or the top-q% of a batch by delta"
     # 3.4e: rho_0 = 0.1, bounded by 0.5 where rho weighs the replayed loss; here it is the share
     # of the batch replayed. Start at the replay method's 0.5 (one replayed row per two new): a
-    # job's first 10 steps run before the controller's first measurement, and at 0.25 the first
-    # task kept 17 recall points fewer after the second (benchmark stream, seed 0). The
-    # controller may go up to LLMCL's ER (1.0).
+    # job's first steps run before the controller's first measurement, and on the benchmark
+    # stream 0.25 left the earlier tasks unprotected there. The controller may go up to LLMCL's
+    # ER (1.0).
     replay_ratio: float = 0.5
     replay_ratio_max: float = 1.0
     distill_weight: float = 0.5  # 3.4e: lambda_0
