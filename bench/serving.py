@@ -38,6 +38,7 @@ COMPLETION = {
     "temperature": 0.0,
     "ignore_eos": True,
 }
+STEPS_METRIC = "vllm:iteration_tokens_total_count"
 VLLM_ARGS = ["--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"]
 
 
@@ -78,15 +79,18 @@ def _measure_through_gateway(
         load_before = os.getloadavg()[0]
         throughput: dict[str, dict[str, list[float]]] = {}
         engine_ms: dict[str, list[float]] = {"gateway": [], "direct": []}
+        steps: dict[str, dict[str, list[float]]] = {}  # per load and path: engine steps per completion
         # Alternating rounds, so load from anything else on the machine hits both sides alike.
         for load, mixed in (("same", False), ("mixed", True)):
             rounds = throughput[load] = {"gateway": [], "direct": []}
+            steps[load] = {"gateway": [], "direct": []}
             for _ in range(ROUNDS):
                 for path, target in paths.items():
-                    engine_before = _cpu_s(engine)
+                    engine_before, steps_before = _cpu_s(engine), _engine_steps(url)
                     rounds[path].append(asyncio.run(_throughput(*target, mixed)))
                     completions = rounds[path][-1] * THROUGHPUT_SECONDS
                     engine_ms[path].append(1000 * (_cpu_s(engine) - engine_before) / completions)
+                    steps[load][path].append((_engine_steps(url) - steps_before) / completions)
         # The API process's CPU over all rounds, per request it relayed.
         relayed = sum(sum(rounds["gateway"]) for rounds in throughput.values()) * THROUGHPUT_SECONDS
         gateway_cpu_ms = 1000 * (_cpu_s([gateway_process]) - cpu_before) / relayed
@@ -101,6 +105,7 @@ def _measure_through_gateway(
         "throughput": throughput,
         "gateway_cpu_ms": gateway_cpu_ms,
         "engine_ms": engine_ms,
+        "steps": steps,
         "sequential_ms": sequential_ms,
         "spin_s": spin_s,
         "rss_before_mb": rss_before,
@@ -205,6 +210,13 @@ def _spin_after_one_request(pid: int, url: str, key: str, model: str, seconds: f
     return _cpu_s(engine) - before
 
 
+def _engine_steps(url: str) -> float:
+    """Steps vLLM's engine has run so far (the count of its tokens-per-step histogram)."""
+    metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    counts = [line.rsplit(" ", 1)[1] for line in metrics.splitlines() if line.startswith(STEPS_METRIC)]
+    return sum(float(count) for count in counts)
+
+
 def _cpu_s(processes: list[psutil.Process]) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in processes)
 
@@ -267,7 +279,10 @@ def _section(results: dict) -> str:
     swaps = sorted(results["swap_s"])
     p95 = swaps[int(0.95 * (len(swaps) - 1))]
     restarts = results["restart_s"]
-    throughput = {load: _throughput_rows(load, rounds) for load, rounds in results["throughput"].items()}
+    throughput = {
+        load: _throughput_rows(load, rounds, results["steps"][load])
+        for load, rounds in results["throughput"].items()
+    }
     tokens, seconds = COMPLETION["max_tokens"], ROUNDS * THROUGHPUT_SECONDS
     before, after = results["rss_before_mb"], results["rss_after_mb"]
     sequential, engine = results["sequential_ms"], results["engine_ms"]
@@ -302,11 +317,16 @@ to its first answer.
 | vLLM RSS after {MEMORY_SWAPS} more swaps | {after:.0f} MB | |
 
 Reading the rows: the gateway's own cost is the gap between the two sequential rows and the API
-process's CPU per completion. vLLM's CPU worker busy-waits after each step (the idle-seconds row),
-so when requests reach it a little out of step, its spin takes the CPU that the gateway, vLLM's API
-server and the clients need on 2 cores, and the engine spends more CPU per completion (the engine
-rows); a lock-step round then either keeps pace with direct or settles well below it, which the
-*same*-load range shows. With mixed lengths the clients never move in lock step.
+process's CPU per completion. Engine steps per completion show how well vLLM batches the clients'
+requests (a {tokens}-token completion takes {tokens} steps, so {CLIENTS} clients always in one batch
+would need {tokens / CLIENTS:.0f}). Where gateway rounds need more steps than direct ones, the hop's
+extra latency has split the lock-step clients across batches, each completion costs more engine
+steps and throughput falls; with mixed lengths the clients never move in lock step, and both paths
+batch alike. vLLM binds its CPU worker to core 0 and leaves core 1 to everything else (its API
+server and engine core, the gateway, the clients), so the engine's CPU per completion, and with it
+each round's throughput, varies from round to round on both paths (the engine rows). The medians
+move between runs: earlier runs of this command measured *same*-load medians of 0.69 and 0.94
+(this file's history). A host with idle cores (a GPU server) is where the hop's cost shows on its own.
 """
 
 
@@ -315,13 +335,16 @@ def _spread(values: list[float], digits: int = 0) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def _throughput_rows(load: str, rounds: dict[str, list[float]]) -> str:
+def _throughput_rows(load: str, rounds: dict[str, list[float]], steps: dict[str, list[float]]) -> str:
     ratios = [g / d for g, d in zip(rounds["gateway"], rounds["direct"], strict=True)]
     gateway, direct = statistics.mean(rounds["gateway"]), statistics.mean(rounds["direct"])
     spread = _spread(ratios, digits=2)
+    gateway_steps, direct_steps = _spread(steps["gateway"], 2), _spread(steps["direct"], 2)
     return f"""| throughput through the gateway, *{load}* load | {gateway:.1f} req/s | |
 | throughput straight to vLLM, *{load}* load | {direct:.1f} req/s | |
-| gateway / direct, *{load}* load, median of {len(ratios)} rounds (range) | {spread} | at least 0.9 |"""
+| gateway / direct, *{load}* load, median of {len(ratios)} rounds (range) | {spread} | at least 0.9 |
+| engine steps per completion, *{load}* load, gateway rounds (median, range) | {gateway_steps} | |
+| the same, direct rounds | {direct_steps} | |"""
 
 
 if __name__ == "__main__":
