@@ -31,7 +31,9 @@ def continual_learning(
     ] = None,
     parallel: Annotated[
         int,
-        typer.Option(min=1, help="Lineages trained at once; on a small machine give each OMP_NUM_THREADS=1."),
+        typer.Option(
+            min=1, help="Lineages trained at once; on a small machine run it with OMP_NUM_THREADS=1."
+        ),
     ] = 1,
     section: Annotated[
         str, typer.Option(help="Section of docs/benchmarks.md the report replaces.")

@@ -146,7 +146,7 @@ class TrcMethod:
         """Feed the measured forgetting to the controller; its new settings apply from the next step.
 
         The evaluation at step 0 is the job's reference: its forgetting is zero by definition, not
-        a measurement, so the settings the parent's job ended with carry on until step 10's.
+        a measurement, so the settings the parent's job ended with carry on until the next one.
 
         Returns:
             The controller's settings after the update (nothing with `controller=False`).
