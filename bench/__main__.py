@@ -6,19 +6,28 @@ root, where they rewrite their sections: `neuroplast bench cl --methods lora,rep
 20 minutes with `--parallel 2` and `OMP_NUM_THREADS=1` on 2 cores).
 """
 
-import os
-import platform
-from datetime import date
 from pathlib import Path
 
-from bench import control_plane, distributed, health, queue, retention, service_vs_peft, serving, titans
-from bench.report import REPORT, write_section
+from bench import (
+    control_plane,
+    distributed,
+    health,
+    queue,
+    real_model,
+    retention,
+    service_vs_peft,
+    serving,
+    titans,
+)
+from bench.report import REPORT, machine, write_section
 
 WORKDIR = Path(".bench")
 
 
 def main() -> None:
     WORKDIR.mkdir(exist_ok=True)
+    print("real model: SmolLM2-135M-Instruct per method, against a bare script, a typical job, its panel ...")
+    real_model.main()  # writes its own section
     print("control plane: start-up and memory at rest ...", flush=True)
     plane = control_plane.measure()
     print(f"  {plane}", flush=True)
@@ -40,12 +49,6 @@ def main() -> None:
     print("queue: claims per second with 8 idle workers (Postgres, SQLite), a dead worker's job resumed ...")
     queue.main()  # writes its own section
     print(f"wrote {REPORT}")
-
-
-def machine() -> str:
-    """Where a benchmark ran, for its section's first line."""
-    python = platform.python_version()
-    return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
 
 
 def _service_vs_peft_section(jobs: dict[str, float]) -> str:

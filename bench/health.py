@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from transformers import AutoTokenizer
 
-from bench.report import write_section
+from bench.report import machine, write_section
 from service.local import local_service, small_base
 from trainers.base_model.corpus import documents
 
@@ -149,8 +149,6 @@ def _full_check(base: Path) -> float:
 
 
 def _section(runs: list[dict[str, Any]], full_check_s: float | None) -> str:
-    from bench.__main__ import machine
-
     rows = []
     for seed, run in enumerate(runs):
         for name in ("prose", "junk", "control"):

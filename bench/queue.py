@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select, text
 
-from bench.report import write_section
+from bench.report import machine, write_section
 from service.db import Database
 from service.local import local_service
 from service.local_postgres import LocalPostgres, local_postgres
@@ -267,8 +267,6 @@ def _wait(check: Any, what: str, timeout: float = 300, tick: float = 0.1) -> Non
 
 
 def _section(results: dict[str, Any]) -> str:
-    from bench.__main__ import machine
-
     claims, recovery = results["claims"], results["recovery"]
     rows = "\n".join(_claims_row(backend, run) for backend, runs in claims.items() for run in runs)
     reclaim, retrain = recovery["reclaim_s"], recovery["retrain_s"]

@@ -1,6 +1,9 @@
 """docs/benchmarks.md is assembled from sections; each benchmark rewrites only its own."""
 
+import os
+import platform
 import re
+from datetime import date
 from pathlib import Path
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -8,6 +11,12 @@ HEADER = """# Benchmarks
 
 Each section names the command that produced it. `make bench` (`python -m bench`) reruns them all.
 """
+
+
+def machine() -> str:
+    """Where a benchmark ran, for its section's first line."""
+    python = platform.python_version()
+    return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
 
 
 def write_section(name: str, markdown: str) -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import write_section
+from bench.report import machine, write_section
 from eval.probes import ProbeSizes, build_probes
 from trainers.base_model.corpus import fact_set
 
@@ -187,8 +187,6 @@ def _plot(curves: list[list[dict[str, Any]]]) -> None:
 
 
 def _section(curves: list[list[dict[str, Any]]], cost: dict[str, float]) -> str:
-    from bench.__main__ import machine
-
     recall, recognition = _mean_curve(curves, "recall"), _mean_curve(curves, "recognition")
     steps = [point["step"] for point in curves[0]]
     shown = [i for i, step in enumerate(steps) if step in (0, 1, 2, 5, 10, 20, 50, 100, 200, STEPS)]

@@ -44,9 +44,8 @@ def _service_job_seconds(workdir: Path, base: Path, data: Path, run: int) -> flo
 def _bare_script_seconds(base: Path, data: Path) -> float:
     command = [sys.executable, "-m", "bench.bare_peft", "--base", str(base), "--data", str(data)]
     started = time.perf_counter()
-    finished = subprocess.run(
-        [*command, "--steps", str(STEPS), "--batch-size", str(BATCH_SIZE)], capture_output=True, text=True
-    )
+    command += ["--steps", str(STEPS), "--batch-size", str(BATCH_SIZE), "--precision", "auto"]
+    finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0:
         raise RuntimeError(f"bench.bare_peft failed:\n{finished.stderr[-2000:]}")
     return time.perf_counter() - started

@@ -17,7 +17,7 @@ import httpx
 import psutil
 from sqlalchemy import select
 
-from bench.report import write_section
+from bench.report import machine, write_section
 from service.db import Database
 from service.local import LocalService, free_port, local_service, small_base
 from service.models import Lineage, Version
@@ -274,8 +274,6 @@ def _served_name(api: httpx.Client) -> str:
 
 
 def _section(results: dict) -> str:
-    from bench.__main__ import machine
-
     swaps = sorted(results["swap_s"])
     p95 = swaps[int(0.95 * (len(swaps) - 1))]
     restarts = results["restart_s"]

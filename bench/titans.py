@@ -20,7 +20,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import MistralConfig, MistralForCausalLM
 
-from bench.report import write_section
+from bench.report import machine, write_section
 from memory.neural_memory import NeuralMemory
 from trainers.methods.titans.config import TitansConfig
 from trainers.methods.titans.layer import TitansForCausalLM
@@ -157,8 +157,6 @@ def _lora_parameters_per_rank(base: MistralForCausalLM) -> int:
 
 
 def _section(recall: dict[str, float], speed: dict[str, float]) -> str:
-    from bench.__main__ import machine
-
     lora = f"{recall['lora_params']:,.0f} | {100 * recall['lora_accuracy']:.1f}% | {recall['lora_s']:.0f} s"
     titans = f"{recall['titans_params']:,.0f} | {100 * recall['titans_accuracy']:.1f}%"
     titans += f" | {recall['titans_s']:.0f} s"

@@ -88,6 +88,10 @@ class Client:
     def complete(self, model: str, prompt: str, **parameters: Any) -> dict[str, Any]:
         return self._call("POST", "/completions", json={"model": model, "prompt": prompt, **parameters})
 
+    def chat(self, model: str, messages: list[dict[str, str]], **parameters: Any) -> dict[str, Any]:
+        body = {"model": model, "messages": messages, **parameters}
+        return self._call("POST", "/chat/completions", json=body)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)
         body = response.json()

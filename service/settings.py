@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads per trainer and evaluator process (OMP_NUM_THREADS); unset: torch's own.",
     )
+    trainer_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Compute precision of training: auto is bfloat16 on GPUs and CPUs with native "
+        "bfloat16 (AVX512-BF16, AMX), float32 elsewhere.",
+    )
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
     worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
     serving: bool = Field(True, description="`neuroplast serve` runs the serving tier (gateway + vLLM).")

@@ -26,6 +26,7 @@ from eval.continual import ContinualEvaluator
 from trainers.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
+from trainers.precision import base_dtype, compute_dtype, device_type
 from trainers.progress import Progress
 from trainers.registry import load_method, method_config
 from trainers.spec import JobSpec
@@ -52,8 +53,9 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     hyperparameters = spec.hyperparameters
     set_seed(spec.seed)
 
+    compute = compute_dtype(spec.precision)
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
-    base_model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=torch.float32)
+    base_model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=base_dtype(compute))
     model = method.prepare_model(base_model, spec.parent_dir)
     data = load_training_data(
         spec.training_file,
@@ -100,6 +102,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         state = load_checkpoint(accelerator, method, checkpoint)
     progress.started(
         total_steps=total_steps,
+        precision=str(compute).removeprefix("torch."),
         examples=len(data.rows),
         resumed_from_step=state.step,
         processes=accelerator.num_processes,
@@ -121,13 +124,14 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         rows += method.replay_rows(step, len(rows))
         mine = rows[accelerator.process_index :: accelerator.num_processes]
         batch = {name: tensor.to(accelerator.device) for name, tensor in collate(mine).items()}
-        outputs = engine(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-            output_hidden_states=True,  # references to activations kept for backward anyway
-        )
-        loss = method.training_loss(engine, batch, outputs)
+        with torch.autocast(device_type(), dtype=compute, enabled=compute != torch.float32):
+            outputs = engine(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+                output_hidden_states=True,  # references to activations kept for backward anyway
+            )
+            loss = method.training_loss(engine, batch, outputs)
         accelerator.backward(loss)  # under DeepSpeed this also steps the optimizer
         optimizer.step()
         learning_rate = scheduler.get_last_lr()[0]

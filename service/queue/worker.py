@@ -298,6 +298,7 @@ class Worker:
             "cache_dir": str(self.settings.cache_dir),
             "held_out_rows": job.probes["held_out_rows"] if job.probes else [],
             "continual_eval": continual_eval,
+            "precision": self.settings.trainer_precision,
         }
         return Workspace(staging=staging, final=final, spec=spec, probes=job.probes)
 
@@ -401,7 +402,8 @@ def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
             session,
             job,
             f"Training started: {line['total_steps']} steps over {line['examples']} examples "
-            f"on {processes} process{'es' if processes > 1 else ''} ({line['backend']}){origin}.",
+            f"on {processes} process{'es' if processes > 1 else ''} ({line['backend']}, "
+            f"{line['precision']}){origin}.",
             data=line,
         )
     elif kind == "completed":

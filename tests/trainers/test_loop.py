@@ -16,6 +16,7 @@ from eval.retention import score_probes
 from eval.runners import InProcessRunner
 from tests.trainers.conftest import REPO, TrainerRun, run_trainer, write_spec
 from trainers.base_model.corpus import fact_set
+from trainers.precision import compute_dtype
 from trainers.servable import load_version
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,7 @@ class TestFirstVersion:
             "resumed_from_step": 0,
             "processes": 1,
             "backend": "nccl" if torch.cuda.is_available() else "gloo",
+            "precision": str(compute_dtype("auto")).removeprefix("torch."),
         }
         assert run.lines[-1]["type"] == "completed"
         assert run.lines[-1]["steps"] == STEPS

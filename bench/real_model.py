@@ -1,0 +1,261 @@
+"""The real model on this machine: SmolLM2-135M-Instruct through the training loop and the service.
+
+    python -m bench.real_model          # about 15 minutes on 2 cores; writes its section
+
+- Per method: a trainer process (`python -m trainers.run`, the loop every job runs) for
+  `STEPS` steps of batch 8 on the example facts as chat rows; its steady step time and training
+  tokens/s from the protocol's metrics lines (step 1, which warms up, left out). `lora` also in
+  float32, against the default precision (bfloat16 autocast where the CPU has it).
+- The loop against `bench/bare_peft.py`, a bare transformers + peft script on the same model,
+  data, batch and precision: training tokens/s of each (target: ratio at least 0.95).
+- A typical job through the service, the demo's (24 facts, 8 epochs, the health gate on):
+  submission to `succeeded`, split into training and evaluation, and the share of the taught
+  facts the version recalls exactly (the evaluator's recall probes).
+- The base model's health panel: each suite's score beside its chance level.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.report import machine, write_section
+from service.client import Client
+from service.local import local_service
+
+WORKDIR = Path(".bench") / "real-model"
+REPO = Path(__file__).resolve().parents[1]
+FACTS = REPO / "examples" / "facts-people-1.jsonl"
+MODEL = "smollm2-135m-instruct"
+METHODS = ("lora", "replay", "ilora", "titans", "trc")
+STEPS, BATCH_SIZE = 12, 8
+TYPICAL_JOB = {"n_epochs": 8, "batch_size": 8, "learning_rate_multiplier": 0.5}  # service/demo.py's
+# What a model that knows nothing scores (eval/panel/): reasoning has 4 options per question;
+# long-context items score found strings and safety items refusals, neither of which comes by chance.
+CHANCE = {
+    "reasoning": "0.25",
+    "long_context": "0",
+    "safety": "0",
+    "perplexity": "-10.80 (uniform over 49,152)",
+}
+
+
+def main() -> None:
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    base = _fetched_base()
+    print("trainer processes per method ...", flush=True)
+    loop = {method: _trainer_run(base, method, "auto") for method in METHODS}
+    loop["lora float32"] = _trainer_run(base, "lora", "float32")
+    print("bare transformers + peft script ...", flush=True)
+    bare = _bare_script(base)
+    print("a typical job through the service ...", flush=True)
+    job = _typical_job(base)
+    print("the base model's panel ...", flush=True)
+    panel = _base_panel(base)
+    section = _section(loop, bare, job, panel)
+    print(section)
+    write_section("real-model", section)
+
+
+def _fetched_base() -> Path:
+    folder = WORKDIR / "base-smollm2"
+    command = [sys.executable, "-m", "service.cli", "base", "fetch", MODEL, "--out", str(folder)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return folder.resolve()
+
+
+def _trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
+    """Steady step time and tokens/s of a trainer process of `method` on the example facts."""
+    output = WORKDIR / "loop" / f"{method}-{precision}" / "v1"
+    subprocess.run(["rm", "-rf", str(output.parent)], check=True)
+    output.mkdir(parents=True)
+    spec = {
+        "job_id": f"ftjob-bench-{method}",
+        "tenant": "bench",
+        "lineage": method,
+        "version": 1,
+        "parent_version": None,
+        "base_model": str(base),
+        "method": {"type": method, method: {}},
+        "training_file": str(FACTS),
+        "training_file_sha256": f"{FACTS.name}-{FACTS.stat().st_size}",
+        "parent_dir": None,
+        "output_dir": str(output),
+        "hyperparameters": {
+            "n_epochs": 1,
+            "batch_size": BATCH_SIZE,
+            "learning_rate_multiplier": 1.0,
+            "max_steps": STEPS,
+        },
+        "seed": 0,
+        "checkpoint_every": STEPS,
+        "cache_dir": str(WORKDIR / "cache"),
+        "precision": precision,
+    }
+    (output / "spec.json").write_text(json.dumps(spec))
+    started = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, "-m", "trainers.run", "--spec", str(output / "spec.json")],
+        capture_output=True,
+        text=True,
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"{method} trainer failed:\n{process.stderr[-3000:]}")
+    lines = [json.loads(line) for line in process.stdout.splitlines()]
+    (precision_used,) = (line["precision"] for line in lines if line["type"] == "started")
+    first, last = (line for line in lines if line["type"] == "metrics" and line["step"] in (1, STEPS))
+    seconds = last["elapsed_s"] - first["elapsed_s"]
+    result = {
+        "precision": precision_used,
+        "step_s": seconds / (STEPS - 1),
+        "tokens_per_s": (last["trained_tokens"] - first["trained_tokens"]) / seconds,
+        "process_s": time.monotonic() - started,
+    }
+    print(f"  {method} ({precision}): {result}", flush=True)
+    return result
+
+
+def _bare_script(base: Path) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.bare_peft", "--base", str(base), "--data", str(FACTS)]
+    command += ["--steps", str(STEPS), "--batch-size", str(BATCH_SIZE), "--precision", "auto"]
+    process = subprocess.run(command, capture_output=True, text=True)
+    if process.returncode != 0:
+        raise RuntimeError(f"bench.bare_peft failed:\n{process.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(process.stdout.splitlines()[-1])
+    print(f"  bare: {result}", flush=True)
+    return result
+
+
+def _typical_job(base: Path) -> dict[str, Any]:
+    """The demo's first job through the service (serving off: training, evaluation and the gate)."""
+    with local_service(WORKDIR / "service", serving="false", checkpoint_every="1000") as service:
+        client = Client(service.url, service.key)
+        client.create_lineage("typical", str(base), {"type": "lora", "lora": {}}, {"held_out_fraction": 0.0})
+        file_id = client.upload_file(FACTS)["id"]
+        submitted = time.monotonic()
+        job = client.create_job("typical", file_id, hyperparameters=TYPICAL_JOB, seed=0)
+        while (job := client.get_job(job["id"]))["status"] not in ("succeeded", "failed", "cancelled"):
+            time.sleep(0.5)
+        wall = time.monotonic() - submitted
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"the typical job ended {job['status']}: {job['error']}")
+        events = list(reversed(client.list_events(job["id"], limit=200)))
+        retention = client.retention("typical")
+        (version,) = client.list_versions("typical")
+        report = client.get_report(version["report_id"])
+    metrics = [event["data"] for event in events if "train_loss" in (event["data"] or {})]
+    training = next(event for event in events if event["message"].startswith("Training completed"))
+    result = {
+        "wall_s": wall,
+        "training_s": metrics[-1]["elapsed_s"],
+        "evaluation_s": job["finished_at"] - training["created_at"],
+        "steps": metrics[-1]["step"],
+        "tokens_per_s": (metrics[-1]["trained_tokens"] - metrics[0]["trained_tokens"])
+        / (metrics[-1]["elapsed_s"] - metrics[0]["elapsed_s"]),
+        "recall_exact": retention["matrices"]["recall_exact"][0][0],
+        "verdict": report["verdict"],
+        "status": version["status"],
+        "suites": {suite: comparison["verdict"] for suite, comparison in report["suites"].items()},
+    }
+    print(f"  typical job: {result}", flush=True)
+    return result
+
+
+def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
+    """Every panel suite on the base model, through `python -m eval.run` as the gate runs it."""
+    spec = {
+        "base_model": str(base),
+        "evaluations": [{"version": 0, "version_dir": None, "probes": {}, "suites": list(CHANCE)}],
+        "serving": None,
+    }
+    path = WORKDIR / "panel-spec.json"
+    path.write_text(json.dumps(spec))
+    process = subprocess.run(
+        [sys.executable, "-m", "eval.run", "--spec", str(path)], capture_output=True, text=True
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"eval.run failed:\n{process.stderr[-3000:]}")
+    panel = {}
+    for line in map(json.loads, process.stdout.splitlines()):
+        if line["type"] == "panel":
+            panel[line["suite"]] = {
+                "score": statistics.fmean(line["scores"]),
+                "items": len(line["scores"]),
+                "details": line["details"],
+                "seconds": line["seconds"],
+            }
+    print(f"  panel: { {suite: round(p['score'], 3) for suite, p in panel.items()} }", flush=True)
+    return panel
+
+
+def _section(
+    loop: dict[str, dict[str, Any]],
+    bare: dict[str, Any],
+    job: dict[str, Any],
+    panel: dict[str, dict[str, Any]],
+) -> str:
+    methods = "\n".join(
+        f"| `{name.split()[0]}` | {run['precision']} | {run['step_s']:.2f} | {run['tokens_per_s']:.0f} |"
+        for name, run in loop.items()
+    )
+    lora = loop["lora"]
+    reasoning = panel["reasoning"]["details"]
+    panel_rows = "\n".join(
+        f"| `{suite}` | {run['items']} | {run['score']:.3f} | {CHANCE[suite]} | {run['seconds']:.0f} |"
+        for suite, run in panel.items()
+    )
+    suites = ", ".join(f"{suite} {verdict}" for suite, verdict in job["suites"].items())
+    return f"""## Real model: SmolLM2-135M-Instruct
+
+`python -m bench.real_model` on {machine()}. The base is fetched with
+`neuroplast base fetch smollm2-135m-instruct` (135M parameters, 30 layers, 9 query / 3 key-value
+heads); every run below trains on `examples/facts-people-1.jsonl` (24 facts as chat rows, rendered
+with the model's chat template, about 60 tokens a row).
+
+**Step time per method**: a trainer process, {STEPS} steps of batch {BATCH_SIZE}, method defaults;
+step 1 (warm-up) left out. Training tokens count every token of the batch's rows, replayed rows
+included.
+
+| method | precision | seconds per step | training tokens/s |
+|---|---|---|---|
+{methods}
+
+**The service's loop against a bare script**: `bench/bare_peft.py` does the same LoRA steps with
+transformers + peft alone (same data, batch, precision and optimizer), no DeepSpeed, no
+checkpoints, no protocol.
+
+| what | training tokens/s |
+|---|---|
+| service training loop (`lora`, {lora["precision"]}) | {lora["tokens_per_s"]:.0f} |
+| bare transformers + peft script ({bare["precision"]}) | {bare["tokens_per_s"]:.0f} |
+| ratio (target at least 0.95) | {lora["tokens_per_s"] / bare["tokens_per_s"]:.2f} |
+
+**A typical job**: the demo's first job on a `lora` lineage: 24 facts, {TYPICAL_JOB["n_epochs"]}
+epochs of batch {TYPICAL_JOB["batch_size"]} ({job["steps"]} steps), learning-rate multiplier
+{TYPICAL_JOB["learning_rate_multiplier"]}, submitted over REST to the embedded service with serving
+off.
+
+| what | measured |
+|---|---|
+| submission to `succeeded` | {job["wall_s"]:.0f} s |
+| training (trainer process start to last step) | {job["training_s"]:.0f} s |
+| evaluation and gate, after training | {job["evaluation_s"]:.0f} s |
+| training tokens/s in the job | {job["tokens_per_s"]:.0f} |
+| taught facts recalled exactly by the new version | {100 * job["recall_exact"]:.0f}% |
+| health verdict / version status | {job["verdict"]} / {job["status"]} ({suites}) |
+
+**The base model's health panel**: `python -m eval.run` on the base, every suite, as the gate
+runs them. Reasoning: multiple choice by likelihood {reasoning["multiple_choice_accuracy"]:.2f}, with
+chain of thought {reasoning["chain_of_thought_accuracy"]:.2f} (the score is the mean over both item kinds).
+
+| suite | items | base score | chance | seconds |
+|---|---|---|---|---|
+{panel_rows}
+"""
+
+
+if __name__ == "__main__":
+    main()
