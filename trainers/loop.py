@@ -132,6 +132,13 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
                 output_hidden_states=True,  # references to activations kept for backward anyway
             )
             loss = method.training_loss(engine, batch, outputs)
+        if not torch.isfinite(loss):
+            # NaN or inf never reaches an event, a checkpoint or a version (docs/training.md).
+            raise FloatingPointError(
+                f"the training loss is {loss.item()} at step {step + 1}: training diverged (or the "
+                "model computes non-finite values); lower the learning rate (learning_rate_multiplier "
+                "or the method's learning_rate)"
+            )
         accelerator.backward(loss)  # under DeepSpeed this also steps the optimizer
         optimizer.step()
         learning_rate = scheduler.get_last_lr()[0]
