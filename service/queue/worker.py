@@ -92,7 +92,27 @@ class Worker:
                 log.warning("lost the lease on %s", lease.id)
             except OSError as error:  # e.g. the artifact store unreachable: a crash that keeps the worker
                 log.error("%s stopped (%r); it is re-claimed once its lease runs out", lease.id, error)
+            except Exception as error:  # a bug met by one lease must not stop every tenant's work
+                log.exception("%s failed inside the worker", lease.id)
+                self._fail_inside(lease, f"{type(error).__name__}: {error}")
         return True
+
+    def _fail_inside(self, lease: Lease, reason: str) -> None:
+        """Fail the leased job or health check with the worker's own error, if the lease still holds.
+
+        When even that fails (the database unreachable), the lease runs out and the work is
+        claimed again, at most `max_attempts` times.
+        """
+        message = f"internal error in the worker: {' '.join(reason.split())}"
+        try:
+            with self.queue.guarded(lease) as (session, work):
+                work.status, work.finished_at, work.lease_token = "failed", now(), None
+                work.error = {"code": "internal_error", "message": message, "param": None}
+                if isinstance(work, Job):
+                    add_event(session, work, f"Job failed: {message}", level="error")
+                    emit(session, work.tenant_pk, "fine_tuning.job.failed", job_data(session, work))
+        except Exception:
+            log.exception("could not record the failure of %s", lease.id)
 
     def _log_fields(self, lease: Lease) -> dict[str, Any]:
         """The ids every log line about this lease carries (docs/operations.md, Monitoring)."""

@@ -89,3 +89,30 @@ def test_a_failing_trainer_fails_the_job_not_the_worker(
     )  # the whole story stays in the log
     assert not list(settings.artifact_dir.rglob("*.partial"))
     assert not worker.run_once()  # the worker lives on, with nothing left to do
+
+
+def test_an_error_inside_the_worker_fails_that_job_and_the_worker_goes_on(
+    api: TestClient,
+    settings: Settings,
+    database: Database,
+    model_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever one lease meets (here a bug planted in preparing the job), the job fails with the
+    reason and the worker lives on to run the next tenant's job."""
+    api.post("/v1/lineages", json={"name": "broken", "base_model": model_path}).raise_for_status()
+    body = {"model": "broken", "training_file": upload(api, FACTS)["id"]}
+    first = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    worker = Worker(settings, database)
+    with monkeypatch.context() as patch:
+        patch.setattr(Worker, "_prepare", lambda self, lease: 1 / 0)
+        assert worker.run_once()
+    job = api.get(f"/v1/fine_tuning/jobs/{first}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "internal_error"
+    assert job["error"]["message"] == "internal error in the worker: ZeroDivisionError: division by zero"
+    events = api.get(f"/v1/fine_tuning/jobs/{first}/events").json()["data"]
+    assert events[0]["message"].startswith("Job failed: internal error in the worker")
+
+    second = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    assert worker.run_once()  # the same worker runs the next job (whose trainer fails on the fake base)
+    assert api.get(f"/v1/fine_tuning/jobs/{second}").json()["error"]["code"] == "training_failed"
