@@ -62,6 +62,7 @@ def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
     from eval.probes import Probes
     from eval.retention import score_probes
     from eval.runners import InProcessRunner, ProbeRunner, ServingRunner
+    from trainers.precision import compute_dtype
     from trainers.servable import load_version
 
     datasets.disable_progress_bars()
@@ -75,7 +76,7 @@ def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
             base = AutoModelForCausalLM.from_pretrained(spec["base_model"])
             version_dir = evaluation["version_dir"]
             model = load_version(base, Path(version_dir)) if version_dir else base.eval()
-            runner = InProcessRunner(model, tokenizer)
+            runner = InProcessRunner(model, tokenizer, compute=compute_dtype("auto"))
         for job_id, path in evaluation["probes"].items():
             probes = Probes.from_json(json.loads(Path(path).read_text()))
             scores = score_probes(runner, tokenizer, probes)

@@ -42,16 +42,33 @@ class InProcessRunner:
         model: A causal LM (base model, or with a version loaded); put in eval mode here.
         tokenizer: Its (fast) tokenizer.
         batch_size: Texts per forward pass.
+        compute: The dtype of matrix products: bfloat16 runs under autocast, as training does
+            (`trainers/precision.py`); log-probabilities are taken in float32 either way.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 16,
+        compute: torch.dtype = torch.float32,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.compute = compute
+
+    def _autocast(self) -> torch.autocast:
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=self.compute, enabled=self.compute != torch.float32)
 
     @torch.no_grad()
     def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
         """Mean NLL per scored token, from one forward pass per batch."""
+        with self._autocast():
+            return self._nll(texts, scored_from)
+
+    def _nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
         result: list[float] = []
         was_training = self.model.training
         self.model.eval()
@@ -77,6 +94,10 @@ class InProcessRunner:
     @torch.no_grad()
     def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
         """Greedy decoding, left-padded batches, exactly `n_tokens` new tokens each."""
+        with self._autocast():
+            return self._complete(prompts, n_tokens)
+
+    def _complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
         was_training = self.model.training
         self.model.eval()
         side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"

@@ -85,12 +85,24 @@ def test_consistency_loss_is_zero_when_fast_and_slow_agree(tiny_base: Path) -> N
 
 
 def test_consistency_loss_ignores_padding() -> None:
-    fast, slow = torch.zeros(1, 4, 3), torch.zeros(1, 4, 3)
-    slow[0, 3] = 100.0  # a padded position
+    fast, slow = torch.ones(1, 4, 3), torch.ones(1, 4, 3)
+    slow[0, 3] = -100.0  # a padded position
     mask = torch.tensor([[1, 1, 1, 0]])
     assert consistency_loss([fast], [slow], mask).item() == 0.0
-    slow[0, 0] = 1.0
-    assert consistency_loss([fast], [slow], mask).item() == pytest.approx(1 / 3)
+    slow[0, 0] = torch.tensor([1.0, 1.0, -1.0])  # a real token: one of three elements flips sign
+    assert consistency_loss([fast], [slow], mask).item() == pytest.approx(4 / 9, rel=1e-5)
+
+
+def test_consistency_loss_does_not_scale_with_the_hidden_states() -> None:
+    """A real LLM's massive activations (thousands) must not swamp the cross-entropy: the loss of
+    hidden states a thousand times larger is the same."""
+    fast, slow = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5)
+    small = consistency_loss([fast], [slow], mask)
+    assert consistency_loss([1000 * fast], [1000 * slow], mask).item() == pytest.approx(
+        small.item(), rel=1e-4
+    )
+    assert 0 < small.item() <= 4
 
 
 def test_consistency_gradient_flows_only_into_the_fast_adapter(tiny_base: Path) -> None:
