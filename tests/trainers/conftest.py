@@ -20,6 +20,12 @@ def facts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("data") / "facts.jsonl", fact_set("tests", n=16))
 
 
+@pytest.fixture(scope="session")
+def second_facts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 other facts, for a lineage's second job."""
+    return write_jsonl(tmp_path_factory.mktemp("data2") / "facts2.jsonl", fact_set("tests-2", n=16))
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write rows as JSON lines and return the path."""
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))

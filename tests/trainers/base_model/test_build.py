@@ -1,12 +1,15 @@
 """Built base models load with the standard Auto classes and carry a usable tokenizer."""
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from trainers.base_model.build import PRESETS, _llama_config
+from trainers.base_model.architectures import ARCHITECTURES, MISTRAL_SLIDING_WINDOW, model_config
+from trainers.base_model.build import PRESETS, build_base
 from trainers.base_model.corpus import fact_set
 
 
@@ -60,12 +63,37 @@ class TestTokenizer:
 
 
 def test_small_preset_has_about_3_3m_parameters() -> None:
-    class Vocabulary:  # what _llama_config reads from a tokenizer
+    class Vocabulary:  # what model_config reads from a tokenizer
         bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
 
         def __len__(self) -> int:
             return PRESETS["small"].vocab_size
 
     with torch.device("meta"):
-        model = LlamaForCausalLM(_llama_config(PRESETS["small"], Vocabulary()))
+        model = LlamaForCausalLM(model_config("llama", PRESETS["small"], Vocabulary()))
     assert 3.2e6 < sum(p.numel() for p in model.parameters()) < 3.4e6
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_architecture_keeps_its_own_traits(architecture: str, tmp_path: Path) -> None:
+    """Grouped-query heads wider than hidden / heads, and what sets the family apart."""
+    shape = dataclasses.replace(PRESETS["tiny"], num_kv_heads=2, head_dim=32)
+    out = build_base(tmp_path, preset=shape, architecture=architecture, log=lambda line: None)
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert model.config.model_type == architecture
+    assert json.loads((out / "base_model.json").read_text())["architecture"] == architecture
+    attention = model.get_decoder().layers[0].self_attn
+    assert (attention.q_proj.out_features, attention.k_proj.out_features) == (4 * 32, 2 * 32)
+    assert (attention.q_proj.bias is not None) == (architecture == "qwen2")
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert tied == (architecture == "gemma")
+
+    # Under a sliding window the last position no longer sees the first token: each of the 2
+    # layers reaches `window - 1` positions further back.
+    length = 2 * MISTRAL_SLIDING_WINDOW + 4
+    ids = torch.randint(3, 512, (1, length), generator=torch.Generator().manual_seed(0))  # (1, seq)
+    changed = ids.clone()
+    changed[0, 1] = (ids[0, 1] + 1) % 512
+    with torch.no_grad():
+        moved = (model(ids).logits[0, -1] - model(changed).logits[0, -1]).abs().max()
+    assert (moved < 1e-5) == (architecture == "mistral")

@@ -13,8 +13,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.trainers.conftest import run_trainer, write_jsonl, write_spec
-from trainers.base_model.corpus import fact_set
+from tests.trainers.conftest import run_trainer, write_spec
 from trainers.registry import available_methods, version_loader
 from trainers.servable import load_version
 
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow
 STEPS = 12
 EVERY = 6
 IDS = torch.tensor([[1, 40, 41, 42, 43]])  # (batch, seq)
-
-
-@pytest.fixture(scope="module")
-def second_facts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Other facts, for a lineage's second job."""
-    return write_jsonl(tmp_path_factory.mktemp("data2") / "facts2.jsonl", fact_set("tests-2", n=16))
 
 
 def _train(output_dir: Path, tiny_base: Path, data: Path, method: str, parent: Path | None = None) -> dict:
