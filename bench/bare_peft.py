@@ -1,13 +1,16 @@
 """The baseline a service job is measured against: a bare peft training script, no service.
 
     python -m bench.bare_peft --base MODEL_DIR --data FILE.jsonl --steps 200 [--precision auto]
+        [--targets attention] [--gradient-checkpointing]
 
 Same work as a `lora` job with default config: LoRA r=16, alpha=32 on every linear layer, AdamW
 at 2e-3 with 3% linear warm-up then linear decay, clipping at 1.0, batch 8, loss on completions
 (or assistant turns), in the precision the loop would choose (`trainers/precision.py`). Rows
 are tokenized with the loop's own `render_row`, so both train on the same tokens; everything
 timed is transformers, peft and torch alone. Prints one JSON line: the final loss and the
-training tokens/s after the first step (which warms up).
+training tokens/s after the first step (which warms up). `--targets attention` (LoRA on the
+attention projections only) and `--gradient-checkpointing` are the alternatives the real-model
+benchmark weighs before the loop's defaults.
 """
 
 import argparse
@@ -22,6 +25,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedul
 from trainers.data import render_row
 from trainers.precision import base_dtype, compute_dtype, device_type
 
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -30,13 +35,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="float32", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--targets", default="all-linear", choices=["all-linear", "attention"])
+    parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     compute = compute_dtype(args.precision)
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForCausalLM.from_pretrained(args.base, dtype=base_dtype(compute))
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry a gradient
+    targets = ATTENTION if args.targets == "attention" else "all-linear"
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets))
     with open(args.data) as lines:
         rows = [render_row(json.loads(line), tokenizer, 256) for line in lines if line.strip()]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
