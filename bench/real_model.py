@@ -52,10 +52,10 @@ CHANCE = {
 
 def main() -> None:
     WORKDIR.mkdir(parents=True, exist_ok=True)
-    base = _fetched_base()
+    base = fetched_base()
     print("trainer processes per method ...", flush=True)
-    loop = {method: _trainer_run(base, method, "auto") for method in METHODS}
-    loop["lora float32"] = _trainer_run(base, "lora", "float32")
+    loop = {method: trainer_run(base, method, "auto") for method in METHODS}
+    loop["lora float32"] = trainer_run(base, "lora", "float32")
     print("bare transformers + peft script, and the alternatives to the loop's choices ...", flush=True)
     bare = {name: _bare_script(base, *options) for name, options in CHOICES.items()}
     print("a typical job through the service ...", flush=True)
@@ -67,14 +67,14 @@ def main() -> None:
     write_section("real-model", section)
 
 
-def _fetched_base() -> Path:
+def fetched_base() -> Path:
     folder = WORKDIR / "base-smollm2"
     command = [sys.executable, "-m", "service.cli", "base", "fetch", MODEL, "--out", str(folder)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return folder.resolve()
 
 
-def _trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
+def trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
     """Steady step time and tokens/s of a trainer process of `method` on the example facts."""
     output = WORKDIR / "loop" / f"{method}-{precision}" / "v1"
     subprocess.run(["rm", "-rf", str(output.parent)], check=True)

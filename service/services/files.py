@@ -50,7 +50,7 @@ def upload_file(
             )
         if report.rows == 0:
             raise ApiError(400, "The training file has no rows.", param="file", code="empty_file")
-        with temp.open() as lines:
+        with temp.open(newline="\n") as lines:  # rows end at LF only, as validate_lines split them
             junk = junk_ratio(json.loads(line) for line in lines if line.strip())
         file_id = f"file-{secrets.token_hex(12)}"
         path = folder / f"{file_id}.jsonl"

@@ -21,6 +21,14 @@ class TestUpload:
         assert body["object"] == "file" and body["id"].startswith("file-")
         assert body["rows"] == 3 and body["purpose"] == "fine-tune" and body["status"] == "processed"
 
+    def test_accepts_carriage_returns_where_json_allows_them(self, api: TestClient) -> None:
+        """A CR is JSON whitespace between tokens and the end of a Windows line; rows split on LF only."""
+        content = (
+            '{"text":\r"Velomar lives in Trasku."}\r\n{"prompt": "Q: Where?",\r"completion": " Trasku."}\r\n'
+        )
+        body = upload(api, content)
+        assert body["rows"] == 2 and body["status"] == "processed"
+
     def test_reports_every_bad_line_and_stores_nothing(self, api: TestClient, settings: Settings) -> None:
         rows = [
             '{"text": "fine"}',
