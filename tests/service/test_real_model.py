@@ -24,7 +24,7 @@ from trainers.registry import available_methods
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.real_model]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FACTS = REPO / "examples" / "facts-people-1.jsonl"
 MODEL = "smollm2-135m-instruct"
 
