@@ -2,6 +2,9 @@
 
     python -m bench.real_model          # about 15 minutes on 2 cores; writes its section
 
+Each stage's figures are kept in `.bench/real-model/results.json`, so a rerun after a failure
+resumes; delete the file to measure everything again.
+
 - Per method: a trainer process (`python -m trainers.run`, the loop every job runs) for
   `STEPS` steps of batch 8 on the example facts as chat rows; its steady step time and training
   tokens/s from the protocol's metrics lines (step 1, which warms up, left out). `lora` also in
@@ -19,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +56,52 @@ CHANCE = {
 
 
 def main() -> None:
+    """Run every stage not yet in `WORKDIR/results.json` (a rerun after a failure resumes), then
+    write the section."""
     WORKDIR.mkdir(parents=True, exist_ok=True)
     base = fetched_base()
     print(f"the loop against the bare script, {REPEATS} rounds ...", flush=True)
-    rounds = [
-        (trainer_run(base, "lora", "auto"), _bare_script(base, "--precision", "auto")) for _ in range(REPEATS)
-    ]
+    rounds = _stage(
+        "rounds",
+        lambda: [
+            (trainer_run(base, "lora", "auto"), _bare_script(base, "--precision", "auto"))
+            for _ in range(REPEATS)
+        ],
+    )
     print("trainer processes per method ...", flush=True)
-    loop = {method: trainer_run(base, method, "auto") for method in METHODS if method != "lora"}
-    loop = {"lora": _median_run([loop_run for loop_run, _ in rounds]), **loop}
-    loop["lora float32"] = trainer_run(base, "lora", "float32")
+    loop = _stage(
+        "loop",
+        lambda: {
+            "lora": _median_run([loop_run for loop_run, _ in rounds]),
+            **{method: trainer_run(base, method, "auto") for method in METHODS if method != "lora"},
+            "lora float32": trainer_run(base, "lora", "float32"),
+        },
+    )
     print("the alternatives to the loop's choices ...", flush=True)
-    bare = {name: _bare_script(base, *options) for name, options in list(CHOICES.items())[1:]}
-    bare = {next(iter(CHOICES)): _median_run([bare_run for _, bare_run in rounds]), **bare}
+    bare = _stage(
+        "bare",
+        lambda: {
+            next(iter(CHOICES)): _median_run([bare_run for _, bare_run in rounds]),
+            **{name: _bare_script(base, *options) for name, options in list(CHOICES.items())[1:]},
+        },
+    )
     print("a typical job through the service ...", flush=True)
-    job = _typical_job(base)
+    job = _stage("typical_job", lambda: _typical_job(base))
     print("the base model's panel ...", flush=True)
-    panel = _base_panel(base)
+    panel = _stage("panel", lambda: _base_panel(base))
     section = _section(loop, bare, job, panel)
     print(section)
     write_section("real-model", section)
+
+
+def _stage(name: str, measure: Callable[[], Any]) -> Any:
+    """`measure()`, or its result from an earlier run of this benchmark."""
+    path = WORKDIR / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if name not in results:
+        results[name] = measure()
+        path.write_text(json.dumps(results, indent=2))
+    return results[name]
 
 
 def fetched_base() -> Path:
@@ -163,7 +193,7 @@ def _typical_job(base: Path) -> dict[str, Any]:
         wall = time.monotonic() - submitted
         if job["status"] != "succeeded":
             raise RuntimeError(f"the typical job ended {job['status']}: {job['error']}")
-        events = list(reversed(client.list_events(job["id"], limit=200)))
+        events = list(reversed(client.list_events(job["id"], limit=100)))
         retention = client.retention("typical")
         (version,) = client.list_versions("typical")
         report = client.get_report(version["report_id"])
