@@ -18,6 +18,7 @@ resumes; delete the file to measure everything again.
 """
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def fetched_base() -> Path:
 def trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
     """Steady step time and tokens/s of a trainer process of `method` on the example facts."""
     output = WORKDIR / "loop" / f"{method}-{precision}" / "v1"
-    subprocess.run(["rm", "-rf", str(output.parent)], check=True)
+    shutil.rmtree(output.parent, ignore_errors=True)
     output.mkdir(parents=True)
     spec = {
         "job_id": f"ftjob-bench-{method}",
@@ -180,6 +181,7 @@ def _bare_script(base: Path, *options: str) -> dict[str, Any]:
 
 def _typical_job(base: Path) -> dict[str, Any]:
     """The demo's first job through the service (serving off: training, evaluation and the gate)."""
+    shutil.rmtree(WORKDIR / "service", ignore_errors=True)  # a fresh service, as a new user's
     with local_service(WORKDIR / "service", serving="false", checkpoint_every="1000") as service:
         client = Client(service.url, service.key)
         client.create_lineage(

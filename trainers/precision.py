@@ -1,8 +1,9 @@
 """The compute precision of training: bfloat16 autocast where the hardware has it natively.
 
-Measured on SmolLM2-135M-Instruct with a rank-16 LoRA on every linear layer, batch 8 x 63 tokens,
-2 CPU cores with AVX512-BF16 (docs/benchmarks.md, "Real model"): a step takes 1.6 s with
-bfloat16 autocast against 2.6-2.8 s in float32, and the loss after 5 steps differs by under 0.1.
+Measured on SmolLM2-135M-Instruct with a rank-16 LoRA on every linear layer, batch 8 of about
+60 tokens, 2 CPU cores with AVX512-BF16 (docs/benchmarks.md, "Real model"): a step of the loop
+takes 1.6 s with bfloat16 autocast against 2.1 s in float32, and a bare peft script ends 12 steps
+at loss 0.1946 in bfloat16 against 0.1947 in float32.
 Autocast keeps the master weights (the adapter's and the optimizer's) in float32 and runs
 reductions, norms and the loss in float32; only the matrix products drop to bfloat16.
 """
