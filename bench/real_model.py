@@ -199,7 +199,7 @@ def _typical_job(base: Path) -> dict[str, Any]:
         retention = client.retention("typical")
         (version,) = client.list_versions("typical")
         report = client.get_report(version["report_id"])
-    metrics = [event["data"] for event in events if "train_loss" in (event["data"] or {})]
+    metrics = [event["data"] for event in events if event["type"] == "metrics"]
     training = next(event for event in events if event["message"].startswith("Training completed"))
     result = {
         "wall_s": wall,
