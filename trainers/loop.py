@@ -102,11 +102,11 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         state = load_checkpoint(accelerator, method, checkpoint)
     progress.started(
         total_steps=total_steps,
-        precision=str(compute).removeprefix("torch."),
         examples=len(data.rows),
         resumed_from_step=state.step,
         processes=accelerator.num_processes,
         backend=torch.distributed.get_backend(),
+        precision=str(compute).removeprefix("torch."),
     )
     evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
     if evaluator is not None and not evaluator.active:
@@ -133,7 +133,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
             )
             loss = method.training_loss(engine, batch, outputs)
         if not torch.isfinite(loss):
-            # NaN or inf never reaches an event, a checkpoint or a version (docs/training.md).
+            # NaN or inf never reaches an event, a checkpoint or a version (docs/jobs.md).
             raise FloatingPointError(
                 f"the training loss is {loss.item()} at step {step + 1}: training diverged (or the "
                 "model computes non-finite values); lower the learning rate (learning_rate_multiplier "
