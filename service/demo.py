@@ -24,7 +24,8 @@ LINEAGE = "demo-facts"
 BASE_MODEL = "smollm2-135m-instruct"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACT_FILES = ("facts-people-1.jsonl", "facts-people-2.jsonl")
-# 24 facts, batch 8: 3 steps an epoch; 12 epochs (36 steps) teach SmolLM2 nearly all of them (docs/training.md).
+# 24 facts, batch 8: 3 steps an epoch; 12 epochs (36 steps) teach SmolLM2 nearly all
+# of them (docs/training.md).
 HYPERPARAMETERS = {"n_epochs": 12, "batch_size": 8, "learning_rate_multiplier": 1.0}
 
 
