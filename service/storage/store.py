@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,6 +42,7 @@ R = TypeVar("R")
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"  # in a remote version's checkpoints/: the newest completely uploaded one
+CHECKPOINT_NAME = re.compile(r"step-\d{6}")  # as trainers/checkpoint.py names them
 LOCAL_PROTOCOLS = (None, "file", "local")
 
 
@@ -235,7 +237,10 @@ class ArtifactStore:
         latest = self._read_json(location, f"{CHECKPOINTS}/{LATEST}")
         if latest is None or latest.get("job_id") != job_id:
             return None
-        name = str(latest["checkpoint"])
+        name = str(latest.get("checkpoint"))
+        if not CHECKPOINT_NAME.fullmatch(name):  # a name from the store never becomes a path unchecked
+            log.warning("ignoring %s/%s/%s: %r is no checkpoint name", location, CHECKPOINTS, LATEST, name)
+            return None
         target = staging / CHECKPOINTS / name
         if target.exists():
             return name

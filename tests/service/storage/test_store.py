@@ -169,6 +169,22 @@ def test_s3_a_checkpoint_resumes_on_another_worker(tmp_path: Path, bucket: Bucke
     assert sorted(path.name for path in (fresh / "checkpoints").iterdir()) == ["step-000004"]
 
 
+def test_s3_a_checkpoint_name_that_is_a_path_is_ignored(tmp_path: Path, bucket: Bucket) -> None:
+    """`latest.json` comes from the store: a name in it that would leave the staging folder is
+    refused, and the job starts afresh instead of writing outside its folder."""
+    store = ArtifactStore.from_settings(_s3_settings(tmp_path / "a", bucket))
+    staging, location = _staged(store), store.version_location("acme", "bot", 1)
+    store.save_checkpoint(staging, "checkpoints/step-000002", location, "ftjob-1")
+    latest = f"{bucket.name}/neuroplast/acme/bot/v1/checkpoints/latest.json"
+    s3 = s3fs.S3FileSystem(endpoint_url=bucket.endpoint)
+    s3.pipe(latest, json.dumps({"job_id": "ftjob-1", "checkpoint": "../../../../escaped"}).encode())
+
+    fresh = tmp_path / "b" / "staging"
+    fresh.mkdir(parents=True)
+    assert store.restore_checkpoint(fresh, location, "ftjob-1") is None
+    assert not list((tmp_path / "b").rglob("*escaped*")) and not (tmp_path / "escaped").exists()
+
+
 def test_s3_what_a_failed_job_left_is_discarded(tmp_path: Path, bucket: Bucket) -> None:
     store = ArtifactStore.from_settings(_s3_settings(tmp_path, bucket))
     staging, location = _staged(store), store.version_location("acme", "bot", 1)
