@@ -162,6 +162,8 @@ class ServingTier:
             raise ApiError(
                 404, f"The model '{lineage}@{number}' does not exist.", param="model", code="model_not_found"
             )
+        if isinstance(found, ApiError):
+            raise found
         self._ensure_group(found.group)
         await self._load_everywhere(found)
         self.pinned[name] = found
@@ -318,7 +320,8 @@ class ServingTier:
             for tenant, lineage, version in rows
         }
 
-    def _lookup(self, tenant: str, lineage_name: str, number: int) -> Served | None:
+    def _lookup(self, tenant: str, lineage_name: str, number: int) -> Served | ApiError | None:
+        """The version to serve; the refusal when the health gate rejected it; None if it does not exist."""
         query = (
             select(Lineage, Version)
             .join(Tenant, Tenant.pk == Lineage.tenant_pk)
@@ -327,7 +330,17 @@ class ServingTier:
         )
         with self.database.session() as session:
             row = session.execute(query).first()
-        return None if row is None else self._served(tenant, row[0], row[1])
+        if row is None:
+            return None
+        if row[1].status == "rejected":  # a forced promotion is the one way to serve it
+            return ApiError(
+                409,
+                f"The model '{lineage_name}@{number}' was rejected by the health gate "
+                f"({row[1].report_id}); promote it with force to serve it anyway.",
+                param="model",
+                code="version_rejected",
+            )
+        return self._served(tenant, row[0], row[1])
 
     def _served(self, tenant: str, lineage: Lineage, version: Version) -> Served:
         backend = "native" if lineage.method_type in self.settings.native_backend_methods else "vllm"

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.db import Database
 from service.main import create_app
+from service.models import Version
 from service.services.keys import create_key
 from service.settings import Settings
 from tests.service.serving import conftest as serving
@@ -65,6 +67,25 @@ def test_a_pinned_version_is_loaded_on_demand(gateway: TestClient, backend) -> N
 
     assert answer.headers["x-neuroplast-model"] == "acme/bot@1"
     assert {item["id"] for item in gateway.get("/v1/models").json()["data"]} == {"bot", "bot@1", "bot@2"}
+
+
+def test_a_version_the_gate_rejected_is_not_served_by_its_number(
+    gateway: TestClient, database: Database, backend
+) -> None:
+    wait_serving(gateway, "bot", 2)
+    serving.publish(database, "acme", "bot", 3, "/store/acme/bot/v3", promote=False)
+    with database.session() as session:
+        session.scalars(select(Version).where(Version.number == 3)).one().status = "rejected"
+
+    answer = gateway.post("/v1/completions", json={"model": "bot@3", "prompt": "hi"})
+
+    assert answer.status_code == 409
+    error = answer.json()["error"]
+    assert error["code"] == "version_rejected" and error["param"] == "model"
+    assert "rejected by the health gate" in error["message"] and "force" in error["message"]
+    assert "acme/bot@3" not in backend[1]  # never loaded
+    gateway.post("/v1/lineages/bot/promote", json={"version": 3, "force": True}).raise_for_status()
+    assert gateway.post("/v1/completions", json={"model": "bot@3", "prompt": "hi"}).status_code == 200
 
 
 def test_promote_and_rollback_swap_the_alias_and_unload_the_old_version(gateway: TestClient, backend) -> None:
