@@ -82,8 +82,15 @@ class Settings(BaseSettings):
         None, description="Python that has vLLM installed; .venv-vllm/bin/python or this one if unset."
     )
     vllm_args: list[str] = Field(
-        default_factory=lambda: ["--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"],
-        description="Extra arguments of supervised vLLM servers (besides model, host, port, --enable-lora).",
+        default_factory=lambda: ["--max-loras", "4", "--max-cpu-loras", "8"],
+        description="Extra arguments of supervised vLLM servers (besides model, host, port, --enable-lora, "
+        "--max-lora-rank).",
+    )
+    vllm_max_lora_rank: int = Field(
+        16,
+        ge=1,
+        description="The replicas' --max-lora-rank: a lineage served by vLLM may not ask for a larger r "
+        "(supervised replicas are started with it; set it to what external ones run with).",
     )
     vllm_start_seconds: float = Field(300.0, description="How long a supervised vLLM may take to start.")
     native_backend_methods: list[str] = Field(

@@ -24,6 +24,15 @@ def create_lineage(session: Session, settings: Settings, tenant: Tenant, request
         config = resolve_method_config(request.method.type, request.method.config)
     except MethodConfigError as error:
         raise ApiError(400, str(error), param=error.param, code="invalid_method") from error
+    served_by_vllm = settings.serving and request.method.type not in settings.native_backend_methods
+    if served_by_vllm and config.get("r", 0) > settings.vllm_max_lora_rank:
+        raise ApiError(
+            400,
+            f"r={config['r']} is above the serving tier's largest LoRA rank, {settings.vllm_max_lora_rank} "
+            "(NEUROPLAST_VLLM_MAX_LORA_RANK): vLLM could never load this lineage's versions.",
+            param=f"method.{request.method.type}.r",
+            code="invalid_method",
+        )
     lineage = Lineage(
         id=f"lin-{secrets.token_hex(12)}",
         tenant_pk=tenant.pk,

@@ -50,6 +50,8 @@ class Supervisor:
             self.replica.base_model,
             *address,
             "--enable-lora",
+            "--max-lora-rank",
+            str(self.settings.vllm_max_lora_rank),
             *self.settings.vllm_args,
         ]
 

@@ -78,6 +78,17 @@ def test_bad_input_names_the_field(api: TestClient, payload: dict, param: str) -
     assert api.get("/v1/lineages").json()["data"] == []
 
 
+def test_a_rank_vllm_cannot_load_is_refused(api: TestClient, model_path: str) -> None:
+    too_big = {"name": "big", "base_model": model_path, "method": {"type": "lora", "lora": {"r": 32}}}
+    response = api.post("/v1/lineages", json=too_big)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "method.lora.r" and "largest LoRA rank, 16" in error["message"]
+    assert api.get("/v1/lineages/big").status_code == 404
+    native = {"name": "mem", "base_model": model_path, "method": {"type": "titans", "titans": {}}}
+    assert api.post("/v1/lineages", json=native).status_code == 200  # the native backend has no such limit
+
+
 def test_unknown_lineage_is_404(api: TestClient) -> None:
     assert api.get("/v1/lineages/nope").status_code == 404
 
