@@ -5,7 +5,6 @@ installs it when run as root) on a data folder in a fresh temp folder. Postgres 
 root, so under root the server runs as the `postgres` system user that the package creates.
 """
 
-import ctypes
 import glob
 import os
 import pwd
@@ -21,12 +20,12 @@ from pathlib import Path
 
 import psycopg
 
+from service.child_processes import dying_with_parent
 from service.local import free_port
 
 SERVER_USER = "postgres"  # the system user of Debian's postgresql package, and the superuser's name
 # Trust authentication is safe only because the server listens on loopback and lives for one run.
 INITDB_OPTIONS = ["-U", SERVER_USER, "--auth=trust", "--no-sync", "--encoding=UTF8", "--no-locale"]
-_PR_SET_PDEATHSIG = 1
 
 
 class PostgresUnavailable(RuntimeError):
@@ -93,7 +92,7 @@ def local_postgres(**server_settings: str) -> Iterator[LocalPostgres]:
                 stdin=subprocess.DEVNULL,
                 user=as_user.pw_uid if as_user else None,
                 group=as_user.pw_gid if as_user else None,
-                preexec_fn=_die_with_parent,  # a killed test run leaves no server behind
+                preexec_fn=dying_with_parent(),  # a killed test run leaves no server behind
             )
         server = LocalPostgres(port, process)
         try:
@@ -155,8 +154,3 @@ def _wait_ready(server: LocalPostgres, log: Path, timeout: float = 30) -> None:
         except psycopg.OperationalError:
             time.sleep(0.05)
     raise PostgresUnavailable(f"postgres did not accept connections within {timeout} s")
-
-
-def _die_with_parent() -> None:
-    # Runs in the child after it switched user, so the setting survives into the server.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

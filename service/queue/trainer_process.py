@@ -5,7 +5,6 @@ starts one rank per process and stops them all when one fails; rank 0 writes the
 The command is built here without importing torch (the control plane never does).
 """
 
-import ctypes
 import json
 import os
 import queue
@@ -15,12 +14,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+from service.child_processes import dying_with_parent
+
 _EOF = object()
-_PR_SET_PDEATHSIG = 1
 
 
 class TrainerProcess:
@@ -62,7 +61,7 @@ class TrainerProcess:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None,
                 start_new_session=True,
-                preexec_fn=partial(_die_with_parent, signal.SIGTERM if processes > 1 else signal.SIGKILL),
+                preexec_fn=dying_with_parent(signal.SIGTERM if processes > 1 else signal.SIGKILL),
             )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -144,7 +143,3 @@ def _before_launcher_report(lines: list[str], launcher_pid: int) -> list[str]:
     while lines and launcher_line.match(lines[-1]):
         lines.pop()
     return lines
-
-
-def _die_with_parent(death_signal: signal.Signals) -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, death_signal)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from service.child_processes import dying_with_parent
 from service.local import free_port
 from service.serving.replica import Replica
 from service.settings import Settings
@@ -80,8 +81,14 @@ class Supervisor:
             "HF_HUB_OFFLINE": "1",
         }
         # A session of its own: vLLM runs engine processes beside the API server; stop() ends them all.
+        # SIGTERM when this process dies: vLLM's API server then stops its engine processes too.
         self.process = subprocess.Popen(
-            self.command(), env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=dying_with_parent(signal.SIGTERM),
         )
         log_file.close()
         deadline = time.monotonic() + self.settings.vllm_start_seconds

@@ -1,5 +1,5 @@
-"""Fault test: kill the supervised vLLM; it comes back with every promoted adapter, `/readyz` says
-not-ready in between."""
+"""Fault tests: kill the supervised vLLM, and it comes back with every promoted adapter while
+`/readyz` says not-ready in between; kill the service, and no serving process outlives it."""
 
 import os
 import signal
@@ -44,6 +44,29 @@ def test_a_killed_vllm_is_restarted_and_gets_its_adapters_back(
     assert before == after
     assert before["one"] != before["two"]
     assert not psutil.pid_exists(vllm.pid) or vllm.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_killed_service_leaves_no_serving_process_behind(
+    tmp_path: Path, serving_base: Path, versions: list[Path]
+) -> None:
+    """A `neuroplast serve` that crashes or is OOM-killed takes its vLLM (API server and engine
+    processes) with it, so a restarted service does not start a second one beside an orphan."""
+    with local_service(tmp_path / "data") as service:
+        api = httpx.Client(
+            base_url=f"{service.url}/v1", headers={"Authorization": f"Bearer {service.key}"}, timeout=120
+        )
+        database = Database(f"sqlite:///{service.data_dir.resolve() / 'neuroplast.db'}")
+        api.post("/lineages", json={"name": "one", "base_model": str(serving_base)}).raise_for_status()
+        publish(database, "default", "one", 1, str(versions[0]))
+        database.dispose()
+        _wait_served(api, {"one"})
+        vllm = _vllm_process(service.process.pid)
+        serving = [vllm, *vllm.children(recursive=True)]
+
+        service.process.kill()
+        _, alive = psutil.wait_procs(serving, timeout=60)
+
+    assert [process.cmdline() for process in alive if process.status() != psutil.STATUS_ZOMBIE] == []
 
 
 def _wait_status(url: str, status: int, timeout: float) -> bool:
