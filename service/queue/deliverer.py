@@ -96,6 +96,9 @@ class Deliverer:
         attempts = []
         with self.database.session() as session:
             for delivery, endpoint, event in session.execute(query).all():
+                if delivery.attempts >= self.settings.webhook_max_attempts:  # its last attempt's outcome
+                    delivery.status = "failed"  # was lost (a crash between claim and record)
+                    continue
                 number = delivery.attempts + 1  # read first: the UPDATE below syncs `delivery` too
                 taken = session.execute(
                     update(WebhookDelivery)
@@ -124,6 +127,22 @@ class Deliverer:
         return attempts
 
     async def _send(self, client: httpx.AsyncClient, attempt: Attempt) -> Outcome:
+        """Make one attempt; never raises, and never takes longer than `webhook_timeout_seconds`.
+
+        Whatever one endpoint does (a URL that cannot be connected to, a receiver that trickles its
+        answer a byte at a time) ends as this attempt's outcome, so the round's other deliveries,
+        other tenants' included, are recorded as usual.
+        """
+        timeout = self.settings.webhook_timeout_seconds
+        try:
+            return await asyncio.wait_for(self._post(client, attempt), timeout)
+        except TimeoutError:
+            return Outcome(attempt, None, f"no answer within {timeout:g} s")
+        except Exception as error:
+            # The message names the failure, not the URL (which may carry a receiver's token).
+            return Outcome(attempt, None, f"{type(error).__name__}: {str(error)[:300]}")
+
+    async def _post(self, client: httpx.AsyncClient, attempt: Attempt) -> Outcome:
         refused = None if self.settings.webhook_private_networks else await _private_address(attempt.url)
         if refused is not None:
             return Outcome(attempt, None, refused)
@@ -136,13 +155,10 @@ class Deliverer:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(attempt.secret, attempt.message_id, timestamp, body),
         }
-        try:
-            response = await client.post(attempt.url, content=body, headers=headers)
-        except httpx.HTTPError as error:
-            # The message names the failure, not the URL (which may carry a receiver's token).
-            return Outcome(attempt, None, f"{type(error).__name__}: {str(error)[:300]}")
-        refusal = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        return Outcome(attempt, response.status_code, refusal)
+        # The status line is the answer; the body is never read (a receiver could send gigabytes).
+        async with client.stream("POST", attempt.url, content=body, headers=headers) as response:
+            status = response.status_code
+        return Outcome(attempt, status, None if 200 <= status < 300 else f"HTTP {status}")
 
     def _record(self, outcomes: list[Outcome]) -> None:
         with self.database.session() as session:
@@ -173,6 +189,6 @@ async def _private_address(url: str) -> str | None:
         return f"could not resolve the host: {error}"
     for *_, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-        if not is_public(address):
-            return f"the host resolves to {address}, not a public address"
+        if not is_public(address):  # which address stays unsaid: internal DNS answers are not the tenant's
+            return "the host resolves to an address that is not public"
     return None

@@ -176,13 +176,23 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address
+
+
 def check_url(url: str, private_networks: bool) -> None:
-    """A 400 unless `url` is http(s) with a host, and (unless allowed) not a private address."""
+    """A 400 unless `url` is http(s) with a valid host and port, and (unless allowed) not a private
+    address. Whatever passes here is a URL the deliverer can connect to, so one tenant's endpoint
+    can never fail a delivery round for the others."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "url: must be an http or https URL with a host.", param="url", code="invalid_url")
     if parts.username or parts.password:
         raise ApiError(400, "url: must not hold credentials.", param="url", code="invalid_url")
+    try:
+        parts.port  # noqa: B018 (the property raises on a port out of range)
+        parts.hostname.encode("idna")  # raises on an empty label or one over 63 characters
+    except (ValueError, UnicodeError) as error:
+        raise ApiError(400, f"url: {error}.", param="url", code="invalid_url") from error
     try:
         address = ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -197,5 +207,13 @@ def check_url(url: str, private_networks: bool) -> None:
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether an address is globally routable: not loopback, private, link-local or reserved."""
+    """Whether an address is globally routable: not loopback, private, link-local or reserved.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, NAT64's well-known prefix) is as
+    public as the IPv4 address it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if (embedded := address.ipv4_mapped or address.sixtofour) is not None:
+            return is_public(embedded)
+        if address in NAT64:
+            return is_public(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
     return address.is_global and not address.is_multicast

@@ -1,7 +1,9 @@
 """Signed webhooks end to end: events from state changes reach a loopback receiver, signed so that
 an independent Standard Webhooks implementation (the `standardwebhooks` package) verifies them."""
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,8 @@ from standardwebhooks import Webhook
 from service.db import Database
 from service.local import free_port
 from service.main import create_app
-from service.models import Job, Tenant, WebhookDelivery, WebhookEvent
+from service.models import Job, Tenant, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from service.queue import deliverer
 from service.queue.lease import JobQueue
 from service.queue.worker import Worker
 from service.services.keys import create_key
@@ -185,7 +188,18 @@ def test_a_deleted_endpoint_gets_nothing_more(client: TestClient) -> None:
 def test_private_addresses_are_refused_unless_allowed(
     settings: Settings, api: TestClient, database: Database
 ) -> None:
-    for url in ("http://127.0.0.1:9/hook", "http://[::1]/x", "http://169.254.169.254/latest", "ftp://x.org/"):
+    refused = (
+        "http://127.0.0.1:9/hook",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+        "ftp://x.org/",
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped loopback
+        "http://example.com:99999/hook",  # a port out of range
+        f"http://{'a' * 64}.example.com/hook",  # a label over 63 characters
+    )
+    for url in refused:
         answer = api.post("/v1/webhooks", json={"url": url})
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "url", url
     assert api.post("/v1/webhooks", json={"url": "https://user:pw@example.com/"}).status_code == 400
@@ -198,7 +212,86 @@ def test_private_addresses_are_refused_unless_allowed(
     with database.session() as session:
         emit(session, _tenant_pk(database, session), "fine_tuning.job.failed", {"id": "ftjob-x"})
     row = _wait(lambda: [r for r in _deliveries(api, endpoint["id"]) if r["error"]], "a refused attempt")
-    assert "not a public address" in row[0]["error"] and row[0]["response_status"] is None
+    assert row[0]["error"] == "the host resolves to an address that is not public"  # which one stays unsaid
+    assert row[0]["response_status"] is None
+
+
+def test_one_endpoint_cannot_hold_up_or_break_delivery_for_the_others(
+    fast: Settings, client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poison URL (a host label over 63 characters, stored before URLs were checked this
+    strictly) and a receiver that trickles its answer one byte a second share a round with a
+    healthy receiver: it still gets the event exactly once, and each bad endpoint's attempts end
+    with their own error, each within the timeout."""
+    fast.webhook_timeout_seconds, fast.webhook_max_attempts = 1.0, 2
+    # Addresses are checked as in production; loopback stands in for the public internet here.
+    public = deliverer.is_public
+    monkeypatch.setattr(deliverer, "is_public", lambda address: address.is_loopback or public(address))
+    fast.webhook_private_networks = False
+    healthy = Receiver()
+    with _trickling_receiver() as slow_url, healthy.up():
+        with database.session() as session:
+            tenant_pk = _tenant_pk(database, session)
+            for name, url in (
+                ("we_healthy", healthy.url),
+                ("we_slow", slow_url),
+                ("we_poison", f"http://{'a' * 64}.example.com/hook"),
+            ):
+                session.add(
+                    WebhookEndpoint(
+                        id=name, tenant_pk=tenant_pk, url=url, secret="whsec_" + "A" * 32, event_types=[]
+                    )
+                )
+        with database.session() as session:
+            emit(session, tenant_pk, "fine_tuning.job.failed", {"id": "ftjob-x"})
+        _wait(lambda: not _pending(database), "every delivery to end", timeout=30)
+
+    assert len(healthy.received) == 1
+    outcomes = {row["endpoint_id"]: row for row in _all_deliveries(database)}
+    assert (outcomes["we_healthy"]["status"], outcomes["we_healthy"]["attempts"]) == ("succeeded", 1)
+    assert (outcomes["we_slow"]["status"], outcomes["we_slow"]["error"]) == ("failed", "no answer within 1 s")
+    assert outcomes["we_poison"]["status"] == "failed" and "label" in outcomes["we_poison"]["error"]
+    assert outcomes["we_slow"]["attempts"] == outcomes["we_poison"]["attempts"] == 2  # capped
+
+
+def _all_deliveries(database: Database) -> list[dict[str, Any]]:
+    query = select(WebhookDelivery, WebhookEndpoint).join(
+        WebhookEndpoint, WebhookEndpoint.pk == WebhookDelivery.endpoint_pk
+    )
+    with database.session() as session:
+        return [
+            {"endpoint_id": endpoint.id, "status": row.status, "attempts": row.attempts, "error": row.error}
+            for row, endpoint in session.execute(query).all()
+        ]
+
+
+@contextmanager
+def _trickling_receiver() -> Iterator[str]:
+    """A loopback server that answers every request one byte a second, forever."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):  # the deliverer hangs up when its time is up
+            for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 1000:
+                if stop.wait(1.0):
+                    return
+                connection.sendall(bytes([byte]))
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_terminal_states_of_the_worker_and_the_queue_emit_events(
