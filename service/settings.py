@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(8, description="Per tenant: jobs not yet finished at once (429 above).")
     gateway_requests_per_second: float = Field(50.0, description="Per tenant: sustained gateway rate.")
     gateway_burst: int = Field(100, description="Per tenant: gateway requests allowed in one burst.")
+    gateway_max_tokens: int = Field(
+        4096, ge=1, description="Largest max_tokens (max_completion_tokens) of one completion request."
+    )
+    gateway_max_choices: int = Field(8, ge=1, description="Largest n (best_of) of one completion request.")
     webhook_delivery: bool = Field(True, description="The API process delivers webhook events.")
     webhook_poll_seconds: float = Field(1.0, description="How often the deliverer looks for due deliveries.")
     webhook_timeout_seconds: float = Field(10.0, description="How long a receiver may take to answer.")

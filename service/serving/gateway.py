@@ -13,6 +13,7 @@ import aiohttp
 
 from service.errors import ApiError
 from service.serving.tier import Served, ServingTier
+from service.settings import Settings
 
 
 @dataclass
@@ -31,6 +32,7 @@ async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "model: a lineage name or '<lineage>@<N>' is required.", param="model")
+    _check_size(body, tier.settings)
     replica, served = await tier.route(tenant, model)
     headers = {"x-neuroplast-model": served.name}
     payload = json.dumps({**body, "model": served.name}).encode()
@@ -50,6 +52,25 @@ async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any
             tier.release(served)
         return Forwarded(response.status, media_type, headers, body=content)
     return Forwarded(200, media_type, headers, stream=_relay(tier, served, response))
+
+
+def _check_size(body: dict[str, Any], settings: Settings) -> None:
+    """A 400 for a request whose output alone would hold a backend for every tenant (any backend:
+    the native one decodes under one lock)."""
+    limits = {
+        "max_tokens": settings.gateway_max_tokens,
+        "max_completion_tokens": settings.gateway_max_tokens,
+        "n": settings.gateway_max_choices,
+        "best_of": settings.gateway_max_choices,
+    }
+    for field, limit in limits.items():
+        value = body.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise ApiError(
+                400, f"{field}: must be an integer from 0 to {limit}.", param=field, code="invalid_request"
+            )
 
 
 async def _relay(tier: ServingTier, served: Served, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -88,6 +88,27 @@ def test_a_version_the_gate_rejected_is_not_served_by_its_number(
     assert gateway.post("/v1/completions", json={"model": "bot@3", "prompt": "hi"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_tokens", 100_000_000),
+        ("max_completion_tokens", 5000),
+        ("n", 100),
+        ("max_tokens", -1),
+        ("n", "2"),
+    ],
+)
+def test_a_request_too_large_for_a_shared_backend_is_refused(
+    gateway: TestClient, backend, field: str, value: object
+) -> None:
+    wait_serving(gateway, "bot", 2)
+    answer = gateway.post("/v1/completions", json={"model": "bot", "prompt": "hi", field: value})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == field
+    ok = gateway.post("/v1/completions", json={"model": "bot", "prompt": "hi", "max_tokens": 4096, "n": 8})
+    assert ok.status_code == 200
+
+
 def test_promote_and_rollback_swap_the_alias_and_unload_the_old_version(gateway: TestClient, backend) -> None:
     wait_serving(gateway, "bot", 2)
 
