@@ -1,5 +1,6 @@
 """The embedded service as a child process, for the demo, the benchmarks and end-to-end tests."""
 
+import json
 import os
 import socket
 import subprocess
@@ -34,7 +35,9 @@ def local_service(
 ) -> Iterator[LocalService]:
     """Start `neuroplast serve` on loopback, wait until it is ready, stop it on exit.
 
-    `settings` become `NEUROPLAST_<NAME>` environment variables of the service.
+    `settings` become `NEUROPLAST_<NAME>` environment variables of the service. Local base
+    models may lie under the working directory (a checkout's `.demo/`, `.bench/`) unless
+    `NEUROPLAST_MODEL_ROOTS` says otherwise.
     """
     port = port or free_port()
     command = [
@@ -50,6 +53,7 @@ def local_service(
     if not worker:
         command.append("--no-worker")
     env = {
+        "NEUROPLAST_MODEL_ROOTS": json.dumps([str(Path.cwd())]),
         **os.environ,
         **{f"NEUROPLAST_{name.upper()}": value for name, value in settings.items()},
     }

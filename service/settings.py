@@ -37,8 +37,13 @@ class Settings(BaseSettings):
         2 * 2**20, description="Largest request body, file uploads aside (they have max_upload_bytes)."
     )
     model_roots: list[Path] = Field(
-        default_factory=lambda: [Path.cwd()],
-        description="Folders a local base_model may lie under, besides data_dir.",
+        default_factory=list,
+        description="Folders a local base_model may lie under, besides data_dir (where it always may).",
+    )
+    hub_models: list[str] = Field(
+        default_factory=list,
+        description="Hub ids a lineage may name as base_model (its workers download them); empty: "
+        "none, and trainers and evaluators run offline.",
     )
     max_active_jobs: int = Field(8, description="Per tenant: jobs not yet finished at once (429 above).")
     gateway_requests_per_second: float = Field(50.0, description="Per tenant: sustained gateway rate.")

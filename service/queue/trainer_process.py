@@ -40,6 +40,8 @@ class TrainerProcess:
         processes: Ranks to launch; 1 runs the module directly, without a launcher.
         threads: CPU threads of each process (`OMP_NUM_THREADS`); None leaves torch's default,
             every core for one process (torchrun gives each of several one thread).
+        offline: No hub access (`HF_HUB_OFFLINE`): nothing is downloaded that an operator did not
+            allow (`NEUROPLAST_HUB_MODELS`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class TrainerProcess:
         module: str = "trainers.run",
         processes: int = 1,
         threads: int | None = None,
+        offline: bool = True,
     ) -> None:
         self.log_path = log_path
         self.processes = processes
@@ -59,7 +62,11 @@ class TrainerProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None,
+                env={
+                    **os.environ,
+                    **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+                    **({"HF_HUB_OFFLINE": "1"} if offline else {}),
+                },
                 start_new_session=True,
                 preexec_fn=dying_with_parent(signal.SIGTERM if processes > 1 else signal.SIGKILL),
             )

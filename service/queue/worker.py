@@ -137,6 +137,7 @@ class Worker:
             self._log(lease),
             processes=processes,
             threads=self.settings.trainer_threads,
+            offline=not self.settings.hub_models,
         )
         try:
             completed = self._follow(lease, trainer, stop, self._record_line(lease, workspace))
@@ -224,7 +225,11 @@ class Worker:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec, indent=2))
         evaluator = TrainerProcess(
-            spec_path, self._log(lease), module="eval.run", threads=self.settings.trainer_threads
+            spec_path,
+            self._log(lease),
+            module="eval.run",
+            threads=self.settings.trainer_threads,
+            offline=not self.settings.hub_models,
         )
         lines: list[dict[str, Any]] = []
         try:

@@ -19,11 +19,11 @@ from trainers.registry import MethodConfigError, resolve_method_config
 
 def create_lineage(session: Session, settings: Settings, tenant: Tenant, request: LineageCreate) -> Lineage:
     """Create a lineage after checking its base model (a local one: under an allowed root) and method."""
-    base_model = resolve_base_model(request.base_model, settings.base_model_roots)
     try:
         config = resolve_method_config(request.method.type, request.method.config)
     except MethodConfigError as error:
         raise ApiError(400, str(error), param=error.param, code="invalid_method") from error
+    base_model = resolve_base_model(request.base_model, settings.base_model_roots, settings.hub_models)
     served_by_vllm = settings.serving and request.method.type not in settings.native_backend_methods
     if served_by_vllm and config.get("r", 0) > settings.vllm_max_lora_rank:
         raise ApiError(

@@ -14,17 +14,28 @@ HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$"
 LOCAL_PREFIXES = ("/", "./", "../", "~")
 
 
-def resolve_base_model(base_model: str, roots: list[Path]) -> str:
+def resolve_base_model(base_model: str, roots: list[Path], hub_models: list[str]) -> str:
     """The base model as stored: a hub id as given, a local folder as its resolved absolute path.
 
+    Args:
+        base_model: What the lineage names.
+        roots: Folders a local model may lie under.
+        hub_models: The hub ids an operator allowed (workers download them).
+
     Raises:
-        ApiError: 400 when a hub id is malformed, or a local path lies outside every root or holds
-            no model (`config.json`).
+        ApiError: 400 when a hub id is malformed or not allowed, or a local path lies outside
+            every root or holds no model (`config.json`).
     """
     if not base_model.startswith(LOCAL_PREFIXES):
-        if re.fullmatch(HUB_ID, base_model) and ".." not in base_model:
-            return base_model
-        raise _invalid(f"'{base_model}' is neither a hub id ('owner/name') nor an absolute local path.")
+        if not (re.fullmatch(HUB_ID, base_model) and ".." not in base_model):
+            raise _invalid(f"'{base_model}' is neither a hub id ('owner/name') nor an absolute local path.")
+        if base_model not in hub_models:  # a tenant must not make workers download what it likes
+            raise _invalid(
+                f"'{base_model}' is not among the hub models this service may download "
+                "(NEUROPLAST_HUB_MODELS); use a local folder under the model roots "
+                "(neuroplast base fetch, neuroplast base convert)."
+            )
+        return base_model
     try:
         path = Path(base_model).expanduser().resolve()  # symlinks followed: the target must be inside
     except (ValueError, RuntimeError, OSError) as error:  # a NUL byte, an unknown ~user, a loop

@@ -77,8 +77,12 @@ def test_local_base_models_only_under_allowed_roots(
             assert api.post("/v1/lineages", json={"name": "bot", "base_model": base_model}).status_code == 400
         created = api.post("/v1/lineages", json={"name": "bot", "base_model": str(in_data)}).json()
         assert created["base_model"] == str(in_data.resolve())
-        hub = api.post("/v1/lineages", json={"name": "hub", "base_model": "meta-llama/Llama-3.2-1B"})
-        assert hub.status_code == 200
+        # A hub id only when the operator listed it: a tenant cannot make workers download any model.
+        hub = {"name": "hub", "base_model": "meta-llama/Llama-3.2-1B"}
+        refused = api.post("/v1/lineages", json=hub)
+        assert refused.status_code == 400 and "NEUROPLAST_HUB_MODELS" in refused.json()["error"]["message"]
+        settings.hub_models = ["meta-llama/Llama-3.2-1B"]
+        assert api.post("/v1/lineages", json=hub).status_code == 200
     finally:
         (outside / "config.json").unlink()
         outside.rmdir()
