@@ -17,6 +17,7 @@ from service.local_postgres import LocalPostgres, PostgresUnavailable, local_pos
 from service.main import create_app
 from service.services.keys import create_key
 from service.settings import Settings
+from tests.service.serving.fake_vllm import BASE as FAKE_BASE
 
 
 @pytest.fixture
@@ -66,6 +67,7 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
+        hub_models=[FAKE_BASE],  # the fake vLLM's base model is named as a hub model would be
         max_upload_bytes=64 * 1024,
         lease_seconds=3.0,
         heartbeat_seconds=0.5,

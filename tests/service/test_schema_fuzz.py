@@ -50,7 +50,11 @@ def service(
     root = tmp_path_factory.mktemp("fuzz")
     with running(fake_vllm()) as vllm_url:
         config = Settings(
-            data_dir=root / "data", vllm_urls=[vllm_url], webhook_delivery=False, max_upload_bytes=64 * 1024
+            data_dir=root / "data",
+            vllm_urls=[vllm_url],
+            webhook_delivery=False,
+            max_upload_bytes=64 * 1024,
+            hub_models=[BASE],  # the fake vLLM's base model is named as a hub model would be
         )
         config.gateway_requests_per_second = 10_000.0  # the fuzzer is one tenant sending fast
         app = create_app(config)

@@ -29,6 +29,7 @@ from service.services.webhooks import emit
 from service.settings import Settings
 from tests.service.conftest import FACTS, upload
 from tests.service.serving.conftest import publish
+from tests.service.serving.fake_vllm import BASE
 
 
 class Receiver:
@@ -162,7 +163,7 @@ def test_a_failing_receiver_is_retried_with_backoff_then_given_up(client: TestCl
     receiver = Receiver(status=500)
     endpoint = client.post("/v1/webhooks", json={"url": receiver.url}).json()
     with receiver.up():
-        job_id = _queued_job(client, "org/model")
+        job_id = _queued_job(client, BASE)
         client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").raise_for_status()
         row = _wait(
             lambda: [r for r in _deliveries(client, endpoint["id"]) if r["status"] == "failed"], "give up"
@@ -178,7 +179,7 @@ def test_a_deleted_endpoint_gets_nothing_more(client: TestClient) -> None:
     receiver = Receiver()
     endpoint = client.post("/v1/webhooks", json={"url": receiver.url}).json()
     client.delete(f"/v1/webhooks/{endpoint['id']}").raise_for_status()
-    job_id = _queued_job(client, "org/model")
+    job_id = _queued_job(client, BASE)
     client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").raise_for_status()
     with receiver.up():
         time.sleep(0.5)
