@@ -12,22 +12,48 @@ Layout, under `output_dir/checkpoints/`:
 A checkpoint is written under a temporary name and renamed when complete, so a half-written
 one is never read; only the newest `KEEP` are kept. Frozen base weights are left out
 (`exclude_frozen_parameters`): a checkpoint's size is the adapter's plus its optimizer state.
+
+A checkpoint may come back from a remote artifact store, so loading one never runs code: every
+pickle is read as tensors and plain data only (`load_checkpoint`), and a folder is a checkpoint only
+when its own name says so (DeepSpeed's `latest` file is never read: accelerate names the tag).
 """
 
 import json
+import os
+import pickle
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
+from deepspeed.runtime.fp16.loss_scaler import LossScaler
+from deepspeed.runtime.zero.config import ZeroStageEnum
+from deepspeed.utils.tensor_fragment import fragment_address
 
 from trainers.interface import ContinualMethod
 
-__all__ = ["KEEP", "TrainState", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "KEEP",
+    "TrainState",
+    "UnsafeCheckpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 KEEP = 2
-_NAME = re.compile(r"^step-(\d{6})$")
+_NAME = re.compile(r"step-\d{6}")
+# The classes besides tensors and containers in what ZeRO-2 saves (its optimizer shards), found
+# with `torch.serialization.get_unsafe_globals_in_checkpoint`: plain records, none runs code.
+DEEPSPEED_GLOBALS = [ZeroStageEnum, LossScaler, fragment_address]
+
+
+class UnsafeCheckpoint(Exception):
+    """A checkpoint file holds objects other than tensors and plain data; it was not loaded."""
 
 
 @dataclass
@@ -49,7 +75,7 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The newest complete checkpoint, or None."""
     if not checkpoints_dir.exists():
         return None
-    complete = sorted(path for path in checkpoints_dir.iterdir() if _NAME.match(path.name))
+    complete = sorted(path for path in checkpoints_dir.iterdir() if _is_checkpoint(path))
     return complete[-1] if complete else None
 
 
@@ -74,15 +100,50 @@ def save_checkpoint(
         method.save_memory(tmp / "memory")
         (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)) + "\n")
         tmp.rename(final)
-        for old in sorted(p for p in checkpoints_dir.iterdir() if _NAME.match(p.name))[:-KEEP]:
+        for old in sorted(p for p in checkpoints_dir.iterdir() if _is_checkpoint(p))[:-KEEP]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
 
 
 def load_checkpoint(accelerator: Accelerator, method: ContinualMethod, path: Path) -> TrainState:
-    """Restore everything `save_checkpoint` wrote, after `accelerator.prepare`."""
-    # Not strict: the checkpoint holds the trainable weights only, the frozen ones stay as loaded.
-    accelerator.load_state(str(path), load_module_strict=False)
+    """Restore everything `save_checkpoint` wrote, after `accelerator.prepare`.
+
+    Raises:
+        UnsafeCheckpoint: A file of the checkpoint would have built other objects than tensors,
+            plain data and `DEEPSPEED_GLOBALS` (a pickle that runs code, say); nothing ran.
+    """
+    try:
+        with _weights_only():
+            # Not strict: the checkpoint holds the trainable weights only, the frozen ones stay as loaded.
+            accelerator.load_state(str(path), load_module_strict=False)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpoint(
+            f"checkpoint {path.name} holds objects other than tensors and plain data; refused to load it"
+        ) from error
     method.load_memory(path / "memory")
     return TrainState(**json.loads((path / "trainer_state.json").read_text()))
+
+
+def _is_checkpoint(path: Path) -> bool:
+    # A real folder of ours: no other name, and no link that would lead out of the job's folder.
+    return _NAME.fullmatch(path.name) is not None and path.is_dir() and not path.is_symlink()
+
+
+@contextmanager
+def _weights_only() -> Iterator[None]:
+    """Every `torch.load` inside reads tensors, plain data and `DEEPSPEED_GLOBALS` only.
+
+    DeepSpeed's engine calls `torch.load(weights_only=False)` and takes no option to change it;
+    torch's `TORCH_FORCE_WEIGHTS_ONLY_LOAD` overrides even that explicit argument, on every call.
+    """
+    previous = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        with torch.serialization.safe_globals(DEEPSPEED_GLOBALS):
+            yield
+    finally:
+        if previous is None:
+            del os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous
