@@ -217,10 +217,10 @@ def test_readyz_is_unavailable_while_no_replica_answers(settings: Settings, data
         publish(database, "acme", "bot", 1)
         time.sleep(0.3)
 
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers={"Authorization": f"Bearer {_key(database, 'ops', 'admin')}"})
         answer = client.post("/v1/completions", json={"model": "bot", "prompt": "x"})
 
-    assert ready.status_code == 503 and "bot@1" in ready.json()["serving"]
+    assert ready.status_code == 503 and "bot@1" in ready.json()["serving"]  # the reason: for admins only
     assert (answer.status_code, answer.json()["error"]["code"]) == (503, "not_ready")
 
 
@@ -231,6 +231,6 @@ def _wait(condition, timeout: float = 5) -> None:  # type: ignore[no-untyped-def
         time.sleep(0.02)
 
 
-def _key(database: Database, tenant: str) -> str:
+def _key(database: Database, tenant: str, scope: str = "member") -> str:
     with database.session() as session:
-        return create_key(session, tenant)
+        return create_key(session, tenant, scope)
