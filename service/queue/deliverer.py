@@ -4,16 +4,20 @@ Runs as a task in the API process. Each round follows load -> process -> apply: 
 deliveries in one short transaction (a compare-and-swap on `attempts`, so two deliverers never send
 the same attempt), send them with no transaction open, then record each answer. A claimed delivery
 whose deliverer dies is due again after `2 x webhook_timeout_seconds`.
+
+A receiver's name is resolved once per attempt, the addresses are checked, and the request goes
+to a checked address: were the HTTP client to resolve the name again, a DNS server that answers a
+public address first and an internal one next (rebinding) would get past the check.
 """
 
 import asyncio
 import ipaddress
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, update
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 32
 BACKOFF_FACTOR = 4  # 5 s, 20 s, 80 s, ...: about 7.5 h over 8 attempts (Svix retries over about a day)
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,12 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver due events; sleep `webhook_poll_seconds` when there were none."""
-        async with httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds) as client:
+        # No connection is kept: the pool knows a connection by its address, and one whose TLS was
+        # checked for one name must not carry a request for another name on the same address.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout_seconds, limits=no_reuse
+        ) as client:
             while True:
                 try:
                     sent = await self.deliver_due(client)
@@ -143,22 +153,34 @@ class Deliverer:
             return Outcome(attempt, None, f"{type(error).__name__}: {str(error)[:300]}")
 
     async def _post(self, client: httpx.AsyncClient, attempt: Attempt) -> Outcome:
-        refused = None if self.settings.webhook_private_networks else await _private_address(attempt.url)
-        if refused is not None:
-            return Outcome(attempt, None, refused)
+        url = httpx.URL(attempt.url)
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS want it
+        try:
+            addresses = await _checked_addresses(
+                host, url.port or DEFAULT_PORTS[url.scheme], self.settings.webhook_private_networks
+            )
+        except Refused as refused:
+            return Outcome(attempt, None, str(refused))
         body = json.dumps(attempt.payload, separators=(",", ":")).encode()
         timestamp = int(time.time())
         headers = {
+            "host": url.netloc.decode("ascii"),
             "content-type": "application/json",
             "user-agent": "Neuroplast-Webhooks/0.1",
             "webhook-id": attempt.message_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(attempt.secret, attempt.message_id, timestamp, body),
         }
-        # The status line is the answer; the body is never read (a receiver could send gigabytes).
-        async with client.stream("POST", attempt.url, content=body, headers=headers) as response:
-            status = response.status_code
-        return Outcome(attempt, status, None if 200 <= status < 300 else f"HTTP {status}")
+        for address in addresses:  # in the resolver's order, the next when one refuses, as for a name
+            try:
+                status = await _status(client, url, address, body, headers)
+            except httpx.ConnectError as error:
+                failure = error
+                continue
+            except httpx.TransportError as error:
+                return Outcome(attempt, None, _error_without(error, addresses))
+            return Outcome(attempt, status, None if 200 <= status < 300 else f"HTTP {status}")
+        return Outcome(attempt, None, _error_without(failure, addresses))
 
     def _record(self, outcomes: list[Outcome]) -> None:
         with self.database.session() as session:
@@ -178,17 +200,42 @@ class Deliverer:
                     delivery.next_attempt_at = time.time() + wait
 
 
-async def _private_address(url: str) -> str | None:
-    """Why `url` may not be called (its host resolves to a non-public address), or None."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+class Refused(Exception):
+    """An attempt that is not sent; the message says why, as the delivery log shows it."""
+
+
+async def _checked_addresses(host: str, port: int, private_networks: bool) -> list[str]:
+    """The addresses `host` resolves to, each checked to be public unless private ones are allowed.
+
+    Raises:
+        Refused: The name does not resolve, or one of its addresses is not public.
+    """
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port)
+        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as error:
-        return f"could not resolve the host: {error}"
-    for *_, sockaddr in found:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-        if not is_public(address):  # which address stays unsaid: internal DNS answers are not the tenant's
-            return "the host resolves to an address that is not public"
-    return None
+        raise Refused(f"could not resolve the host: {error}") from error
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    for address in addresses:
+        if not private_networks and not is_public(ipaddress.ip_address(address.split("%")[0])):
+            # Which address stays unsaid: internal DNS answers are not the tenant's to learn.
+            raise Refused("the host resolves to an address that is not public")
+    return addresses
+
+
+async def _status(
+    client: httpx.AsyncClient, url: httpx.URL, address: str, body: bytes, headers: dict[str, str]
+) -> int:
+    """POST `body` to `address`; the Host header (in `headers`), SNI and certificate check stay on
+    the URL's name. Only the status line is read: the body could be gigabytes."""
+    pinned = url.copy_with(host=address)
+    sni = {"sni_hostname": url.raw_host.decode("ascii")}
+    async with client.stream("POST", pinned, content=body, headers=headers, extensions=sni) as response:
+        return response.status_code
+
+
+def _error_without(error: Exception, addresses: list[str]) -> str:
+    """The attempt's error, with the addresses the name resolved to left out (the log is the tenant's)."""
+    message = str(error)[:300]
+    for address in addresses:
+        message = message.replace(address, "<address>")
+    return f"{type(error).__name__}: {message}"
