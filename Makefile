@@ -49,7 +49,7 @@ demo: install  ## embedded service + small base model + two update jobs
 	$(VENV)/bin/neuroplast demo
 
 serve: install  ## API + one embedded worker on 127.0.0.1:8000, data in .neuroplast/
-	$(VENV)/bin/neuroplast serve
+	$(VENV)/bin/neuroplast serve --dev-key
 
 bench: install  ## benchmarks; writes docs/benchmarks.md
 	$(PY) -m bench

@@ -17,12 +17,24 @@ turn, or a plain text row whole with an empty context). Everything is drawn from
 `random.Random(seed)`, so a job's probes depend only on its file and seed.
 """
 
+import json
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["FOIL_FAMILIES", "ProbeSizes", "Probes", "build_probes", "row_parts", "split_words"]
+__all__ = [
+    "FOIL_FAMILIES",
+    "ProbeSizes",
+    "Probes",
+    "build_probes",
+    "build_probes_from_file",
+    "probe_rows",
+    "row_parts",
+    "split_words",
+]
 
 FOIL_FAMILIES = ("novel", "shuffled", "swap")
 Context = str | list[dict[str, str]]
@@ -48,6 +60,14 @@ class ProbeSizes:
         """Held-out rows for a file of `rows` rows: none for a file too small to spare one."""
         wanted = min(self.max_held_out, int(self.held_out_fraction * rows))
         return wanted if rows - wanted >= 1 else 0
+
+    def candidates(self) -> int:
+        """Trained rows the probes are drawn from, and swap foils borrow words from.
+
+        Twice the larger probe count leaves room for rows recall must skip, yet a large file
+        need not be read into memory to draw its probes.
+        """
+        return max(256, 2 * max(self.recall, self.recognition))
 
 
 @dataclass
@@ -78,7 +98,7 @@ class Probes:
         return cls(**data)
 
 
-def build_probes(rows: list[dict[str, Any]], seed: int, sizes: ProbeSizes) -> Probes:
+def build_probes(rows: Sequence[dict[str, Any]], seed: int, sizes: ProbeSizes) -> Probes:
     """Draw a job's held-out split, recall items and recognition pairs from its training rows.
 
     Args:
@@ -89,12 +109,47 @@ def build_probes(rows: list[dict[str, Any]], seed: int, sizes: ProbeSizes) -> Pr
     Returns:
         The probes; recall and recognition use only rows that are trained on.
     """
+    return _draw(dict(enumerate(rows)), len(rows), seed, sizes)
+
+
+def build_probes_from_file(path: Path, count: int, seed: int, sizes: ProbeSizes) -> Probes:
+    """`build_probes` of a JSONL file of `count` rows, reading only the rows the probes use.
+
+    Memory stays bounded by those few hundred rows whatever the file's size: the API builds a
+    job's probes from files of up to a million rows.
+    """
+    wanted = set(probe_rows(count, seed, sizes))
+    rows: dict[int, dict[str, Any]] = {}
+    with path.open("rb") as lines:
+        for index, line in enumerate(line for line in lines if line.strip()):
+            if index in wanted:
+                rows[index] = json.loads(line)
+    return _draw(rows, count, seed, sizes)
+
+
+def probe_rows(count: int, seed: int, sizes: ProbeSizes) -> list[int]:
+    """Indices of the rows `build_probes` reads from a file of `count` rows, in no order."""
+    held_out, candidates, _ = _split(count, seed, sizes)
+    return [*held_out, *candidates]
+
+
+def _split(count: int, seed: int, sizes: ProbeSizes) -> tuple[list[int], list[int], random.Random]:
+    """The held-out rows, the trained rows probes may use, and the generator drawing the rest.
+
+    Only the first `sizes.candidates()` trained rows (in the seed's order) are candidates: recall
+    and recognition take theirs from the front, and swap foils borrow words from among them.
+    """
     rng = random.Random(seed)
-    order = list(range(len(rows)))
+    order = list(range(count))
     rng.shuffle(order)
-    n_held_out = sizes.held_out_rows(len(rows))
+    n_held_out = sizes.held_out_rows(count)
     held_out, trained = sorted(order[:n_held_out]), order[n_held_out:]
-    parts = [row_parts(row) for row in rows]
+    return held_out, trained[: sizes.candidates()], rng
+
+
+def _draw(rows: Mapping[int, dict[str, Any]], count: int, seed: int, sizes: ProbeSizes) -> Probes:
+    held_out, trained, rng = _split(count, seed, sizes)
+    parts = {i: row_parts(rows[i]) for i in (*held_out, *trained)}
     probes = Probes(seed=seed, held_out_rows=held_out)
     probes.held_out = [{"row": i, "context": parts[i][0], "target": parts[i][1]} for i in held_out]
 
@@ -139,7 +194,7 @@ def split_words(text: str) -> list[str]:
 def _foil(
     family: str,
     row: int,
-    parts: list[tuple[Context, str]],
+    parts: Mapping[int, tuple[Context, str]],
     held_out: list[int],
     trained: list[int],
     rng: random.Random,

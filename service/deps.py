@@ -10,7 +10,7 @@ from service.db import Database
 from service.errors import ApiError
 from service.models import ApiKey, Tenant
 from service.observability.logs import bind
-from service.services.keys import authenticate
+from service.services.keys import KEY_MANAGERS, authenticate
 from service.settings import Settings
 
 
@@ -42,10 +42,17 @@ def get_tenant(
     return tenant
 
 
-def get_admin(caller: Annotated[ApiKey, Depends(get_caller)]) -> ApiKey:
-    """The calling key when its scope is `admin`, else a 403."""
-    if caller.scope != "admin":
+def get_key_manager(caller: Annotated[ApiKey, Depends(get_caller)]) -> ApiKey:
+    """The calling key when it may manage keys (scope `admin` or `platform`), else a 403."""
+    if caller.scope not in KEY_MANAGERS:
         raise ApiError(403, "This needs a key with the 'admin' scope.", code="insufficient_scope")
+    return caller
+
+
+def get_platform(caller: Annotated[ApiKey, Depends(get_caller)]) -> ApiKey:
+    """The calling key when its scope is `platform` (the operator's), else a 403."""
+    if caller.scope != "platform":
+        raise ApiError(403, "This needs a key with the 'platform' scope.", code="insufficient_scope")
     return caller
 
 
@@ -64,4 +71,5 @@ def invalid_key() -> ApiError:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
-AdminDep = Annotated[ApiKey, Depends(get_admin)]
+KeyManagerDep = Annotated[ApiKey, Depends(get_key_manager)]
+PlatformDep = Annotated[ApiKey, Depends(get_platform)]

@@ -45,6 +45,7 @@ def local_service(
         "-m",
         "service.cli",
         "serve",
+        "--dev-key",
         "--port",
         str(port),
         "--data-dir",

@@ -45,7 +45,24 @@ class Settings(BaseSettings):
         description="Hub ids a lineage may name as base_model (its workers download them); empty: "
         "none, and trainers and evaluators run offline.",
     )
-    max_active_jobs: int = Field(8, description="Per tenant: jobs not yet finished at once (429 above).")
+    # Per-tenant quotas: each answers 429 `quota_exceeded` naming itself (service/services/quotas.py).
+    max_active_jobs: int = Field(8, ge=1, description="Per tenant: jobs not yet finished at once.")
+    max_active_health_checks: int = Field(4, ge=1, description="Per tenant: health checks not yet finished.")
+    max_files: int = Field(1000, ge=1, description="Per tenant: training files kept.")
+    max_file_bytes: int = Field(10 * 2**30, ge=1, description="Per tenant: bytes of training files kept.")
+    max_lineages: int = Field(100, ge=1, description="Per tenant: lineages.")
+    max_schedules: int = Field(20, ge=1, description="Per tenant: health-check schedules.")
+    max_webhook_endpoints: int = Field(10, ge=1, description="Per tenant: webhook endpoints.")
+    # Per-job limits: a job over one is refused with a 400 naming the field at fault.
+    max_job_processes: int = Field(
+        8, ge=1, description="Most trainer processes one job may ask for (its `processes`)."
+    )
+    max_job_steps: int = Field(
+        100_000, ge=1, description="Most optimizer steps of one job (max_steps, or n_epochs over the file)."
+    )
+    job_timeout_seconds: float = Field(
+        24 * 3600.0, gt=0, description="A job still training after this long fails with `job_timeout`."
+    )
     gateway_requests_per_second: float = Field(50.0, description="Per tenant: sustained gateway rate.")
     gateway_burst: int = Field(100, description="Per tenant: gateway requests allowed in one burst.")
     gateway_max_tokens: int = Field(
@@ -108,6 +125,26 @@ class Settings(BaseSettings):
     )
     reconcile_seconds: float = Field(1.0, description="How often the reconciler compares desired and loaded.")
     drain_seconds: float = Field(120.0, description="Longest wait for in-flight requests before an unload.")
+    vllm_api_key: str | None = Field(
+        None,
+        description="Key of the serving replicas: sent to each as a bearer token, and supervised ones "
+        "demand it (unset: each supervised replica gets a random key of its own).",
+    )
+    native_max_seconds: float = Field(
+        60.0, gt=0, description="Longest generation of one request in the native backend; it stops there."
+    )
+    pin_idle_seconds: float = Field(
+        600.0, gt=0, description="A pinned version (<lineage>@N) no request used for this long is unloaded."
+    )
+    server_idle_seconds: float = Field(
+        600.0, ge=0, description="A supervised server that no served version needs is stopped after this."
+    )
+    server_restart_seconds: float = Field(
+        2.0, gt=0, description="Wait before restarting a supervised server that exited; doubles each time."
+    )
+    server_restart_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait before a restart; a server up this long resets the wait."
+    )
     metrics_token: str | None = Field(
         None, description="Bearer token that may read GET /metrics (admin keys always may)."
     )

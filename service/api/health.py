@@ -3,7 +3,7 @@
 Both need no key: load balancers and orchestrators probe them. So `/readyz` answers with fixed
 words only; why serving is not ready names tenants' versions and base model paths, and a
 database error names hosts and files, none of which another tenant or the network may learn
-(docs/security.md). The reason goes to the log, and into the answer only for an admin key.
+(docs/security.md). The reason goes to the log, and into the answer only for a platform key.
 """
 
 import logging
@@ -32,7 +32,7 @@ def readyz(request: Request) -> JSONResponse:
     try:
         with request.app.state.database.session() as session:
             session.execute(text("SELECT 1"))
-            admin = _is_admin(session, request)
+            platform = _is_platform(session, request)
     except Exception:  # any database failure means "not ready", never a crash
         log.exception("not ready: the database does not answer")
         return JSONResponse({"status": "unavailable", "database": "unavailable"}, 503)
@@ -43,14 +43,14 @@ def readyz(request: Request) -> JSONResponse:
     if ready:
         return JSONResponse({"status": "ok", "database": "ok", "serving": "ok"})
     log.info("not ready: %s", reason)
-    serving = reason if admin else "unavailable"
+    serving = reason if platform else "unavailable"
     return JSONResponse({"status": "unavailable", "database": "ok", "serving": serving}, 503)
 
 
-def _is_admin(session: Session, request: Request) -> bool:
-    """Whether the request carries an admin key; a missing or wrong key is no error here (probes)."""
+def _is_platform(session: Session, request: Request) -> bool:
+    """Whether the request carries a platform key; a missing or wrong key is no error here (probes)."""
     try:
         key = authenticate(session, bearer_key(request))
     except ApiError:
         return False
-    return key is not None and key.scope == "admin"
+    return key is not None and key.scope == "platform"

@@ -3,18 +3,19 @@
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from service.deps import SessionDep, TenantDep
+from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import HealthCheck, Lineage
 from service.schemas.health_checks import HealthCheckCreate, HealthCheckPublic
-from service.services import health_checks
+from service.services import health_checks, quotas
 
 router = APIRouter(prefix="/health_checks", tags=["health checks"])
 
 
 @router.post("", response_model=HealthCheckPublic)
 def create_health_check(
-    request: HealthCheckCreate, session: SessionDep, tenant: TenantDep
+    request: HealthCheckCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> HealthCheckPublic:
+    quotas.check_quota(session, settings, tenant, "max_active_health_checks")
     return health_check_public(session, health_checks.create_health_check(session, tenant, request))
 
 

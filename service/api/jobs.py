@@ -19,8 +19,8 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 def create_job(
     request: JobCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> JobPublic:
-    quotas.check_active_jobs(session, tenant, settings.max_active_jobs)
-    return job_public(session, tenant, jobs.create_job(session, tenant, request))
+    quotas.check_quota(session, settings, tenant, "max_active_jobs")
+    return job_public(session, tenant, jobs.create_job(session, settings, tenant, request))
 
 
 @router.get("", response_model=ListPage[JobPublic])

@@ -22,7 +22,7 @@ from service.schemas.lineages import (
     ServingPublic,
     VersionPublic,
 )
-from service.services import lineages, retention
+from service.services import lineages, quotas, retention
 
 router = APIRouter(prefix="/lineages", tags=["lineages"])
 
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/lineages", tags=["lineages"])
 def create_lineage(
     request: LineageCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> LineagePublic:
+    quotas.check_quota(session, settings, tenant, "max_lineages")
     return lineage_public(session, lineages.create_lineage(session, settings, tenant, request))
 
 

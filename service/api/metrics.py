@@ -1,4 +1,4 @@
-"""`GET /metrics`: Prometheus text format, for admin keys and the scraper's `metrics_token`.
+"""`GET /metrics`: Prometheus text format, for platform keys and the scraper's `metrics_token`.
 
 Not open to anyone on the network: the gateway series name tenants and lineages, which other
 tenants must not learn (docs/security.md). Prometheus sends the token as a bearer credential.
@@ -25,8 +25,8 @@ def metrics(request: Request, settings: SettingsDep, session: SessionDep) -> Res
         key = authenticate(session, secret)
         if key is None:
             raise invalid_key()
-        if key.scope != "admin":
+        if key.scope != "platform":
             raise ApiError(
-                403, "Reading /metrics needs an admin key or the metrics token.", code="insufficient_scope"
+                403, "Reading /metrics needs a platform key or the metrics token.", code="insufficient_scope"
             )
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

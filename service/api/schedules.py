@@ -5,17 +5,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
-from service.deps import SessionDep, TenantDep
+from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import HealthCheckSchedule, Lineage
 from service.schemas.common import ListPage
 from service.schemas.health_checks import ScheduleCreate, SchedulePublic
-from service.services import schedules
+from service.services import quotas, schedules
 
 router = APIRouter(prefix="/health_check_schedules", tags=["health checks"])
 
 
 @router.post("", response_model=SchedulePublic)
-def create_schedule(request: ScheduleCreate, session: SessionDep, tenant: TenantDep) -> SchedulePublic:
+def create_schedule(
+    request: ScheduleCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
+) -> SchedulePublic:
+    quotas.check_quota(session, settings, tenant, "max_schedules")
     return schedule_public(session, schedules.create_schedule(session, tenant, request))
 
 

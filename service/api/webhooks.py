@@ -14,7 +14,7 @@ from service.schemas.webhooks import (
     WebhookDeleted,
     WebhookPublic,
 )
-from service.services import webhooks
+from service.services import quotas, webhooks
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -24,6 +24,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 def create_webhook(
     body: WebhookCreate, session: SessionDep, settings: SettingsDep, tenant: TenantDep
 ) -> WebhookCreated:
+    quotas.check_quota(session, settings, tenant, "max_webhook_endpoints")
     endpoint = webhooks.create_endpoint(
         session, tenant, body.url, list(body.event_types), settings.webhook_private_networks
     )

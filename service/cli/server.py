@@ -25,7 +25,7 @@ DataDir = Annotated[
 ]
 
 keys = typer.Typer(
-    help="Manage API keys in the service's database (over REST: /v1/keys with an admin key).",
+    help="Manage API keys in the service's database (over REST: /v1/keys with an admin or platform key).",
     no_args_is_help=True,
 )
 base = typer.Typer(
@@ -47,6 +47,13 @@ def serve(
         list[str] | None,
         typer.Option(help="Attach to this vLLM replica instead of starting one (repeatable)."),
     ] = None,
+    dev_key: Annotated[
+        bool,
+        typer.Option(
+            help="When no live key exists, make a platform key for tenant 'default', print it and "
+            "write it to DATA_DIR/dev-key (for a developer's machine; `make serve` and the demo pass it)."
+        ),
+    ] = False,
 ) -> None:
     """Run the API with one embedded worker and the serving tier (SQLite and a local store by default)."""
     settings = _settings(
@@ -54,7 +61,7 @@ def serve(
     )
     configure_logging(settings.log_format, settings.log_level)
     database = _migrated(settings)
-    _print_dev_key(settings, database)
+    _first_key(settings, database, dev_key)
     stop = threading.Event()
     thread = threading.Thread(target=Worker(settings, database).run, args=(stop,), name="worker", daemon=True)
     if settings.embedded_worker:
@@ -106,7 +113,13 @@ def demo(
 @keys.command("create")
 def create_key_command(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to (created if new).")],
-    scope: Annotated[str, typer.Option(help="member, or admin (manages tenants and keys).")] = "member",
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="member; admin (manages its own tenant's keys); platform (the operator's: tenants, "
+            "every tenant's keys, /metrics)."
+        ),
+    ] = "member",
     name: Annotated[str | None, typer.Option(help="A label, e.g. who uses the key.")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -232,13 +245,21 @@ def _migrated(settings: Settings) -> Database:
     return database
 
 
-def _print_dev_key(settings: Settings, database: Database) -> None:
+def _first_key(settings: Settings, database: Database, dev_key: bool) -> None:
+    """With `--dev-key` and no live key, make and print one; without it, say how to make one."""
     with database.session() as session:
         if any_key_exists(session):
             return
-        key = create_key(session, "default", scope="admin", name="dev key")
+        if not dev_key:
+            typer.echo(
+                "No API key exists yet: make one with `neuroplast keys create --tenant NAME --scope platform`"
+                " (or start with --dev-key on a developer's machine).",
+                err=True,
+            )
+            return
+        key = create_key(session, "default", scope="platform", name="dev key")
     key_file = settings.data_dir / "dev-key"
     key_file.parent.mkdir(parents=True, exist_ok=True)  # with Postgres, nothing else made it yet
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
-    typer.echo(f"Dev API key (admin) for tenant 'default' (also in {key_file}):\n  {key}")
+    typer.echo(f"Dev API key (platform) for tenant 'default' (also in {key_file}):\n  {key}")

@@ -1,7 +1,8 @@
 """Claims of queued work with leases. Every worker write happens inside `guarded`, which proves the lease.
 
 One queue, two kinds of work: fine-tuning jobs (strictly in order per lineage) and health checks
-(in creation order, independent of jobs). Both tables carry the same lease columns (`Leased`).
+(independent of jobs). Both tables carry the same lease columns (`Leased`); both take turns
+between tenants (`_next`).
 """
 
 import secrets
@@ -16,8 +17,7 @@ from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, updat
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
-from service.models import HealthCheck, Job, Leased, Lineage, Version
-from service.services.files import ACTIVE_STATUSES
+from service.models import ACTIVE_STATUSES, HealthCheck, Job, Leased, Lineage, Version
 from service.services.jobs import add_event
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
@@ -48,7 +48,7 @@ class JobQueue:
         self.settings = settings
 
     def claim(self, owner: str) -> Lease | None:
-        """Lease the oldest runnable job (first of its lineage), else the oldest runnable health check.
+        """Lease the next runnable job (first of its lineage), else the next runnable health check.
 
         Runnable: queued, or with an expired lease (its worker died). On Postgres the candidate row
         (and, for a job, its lineage's row) is locked with `FOR NO KEY UPDATE SKIP LOCKED`, so racing
@@ -148,7 +148,12 @@ class JobQueue:
 
 @cache  # built once: idle workers run it every poll
 def _next(work: type[Leased], locking: bool) -> Select[Any]:
-    """The oldest runnable row of `work` not yet looked at in this claim (parameters `now`, `passed`)."""
+    """The next runnable row of `work` not yet looked at in this claim (parameters `now`, `passed`).
+
+    Fair across tenants: first the tenant with the fewest rows running, then the one whose last
+    start is oldest, then the oldest row; so a tenant with many queued jobs takes turns with one
+    that has a single job instead of going first with all of them.
+    """
     query = (
         select(work)
         .where(
@@ -156,7 +161,7 @@ def _next(work: type[Leased], locking: bool) -> Select[Any]:
             or_(work.lease_expires_at.is_(None), work.lease_expires_at < bindparam("now")),
             work.pk.not_in(bindparam("passed", expanding=True)),  # type: ignore[attr-defined]
         )
-        .order_by(work.pk)  # type: ignore[attr-defined]
+        .order_by(*_tenant_turns(work), work.pk)  # type: ignore[attr-defined]
         .limit(1)
     )
     if work is Job:
@@ -167,6 +172,15 @@ def _next(work: type[Leased], locking: bool) -> Select[Any]:
     # key), which UPDATE would conflict with. Locking the lineage serializes claims within it.
     locked = [work, Lineage] if work is Job else [work]
     return query.with_for_update(skip_locked=True, key_share=True, of=locked)
+
+
+def _tenant_turns(work: type[Leased]) -> tuple[Any, Any]:
+    """Sort keys of a row's tenant: its rows running now, and when it last started one (0: never)."""
+    other = aliased(work)
+    same_tenant = other.tenant_pk == work.tenant_pk  # type: ignore[attr-defined]
+    running = select(func.count()).where(same_tenant, other.status.in_(WORKING_STATUSES))
+    last_start = select(func.coalesce(func.max(other.started_at), 0)).where(same_tenant)
+    return running.scalar_subquery(), last_start.scalar_subquery()
 
 
 def _waits_for_another(job: type[Job]) -> Any:

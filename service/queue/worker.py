@@ -48,6 +48,10 @@ from service.storage.store import ArtifactStore
 log = logging.getLogger(__name__)
 
 
+class JobTimedOut(Exception):
+    """The job trained past `job_timeout_seconds`: it fails, whichever tenant's it is."""
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where one job's version is built (`staging`, a local folder) and published (`final`, its
@@ -90,24 +94,26 @@ class Worker:
                     self._run(lease, stop or threading.Event())
             except LeaseLost:
                 log.warning("lost the lease on %s", lease.id)
+            except JobTimedOut as timeout:  # while evaluating (training's own timeout cleans up in _run)
+                self._fail_inside(lease, str(timeout), code="job_timeout")
             except OSError as error:  # e.g. the artifact store unreachable: a crash that keeps the worker
                 log.error("%s stopped (%r); it is re-claimed once its lease runs out", lease.id, error)
             except Exception as error:  # a bug met by one lease must not stop every tenant's work
                 log.exception("%s failed inside the worker", lease.id)
-                self._fail_inside(lease, f"{type(error).__name__}: {error}")
+                message = " ".join(f"{type(error).__name__}: {error}".split())
+                self._fail_inside(lease, f"internal error in the worker: {message}")
         return True
 
-    def _fail_inside(self, lease: Lease, reason: str) -> None:
-        """Fail the leased job or health check with the worker's own error, if the lease still holds.
+    def _fail_inside(self, lease: Lease, message: str, code: str = "internal_error") -> None:
+        """Fail the leased job or health check from the worker's side, if the lease still holds.
 
         When even that fails (the database unreachable), the lease runs out and the work is
         claimed again, at most `max_attempts` times.
         """
-        message = f"internal error in the worker: {' '.join(reason.split())}"
         try:
             with self.queue.guarded(lease) as (session, work):
                 work.status, work.finished_at, work.lease_token = "failed", now(), None
-                work.error = {"code": "internal_error", "message": message, "param": None}
+                work.error = {"code": code, "message": message, "param": None}
                 if isinstance(work, Job):
                     add_event(session, work, f"Job failed: {message}", level="error")
                     emit(session, work.tenant_pk, "fine_tuning.job.failed", job_data(session, work))
@@ -140,11 +146,17 @@ class Worker:
             offline=not self.settings.hub_models,
         )
         try:
-            completed = self._follow(lease, trainer, stop, self._record_line(lease, workspace))
+            completed = self._follow(
+                lease, trainer, stop, self._record_line(lease, workspace), self._deadline(lease)
+            )
         except LeaseLost:
             trainer.stop()
             self._abandon(lease, workspace)
             raise
+        except JobTimedOut as timeout:
+            trainer.stop()
+            self._fail(lease, workspace, str(timeout), code="job_timeout")
+            return
         finally:
             trainer.stop()
         if stop.is_set():
@@ -233,7 +245,7 @@ class Worker:
         )
         lines: list[dict[str, Any]] = []
         try:
-            completed = self._follow(lease, evaluator, stop, lines.append)
+            completed = self._follow(lease, evaluator, stop, lines.append, self._deadline(lease))
         finally:
             evaluator.stop()
         if completed and evaluator.returncode == 0:
@@ -333,12 +345,22 @@ class Worker:
         process: TrainerProcess,
         stop: threading.Event,
         on_line: Callable[[dict[str, Any]], None],
+        deadline: float,
     ) -> bool:
-        """Hand the process's lines to `on_line` and renew the lease until it exits; True if it completed."""
+        """Hand the process's lines to `on_line` and renew the lease until it exits; True if it completed.
+
+        Raises JobTimedOut once the wall clock passes `deadline` (Unix seconds).
+        """
         completed, renewed_at = False, time.monotonic()
         for line in process.lines(tick=min(1.0, self.settings.heartbeat_seconds)):
             if stop.is_set():
                 return False
+            if time.time() > deadline:
+                noun = "job" if lease.work is Job else "health check"
+                raise JobTimedOut(
+                    f"The {noun} ran for longer than this service's limit of "
+                    f"{self.settings.job_timeout_seconds:g} s (NEUROPLAST_JOB_TIMEOUT_SECONDS)."
+                )
             if line is not None:
                 completed |= line.get("type") == "completed"
                 on_line(line)
@@ -347,6 +369,13 @@ class Worker:
                     raise LeaseLost(lease.id)  # cancelled or taken over: the finally stops the trainer
                 renewed_at = time.monotonic()
         return completed
+
+    def _deadline(self, lease: Lease) -> float:
+        """When the job or check must have finished: its first start plus the timeout, over all attempts."""
+        with self.database.session() as session:
+            work: Job | HealthCheck = session.get_one(lease.work, lease.pk)  # type: ignore[assignment]
+            started = work.started_at or time.time()
+        return started + self.settings.job_timeout_seconds
 
     def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]] | None) -> None:
         if not self.queue.renew(lease):
@@ -385,10 +414,10 @@ class Worker:
             shutil.rmtree(workspace.staging, ignore_errors=True)
             self.store.discard(workspace.final)
 
-    def _fail(self, lease: Lease, workspace: Workspace, reason: str) -> None:
+    def _fail(self, lease: Lease, workspace: Workspace, reason: str, code: str = "training_failed") -> None:
         with self.queue.guarded(lease) as (session, job):
             job.status, job.finished_at, job.lease_token = "failed", now(), None
-            job.error = {"code": "training_failed", "message": reason, "param": None}
+            job.error = {"code": code, "message": reason, "param": None}
             add_event(session, job, f"Training failed: {reason}", level="error")
             log.warning("training failed: %s", reason)
             emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))

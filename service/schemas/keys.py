@@ -1,4 +1,4 @@
-"""API key and tenant shapes (admin endpoints)."""
+"""API key and tenant shapes (key-management endpoints)."""
 
 from typing import Literal
 
@@ -23,8 +23,10 @@ class TenantPublic(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str = Field(pattern=TENANT_NAME, description="An existing tenant.")
-    scope: Literal["admin", "member"] = "member"
+    tenant: str = Field(pattern=TENANT_NAME, description="An existing tenant (a tenant admin: its own).")
+    scope: Literal["member", "admin", "platform"] = Field(
+        "member", description="member; admin (manages its tenant's keys); platform (the operator's)."
+    )
     name: str | None = Field(None, max_length=64, description="A label, e.g. who uses the key.")
 
 

@@ -13,13 +13,12 @@ from sqlalchemy.orm import Session
 
 from eval.data_screen import junk_ratio
 from service.errors import ApiError, not_found
-from service.models import File, Job, Tenant
+from service.models import ACTIVE_STATUSES, File, Job, Tenant
+from service.services import quotas
 from service.services.paging import page
 from service.services.paths import folder_under
 from service.services.training_data import read_lines, validate_lines
 from service.settings import Settings
-
-ACTIVE_STATUSES = ("validating_files", "queued", "running", "evaluating")
 
 
 def upload_file(
@@ -35,11 +34,13 @@ def upload_file(
         raise ApiError(400, f"Unsupported purpose '{purpose}'; use 'fine-tune'.", param="purpose")
     if len(filename) > 255:
         raise ApiError(400, "The file name is longer than 255 characters.", param="file", code="invalid_file")
+    quotas.check_quota(session, settings, tenant, "max_files")
     folder = folder_under(settings.files_dir, tenant.name)
     folder.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkstemp(dir=folder, suffix=".partial")[1])
     try:
         size, digest = _copy_limited(upload, temp, settings.max_upload_bytes)
+        quotas.check_quota(session, settings, tenant, "max_file_bytes", adding=size)
         with temp.open("rb") as lines:
             report = validate_lines(
                 read_lines(lines, settings.max_row_bytes), settings.max_row_bytes, settings.max_upload_rows

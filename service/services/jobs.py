@@ -1,6 +1,6 @@
 """Fine-tuning jobs: creation, listing, cancellation, and their events and checkpoints."""
 
-import json
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -8,20 +8,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from eval.probes import Probes, ProbeSizes, build_probes
+from eval.probes import Probes, ProbeSizes, build_probes_from_file
 from service.errors import ApiError, not_found
-from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
+from service.models import ACTIVE_STATUSES, Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
 from service.schemas.lineages import EvaluationConfig, HealthConfig
-from service.services.files import ACTIVE_STATUSES, get_file
+from service.services.files import get_file
 from service.services.lineages import get_lineage
 from service.services.paging import page
 from service.services.webhooks import emit, job_data
+from service.settings import Settings
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
-def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
+def create_job(session: Session, settings: Settings, tenant: Tenant, request: JobCreate) -> Job:
     """Queue a job on a lineage; it runs after every earlier job of that lineage."""
     lineage = get_lineage(session, tenant, request.model, param="model")
     training_file = get_file(session, tenant, request.training_file, param="training_file")
@@ -38,15 +39,10 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
             code="junk_training_file",
         )
     hyperparameters = request.hyperparameters.resolved()
-    if request.processes is not None and request.processes > hyperparameters["batch_size"]:
-        raise ApiError(
-            400,
-            f"processes ({request.processes}) may not exceed hyperparameters.batch_size "
-            f"({hyperparameters['batch_size']}): each process takes a share of every batch.",
-            param="processes",
-            code="invalid_value",
-        )
+    _check_processes(request.processes, hyperparameters["batch_size"], settings.max_job_processes)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    probes = job_probes(training_file, lineage, seed)
+    _check_steps(hyperparameters, training_file.rows - len(probes.held_out_rows), settings.max_job_steps)
     job = Job(
         id=f"ftjob-{secrets.token_hex(12)}",
         tenant_pk=tenant.pk,
@@ -57,19 +53,18 @@ def create_job(session: Session, tenant: Tenant, request: JobCreate) -> Job:
         seed=seed,
         suffix=request.suffix,
         metadata_=request.metadata,
-        probes=job_probes(training_file, lineage, seed).to_json(),
+        probes=probes.to_json(),
         junk_ratio=training_file.junk_ratio,
         processes=request.processes,
     )
     session.add(job)
     session.flush()
     add_event(session, job, f"Validated training file: {training_file.rows} rows.")
-    probes = job.probes or {}
     add_event(
         session,
         job,
-        f"Probes drawn: {len(probes['recall'])} recall, {len(probes['recognition'])} recognition, "
-        f"{len(probes['held_out'])} held-out rows (kept out of training).",
+        f"Probes drawn: {len(probes.recall)} recall, {len(probes.recognition)} recognition, "
+        f"{len(probes.held_out)} held-out rows (kept out of training).",
     )
     if junky and screen.action == "warn":
         message = (
@@ -91,9 +86,44 @@ def job_probes(training_file: File, lineage: Lineage, seed: int) -> Probes:
         held_out_fraction=config.held_out_fraction,
         max_held_out=config.max_held_out,
     )
-    with Path(training_file.path).open() as lines:
-        rows = [json.loads(line) for line in lines if line.strip()]
-    return build_probes(rows, seed, sizes)
+    return build_probes_from_file(Path(training_file.path), training_file.rows, seed, sizes)
+
+
+def _check_processes(processes: int | None, batch_size: int, limit: int) -> None:
+    if processes is None:
+        return
+    if processes > limit:
+        raise ApiError(
+            400,
+            f"processes ({processes}) is over this service's limit of {limit} trainer processes per job "
+            "(NEUROPLAST_MAX_JOB_PROCESSES).",
+            param="processes",
+            code="invalid_value",
+        )
+    if processes > batch_size:
+        raise ApiError(
+            400,
+            f"processes ({processes}) may not exceed hyperparameters.batch_size "
+            f"({batch_size}): each process takes a share of every batch.",
+            param="processes",
+            code="invalid_value",
+        )
+
+
+def _check_steps(hyperparameters: dict[str, Any], trained_rows: int, limit: int) -> None:
+    """Refuse a job of more optimizer steps than `limit`, naming the hyperparameter that sets them."""
+    max_steps = hyperparameters["max_steps"]
+    steps = max_steps or hyperparameters["n_epochs"] * math.ceil(trained_rows / hyperparameters["batch_size"])
+    if steps <= limit:
+        return
+    param = "hyperparameters.max_steps" if max_steps else "hyperparameters.n_epochs"
+    raise ApiError(
+        400,
+        f"{param}: the job would run {steps} optimizer steps, over this service's limit of {limit} "
+        "(NEUROPLAST_MAX_JOB_STEPS); split the data over several jobs or train fewer epochs.",
+        param=param,
+        code="invalid_value",
+    )
 
 
 def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:

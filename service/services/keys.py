@@ -1,7 +1,12 @@
 """API keys: `np_<key id>_<secret>`, stored as a salted hash, each belonging to one tenant.
 
 A key is shown once, when it is made; afterwards only its id, tenant, scope and name are known.
-Scopes: `member` works inside its tenant, `admin` also manages tenants and every tenant's keys.
+Scopes, each allowing what the one before allows:
+
+- `member` works inside its tenant: files, lineages, jobs, health checks, the gateway;
+- `admin` (a tenant admin) also manages its own tenant's keys, never another tenant's;
+- `platform` (the operator) also creates tenants, manages every tenant's keys and reads
+  `/metrics` and why `/readyz` is not ready, which name every tenant's lineages.
 """
 
 import asyncio
@@ -19,7 +24,8 @@ from service.errors import ApiError, not_found
 from service.models import ApiKey, Tenant, now
 
 KEY_PREFIX = "np_"
-SCOPES = ("admin", "member")
+SCOPES = ("member", "admin", "platform")
+KEY_MANAGERS = ("admin", "platform")
 # A path segment of the artifact store and of served names: no dots, slashes or upper case.
 TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -98,7 +104,7 @@ def tenant_for_key(session: Session, key: str) -> Tenant | None:
 
 
 def any_key_exists(session: Session) -> bool:
-    """Whether any usable key exists (the embedded default makes a dev key when none does)."""
+    """Whether any usable key exists (`serve --dev-key` makes one when none does)."""
     return session.scalar(select(ApiKey.pk).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
 
 
@@ -110,18 +116,60 @@ def list_keys(session: Session, tenant: Tenant | None) -> list[ApiKey]:
     return list(session.scalars(query))
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKey:
-    """Revoke a live key by its id; it stops working at once (the gateway's cache: within its ttl)."""
+def managed_tenant(session: Session, caller: ApiKey, name: str | None, param: str) -> Tenant:
+    """The tenant named `name` (the caller's own if None) whose keys `caller` may manage.
+
+    A platform key manages every tenant's keys; a tenant admin only its own tenant's, and other
+    tenants are not found for it (their names cannot be probed).
+    """
+    own = session.get_one(Tenant, caller.tenant_pk)
+    if caller.scope == "platform":
+        return own if name is None else get_tenant(session, name, param)
+    if name not in (None, own.name):
+        raise not_found("tenant", str(name), param)
+    return own
+
+
+def check_manages(caller: ApiKey, scope: str) -> None:
+    """Raise a 403 unless `caller` may make or change keys of `scope`: only a platform key may
+    touch a platform key."""
+    if scope == "platform" and caller.scope != "platform":
+        raise ApiError(
+            403,
+            "Only a key with the 'platform' scope makes or changes platform keys.",
+            param="scope",
+            code="insufficient_scope",
+        )
+
+
+def live_key(session: Session, caller: ApiKey, key_id: str) -> ApiKey:
+    """A live key `caller` may manage, by its id; a 404 for any other, so ids of other tenants'
+    keys cannot be probed."""
     row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None)))
-    if row is None:
+    if row is None or (caller.scope != "platform" and row.tenant_pk != caller.tenant_pk):
         raise not_found("live API key", key_id, "key_id")
+    check_manages(caller, row.scope)
+    return row
+
+
+def revoke_key(session: Session, key_id: str, caller: ApiKey | None = None) -> ApiKey:
+    """Revoke a live key by its id; it stops working at once (the gateway's cache: within its ttl).
+
+    `caller`: the key asking, over REST; None on the service's own machine (the CLI).
+    """
+    if caller is None:
+        row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None)))
+        if row is None:
+            raise not_found("live API key", key_id, "key_id")
+    else:
+        row = live_key(session, caller, key_id)
     row.revoked_at = now()
     return row
 
 
-def rotate_key(session: Session, key_id: str) -> tuple[ApiKey, str]:
+def rotate_key(session: Session, key_id: str, caller: ApiKey | None = None) -> tuple[ApiKey, str]:
     """Replace a live key by a new one of the same tenant, scope and name; the old one is revoked."""
-    old = revoke_key(session, key_id)
+    old = revoke_key(session, key_id, caller)
     return issue_key(session, session.get_one(Tenant, old.tenant_pk), old.scope, old.name)
 
 

@@ -1,35 +1,96 @@
-"""Per-tenant quotas: unfinished jobs at once, and the gateway's request rate (a token bucket).
+"""Per-tenant quotas on every resource a tenant can make, and the gateway's request rate.
 
-Both answer 429 with `retry-after`, which the openai SDK honours (research/platform.md 1.1).
+Each quota is a `Settings` field (`max_<what>`, env `NEUROPLAST_MAX_<WHAT>`) applied to every
+tenant alike; docs/security.md lists them with their defaults. Going over one answers 429
+`quota_exceeded` naming the quota, before anything is written. The rate limit is a token bucket
+answering 429 with `retry-after`, which the openai SDK honours.
 """
 
 import math
 import time
+from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import ApiError
-from service.models import Job, Tenant
-from service.services.files import ACTIVE_STATUSES
+from service.models import (
+    ACTIVE_STATUSES,
+    UNFINISHED_CHECK_STATUSES,
+    File,
+    HealthCheck,
+    HealthCheckSchedule,
+    Job,
+    Lineage,
+    Tenant,
+    WebhookEndpoint,
+)
+from service.settings import Settings
 
 # A job keeps its slot at least as long as a trainer process takes to start and train a few steps.
 JOB_RETRY_AFTER_SECONDS = 30
 
 
-def check_active_jobs(session: Session, tenant: Tenant, limit: int) -> None:
-    """Raise a 429 when the tenant already has `limit` jobs that have not finished."""
-    active = session.scalar(
-        select(func.count(Job.pk)).where(Job.tenant_pk == tenant.pk, Job.status.in_(ACTIVE_STATUSES))
+def _counted(model: type, *where: ColumnElement[bool]) -> Select[int]:
+    return select(func.count()).select_from(model).where(*where)
+
+
+# Quota (the Settings field holding its limit) -> (what it counts, the tenant's use: a query on its pk).
+_USAGE: dict[str, tuple[str, Callable[[int], Select[int]]]] = {
+    "max_active_jobs": (
+        "unfinished jobs",
+        lambda tenant: _counted(Job, Job.tenant_pk == tenant, Job.status.in_(ACTIVE_STATUSES)),
+    ),
+    "max_active_health_checks": (
+        "unfinished health checks",
+        lambda tenant: _counted(
+            HealthCheck, HealthCheck.tenant_pk == tenant, HealthCheck.status.in_(UNFINISHED_CHECK_STATUSES)
+        ),
+    ),
+    "max_files": ("training files", lambda tenant: _counted(File, File.tenant_pk == tenant)),
+    "max_file_bytes": (
+        "bytes of training files",
+        lambda tenant: select(func.coalesce(func.sum(File.bytes), 0)).where(File.tenant_pk == tenant),
+    ),
+    "max_lineages": ("lineages", lambda tenant: _counted(Lineage, Lineage.tenant_pk == tenant)),
+    "max_schedules": (
+        "health-check schedules",
+        lambda tenant: _counted(HealthCheckSchedule, HealthCheckSchedule.tenant_pk == tenant),
+    ),
+    "max_webhook_endpoints": (
+        "webhook endpoints",
+        lambda tenant: _counted(
+            WebhookEndpoint, WebhookEndpoint.tenant_pk == tenant, WebhookEndpoint.deleted_at.is_(None)
+        ),
+    ),
+}
+QUOTAS = tuple(_USAGE)
+
+
+def check_quota(session: Session, settings: Settings, tenant: Tenant, quota: str, adding: int = 1) -> None:
+    """Raise a 429 naming `quota` when `adding` more would take the tenant over it.
+
+    Args:
+        session: The request's session.
+        settings: Where the quota's limit is set.
+        tenant: Whose use is counted.
+        quota: A name from QUOTAS, which is also the Settings field holding the limit.
+        adding: How much the request adds (1 for a resource, the size for `max_file_bytes`).
+    """
+    noun, usage = _USAGE[quota]
+    limit: int = getattr(settings, quota)
+    in_use = session.scalar(usage(tenant.pk)) or 0
+    if in_use + adding <= limit:
+        return
+    unfinished = quota in ("max_active_jobs", "max_active_health_checks")
+    advice = "retry when one has finished" if unfinished else "delete some first"
+    raise ApiError(
+        429,
+        f"Quota {quota} reached: tenant '{tenant.name}' has {in_use} {noun} and may have at most "
+        f"{limit} (NEUROPLAST_{quota.upper()}); {advice}, or ask the operator to raise it.",
+        code="quota_exceeded",
+        headers={"retry-after": str(JOB_RETRY_AFTER_SECONDS)} if unfinished else None,
     )
-    if (active or 0) >= limit:
-        raise ApiError(
-            429,
-            f"Tenant '{tenant.name}' has {active} unfinished jobs, the most allowed at once; "
-            "retry when one has finished.",
-            code="too_many_jobs",
-            headers={"retry-after": str(JOB_RETRY_AFTER_SECONDS)},
-        )
 
 
 class RateLimiter:

@@ -4,7 +4,8 @@ A schedule keeps `next_run_at`. The scheduler (`due_checks`, called by the contr
 few seconds) claims a due run with a compare-and-swap that moves `next_run_at` to the next cron
 time after now, and queues the check in the same transaction: of two control planes racing, or of
 one restarted after the run fell due, exactly one queues it. Runs missed while no control plane
-was up are not replayed: the next one after now is scheduled instead.
+was up are not replayed: the next one after now is scheduled instead; nor is a run that falls due
+while the schedule's previous check has not finished.
 """
 
 import secrets
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import ApiError, not_found
-from service.models import HealthCheck, HealthCheckSchedule, Lineage, Tenant
+from service.models import UNFINISHED_CHECK_STATUSES, HealthCheck, HealthCheckSchedule, Lineage, Tenant
 from service.schemas.health_checks import ScheduleCreate
 from service.services.lineages import get_lineage
 from service.services.paging import page
@@ -90,6 +91,8 @@ def due_checks(session: Session, now: float) -> list[HealthCheck]:
         lineage = session.get_one(Lineage, schedule.lineage_pk)
         if lineage.promoted_version is None:
             continue  # nothing served yet: nothing to check this time
+        if _previous_unfinished(session, schedule):
+            continue  # checks slower than the schedule would pile up without end: skip this run
         check = HealthCheck(
             id=f"hc-{secrets.token_hex(12)}",
             tenant_pk=schedule.tenant_pk,
@@ -102,6 +105,13 @@ def due_checks(session: Session, now: float) -> list[HealthCheck]:
         session.add(check)
         queued.append(check)
     return queued
+
+
+def _previous_unfinished(session: Session, schedule: HealthCheckSchedule) -> bool:
+    unfinished = select(HealthCheck.pk).where(
+        HealthCheck.schedule_id == schedule.id, HealthCheck.status.in_(UNFINISHED_CHECK_STATUSES)
+    )
+    return session.scalar(unfinished.limit(1)) is not None
 
 
 def next_run(cron: str, after: float) -> float:

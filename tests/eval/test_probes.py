@@ -1,6 +1,9 @@
 """Probes built from a training file: deterministic, drawn only from trained rows, foils that fit."""
 
-from eval.probes import ProbeSizes, build_probes, row_parts, split_words
+import json
+from pathlib import Path
+
+from eval.probes import ProbeSizes, build_probes, build_probes_from_file, probe_rows, row_parts, split_words
 from trainers.base_model.corpus import fact_set
 
 FACTS = fact_set("probes", n=24, seed=0)
@@ -70,3 +73,23 @@ def test_chat_rows_probe_the_last_assistant_turn() -> None:
 def test_a_tiny_file_keeps_every_row_for_training() -> None:
     assert ProbeSizes(held_out_fraction=0.5).held_out_rows(1) == 0
     assert ProbeSizes(held_out_fraction=0.1, max_held_out=4).held_out_rows(1000) == 4
+
+
+def test_probes_from_a_large_file_read_only_the_rows_they_use(tmp_path: Path) -> None:
+    rows = [{"prompt": f"Q: Where is Person{i}?\nA:", "completion": f" In Town{i}."} for i in range(5000)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n\n".join(json.dumps(row) for row in rows))  # blank lines do not count as rows
+    sizes = ProbeSizes()
+
+    used = probe_rows(len(rows), seed=7, sizes=sizes)
+
+    assert len(used) <= sizes.candidates() + sizes.max_held_out < len(rows) // 10
+    assert build_probes_from_file(path, len(rows), seed=7, sizes=sizes) == build_probes(
+        rows, seed=7, sizes=sizes
+    )
+
+
+def test_a_small_file_draws_from_every_row() -> None:
+    assert sorted(probe_rows(len(FACTS), seed=0, sizes=ProbeSizes(held_out_fraction=0.25))) == list(
+        range(len(FACTS))
+    )

@@ -61,7 +61,7 @@ def service(
         database = Database(config.resolved_database_url)
         with running(app) as url:
             with database.session() as session:
-                headers = {"Authorization": f"Bearer {create_key(session, 'acme', scope='admin')}"}
+                headers = {"Authorization": f"Bearer {create_key(session, 'acme', scope='platform')}"}
             yield url, headers, _populate(url, headers, database), app
         database.dispose()
 

@@ -64,9 +64,10 @@ def test_without_a_key_readyz_names_no_tenant_path_or_error(
     assert DATABASE_ERROR in caplog.text and all(reason in caplog.text for reason in SERVING_REASONS)
 
 
-def test_an_admin_key_reads_why_serving_is_not_ready(client: TestClient, database: Database) -> None:
+def test_a_platform_key_reads_why_serving_is_not_ready(client: TestClient, database: Database) -> None:
     with database.session() as session:
-        admin, member = create_key(session, "ops", scope="admin"), create_key(session, "acme")
+        platform, member = create_key(session, "ops", scope="platform"), create_key(session, "acme")
+        tenant_admin = create_key(session, "acme", scope="admin")
     client.app.state.serving = NotReadyTier(SERVING_REASONS[0])  # type: ignore[attr-defined]
 
     def serving(key: str) -> str:
@@ -74,5 +75,5 @@ def test_an_admin_key_reads_why_serving_is_not_ready(client: TestClient, databas
         assert answer.status_code == 503
         return str(answer.json()["serving"])
 
-    assert serving(admin) == SERVING_REASONS[0]
-    assert serving(member) == serving("np_nothere_secret") == serving("") == "unavailable"
+    assert serving(platform) == SERVING_REASONS[0]
+    assert serving(tenant_admin) == serving(member) == serving("np_nothere_secret") == serving("") == "unavailable"

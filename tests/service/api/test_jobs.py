@@ -3,6 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from service.settings import Settings
 from tests.service.conftest import FACTS, upload
 
 
@@ -82,6 +83,36 @@ def test_bad_input_names_the_field(
     assert response.status_code == status, response.json()
     assert response.json()["error"]["param"] == param
     assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "names"),
+    [
+        ({"processes": 5, "hyperparameters": {"batch_size": 8}}, "processes", "NEUROPLAST_MAX_JOB_PROCESSES"),
+        ({"hyperparameters": {"max_steps": 1001}}, "hyperparameters.max_steps", "1001"),
+        # FACTS: 8 rows, none held out; batches of 1: 8 steps an epoch, 126 epochs = 1008 steps.
+        ({"hyperparameters": {"n_epochs": 126, "batch_size": 1}}, "hyperparameters.n_epochs", "1008"),
+    ],
+)
+def test_a_job_over_the_service_limits_is_refused(
+    api: TestClient,
+    settings: Settings,
+    lineage: str,
+    training_file: str,
+    change: dict,
+    param: str,
+    names: str,
+) -> None:
+    settings.max_job_processes, settings.max_job_steps = 4, 1000
+    body = {"model": lineage, "training_file": training_file}
+
+    response = api.post("/v1/fine_tuning/jobs", json={**body, **change})
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["param"] == param and names in response.json()["error"]["message"]
+    assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+    within = {"hyperparameters": {"n_epochs": 125, "batch_size": 1}, "processes": 1}
+    assert api.post("/v1/fine_tuning/jobs", json={**body, **within}).status_code == 200
 
 
 def test_a_job_asks_for_trainer_processes(api: TestClient, lineage: str, training_file: str) -> None:

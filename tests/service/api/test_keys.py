@@ -1,4 +1,4 @@
-"""Tenants and API keys: admin scope, keys shown once, revocation and rotation."""
+"""Tenants and API keys: platform and tenant-admin scopes, keys shown once, revocation and rotation."""
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -8,9 +8,9 @@ from service.models import Base
 from service.services.keys import create_key
 
 
-def _admin(database: Database) -> dict[str, str]:
+def _admin(database: Database, tenant: str = "ops", scope: str = "platform") -> dict[str, str]:
     with database.session() as session:
-        return {"Authorization": f"Bearer {create_key(session, 'ops', scope='admin')}"}
+        return {"Authorization": f"Bearer {create_key(session, tenant, scope=scope)}"}
 
 
 def test_member_keys_cannot_manage_tenants_or_keys(api: TestClient) -> None:
@@ -27,7 +27,42 @@ def test_member_keys_cannot_manage_tenants_or_keys(api: TestClient) -> None:
         assert response.json()["error"]["code"] == "insufficient_scope"
 
 
-def test_an_admin_creates_a_tenant_and_a_key_shown_once(api: TestClient, database: Database) -> None:
+def test_a_tenant_admin_manages_only_its_own_tenants_keys(api: TestClient, database: Database) -> None:
+    acme_admin, globex_admin = _admin(database, "acme", "admin"), _admin(database, "globex", "admin")
+    globex_key = api.post("/v1/keys", headers=globex_admin, json={"tenant": "globex"}).json()
+
+    own = api.post("/v1/keys", headers=acme_admin, json={"tenant": "acme", "name": "ci"})
+    assert own.status_code == 200 and own.json()["tenant"] == "acme"
+    assert {key["tenant"] for key in api.get("/v1/keys", headers=acme_admin).json()["data"]} == {"acme"}
+    # Another tenant is not found for it: not its keys, nor whether the tenant exists.
+    for method, path, body in (
+        ("POST", "/v1/keys", {"tenant": "globex"}),
+        ("GET", "/v1/keys?tenant=globex", None),
+        ("DELETE", f"/v1/keys/{globex_key['id']}", None),
+        ("POST", f"/v1/keys/{globex_key['id']}/rotate", None),
+    ):
+        refused = api.request(method, path, headers=acme_admin, json=body)
+        assert refused.status_code == 404, (path, refused.json())
+    assert api.get("/v1/files", headers={"Authorization": f"Bearer {globex_key['key']}"}).status_code == 200
+    # Nor may it make tenants or platform keys, or read what names every tenant.
+    assert api.post("/v1/tenants", headers=acme_admin, json={"name": "initech"}).status_code == 403
+    assert api.get("/v1/tenants", headers=acme_admin).status_code == 403
+    platform = api.post("/v1/keys", headers=acme_admin, json={"tenant": "acme", "scope": "platform"})
+    assert platform.status_code == 403 and platform.json()["error"]["param"] == "scope"
+    assert api.get("/metrics", headers=acme_admin).status_code == 403
+
+
+def test_a_platform_key_manages_every_tenant(api: TestClient, database: Database) -> None:
+    platform = _admin(database)
+    made = api.post("/v1/keys", headers=platform, json={"tenant": "acme", "scope": "platform"})
+    assert made.status_code == 200 and made.json()["scope"] == "platform"
+    tenant_admin = _admin(database, "acme", "admin")
+    # A tenant admin cannot revoke the platform key that lives in its tenant.
+    assert api.delete(f"/v1/keys/{made.json()['id']}", headers=tenant_admin).status_code == 403
+    assert api.delete(f"/v1/keys/{made.json()['id']}", headers=platform).status_code == 200
+
+
+def test_a_platform_key_creates_a_tenant_and_a_key_shown_once(api: TestClient, database: Database) -> None:
     admin = _admin(database)
     tenant = api.post("/v1/tenants", headers=admin, json={"name": "initech"})
     assert tenant.status_code == 200 and tenant.json()["name"] == "initech"

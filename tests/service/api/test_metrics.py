@@ -39,16 +39,19 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def admin_key(database: Database) -> str:
     with database.session() as session:
-        return create_key(session, "ops", scope="admin")
+        return create_key(session, "ops", scope="platform")
 
 
-def test_metrics_are_for_admin_keys_and_the_metrics_token(
+def test_metrics_are_for_platform_keys_and_the_metrics_token(
     settings: Settings, database: Database, api: TestClient
 ) -> None:
     assert api.get("/metrics", headers={"Authorization": ""}).status_code == 401
     assert api.get("/metrics", headers={"Authorization": "Bearer np_x_y"}).status_code == 401
     member = api.get("/metrics")  # the fixture's key: a member of tenant acme
     assert member.status_code == 403 and member.json()["error"]["code"] == "insufficient_scope"
+    with database.session() as session:
+        tenant_admin = create_key(session, "acme", scope="admin")
+    assert api.get("/metrics", headers={"Authorization": f"Bearer {tenant_admin}"}).status_code == 403
     scrape(api, admin_key(database))
 
     settings.metrics_token = "scrape-secret"

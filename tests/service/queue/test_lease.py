@@ -17,16 +17,16 @@ from service.settings import Settings
 from tests.service.conftest import DATABASES
 
 
-def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
-    """Queue `count` jobs on each named lineage; returns their ids per lineage, in order."""
+def _jobs(database: Database, lineages: dict[str, int], tenant_name: str = "acme") -> dict[str, list[str]]:
+    """Queue `count` jobs on each named lineage of a new tenant; returns their ids per lineage, in order."""
     created: dict[str, list[str]] = {}
     with database.session() as session:
-        tenant = Tenant(name="acme")
+        tenant = Tenant(name=tenant_name)
         session.add(tenant)
         session.flush()
         session.add(
             File(
-                id="file-1",
+                id=f"file-{tenant_name}",
                 tenant_pk=tenant.pk,
                 filename="f",
                 purpose="fine-tune",
@@ -38,7 +38,7 @@ def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
         )
         for name, count in lineages.items():
             lineage = Lineage(
-                id=f"lin-{name}",
+                id=f"lin-{tenant_name}-{name}",
                 tenant_pk=tenant.pk,
                 name=name,
                 base_model="m",
@@ -52,7 +52,7 @@ def _jobs(database: Database, lineages: dict[str, int]) -> dict[str, list[str]]:
                     id=f"ftjob-{name}-{index}",
                     tenant_pk=tenant.pk,
                     lineage_pk=lineage.pk,
-                    training_file="file-1",
+                    training_file=f"file-{tenant_name}",
                     status="queued",
                     hyperparameters={},
                     seed=0,
@@ -73,7 +73,7 @@ def _insert_job(database: Database, lineage_name: str, pk: int) -> str:
             id=f"ftjob-{lineage_name}-pk{pk}",
             tenant_pk=lineage.tenant_pk,
             lineage_pk=lineage.pk,
-            training_file="file-1",
+            training_file="file-acme",
             status="queued",
             hyperparameters={},
             seed=0,
@@ -124,6 +124,31 @@ class TestOrdering:
         with database.session() as session:
             job = session.scalars(select(Job).where(Job.id == ids[0])).one()
             assert (job.version_number, job.parent_version, job.attempts) == (1, None, 1)
+
+    def test_tenants_take_turns(self, database: Database, settings: Settings) -> None:
+        """A tenant with many queued jobs does not go first with all of them: one queued after
+        them by another tenant runs next, and the tenant with fewer jobs running goes first."""
+        flood = [ids[0] for ids in _jobs(database, {f"l{i}": 1 for i in range(6)}).values()]
+        (single,) = _jobs(database, {"only": 1}, tenant_name="globex")["only"]
+        queue = JobQueue(database, settings)
+
+        first = queue.claim("w1")
+        assert first is not None and first.id == flood[0]
+        second = queue.claim("w2")  # acme has one running, globex none
+        assert second is not None and second.id == single
+        _finish(queue, first)
+        _finish(queue, second)
+        assert [queue.claim("w1").id for _ in range(5)] == flood[1:]  # type: ignore[union-attr]
+
+    def test_a_tenant_that_ran_last_waits_its_turn(self, database: Database, settings: Settings) -> None:
+        flood = [ids[0] for ids in _jobs(database, {f"l{i}": 1 for i in range(3)}).values()]
+        first = JobQueue(database, settings).claim("w1")
+        assert first is not None and first.id == flood[0]
+        _finish(JobQueue(database, settings), first)
+        (single,) = _jobs(database, {"only": 1}, tenant_name="globex")["only"]
+
+        nothing_running = JobQueue(database, settings).claim("w1")
+        assert nothing_running is not None and nothing_running.id == single  # acme started one; globex none
 
     def test_a_job_that_appears_late_waits_for_the_running_one(
         self, database: Database, settings: Settings

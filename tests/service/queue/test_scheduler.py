@@ -44,12 +44,31 @@ def test_a_due_run_is_queued_once_across_a_restart(
     after = Scheduler(settings, Database(settings.resolved_database_url))
     assert after.run_once(now=due + 30) == 0
     # ... and queues the next run when it falls due.
+    _finish_checks(database)
     assert after.run_once(now=due + HOUR + 1) == 1
     checks = _checks(database)
     assert [(check.version, check.schedule_id, check.suites) for check in checks] == [
         (2, schedule["id"], ["retention", "perplexity"]),
         (2, schedule["id"], ["retention", "perplexity"]),
     ]
+
+
+def test_a_run_due_while_the_last_check_is_unfinished_is_skipped(
+    schedule: dict, database: Database, settings: Settings
+) -> None:
+    due = float(schedule["next_run_at"])
+    scheduler = Scheduler(settings, database)
+    assert scheduler.run_once(now=due + 1) == 1
+    assert [scheduler.run_once(now=due + hours * HOUR + 1) for hours in (1, 2, 3)] == [0, 0, 0]
+    _finish_checks(database)
+    assert scheduler.run_once(now=due + 4 * HOUR + 1) == 1
+    assert len(_checks(database)) == 2
+
+
+def _finish_checks(database: Database) -> None:
+    with database.session() as session:
+        for check in session.scalars(select(HealthCheck)):
+            check.status = "succeeded"
 
 
 def test_runs_missed_while_down_are_not_replayed(

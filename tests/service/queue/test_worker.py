@@ -116,3 +116,20 @@ def test_an_error_inside_the_worker_fails_that_job_and_the_worker_goes_on(
     second = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
     assert worker.run_once()  # the same worker runs the next job (whose trainer fails on the fake base)
     assert api.get(f"/v1/fine_tuning/jobs/{second}").json()["error"]["code"] == "training_failed"
+
+
+def test_a_job_past_the_time_limit_fails_and_its_trainer_stops(
+    api: TestClient, settings: Settings, database: Database, job_id: str
+) -> None:
+    settings.job_timeout_seconds = 3.0  # the 400-step job takes far longer on the tiny model
+    thread = threading.Thread(target=Worker(settings, database).run_once)
+    thread.start()
+    trainer = _wait_for(lambda: _trainer_of(os.getpid()), "a trainer process")
+    thread.join(timeout=60)
+
+    assert not thread.is_alive()
+    assert not trainer.is_running() or trainer.status() == psutil.STATUS_ZOMBIE
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "job_timeout"
+    assert "NEUROPLAST_JOB_TIMEOUT_SECONDS" in job["error"]["message"]
+    assert _count(database, Version) == 0
