@@ -1,10 +1,12 @@
 """The gateway's domain logic: resolve a tenant's model name, forward the request, count it in flight.
 
 Bodies stream through unchanged (vLLM's bytes), so the gateway costs one hop and no re-encoding;
-the `x-neuroplast-model` header names the immutable version that answered.
+the `x-neuroplast-model` header names the immutable version that answered. A replica that fails
+is logged with its URL; the client hears only that serving is unavailable for now.
 """
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +14,11 @@ from typing import Any
 import aiohttp
 
 from service.errors import ApiError
-from service.serving.tier import Served, ServingTier
+from service.serving.replica import Replica
+from service.serving.tier import Served, ServingTier, unavailable
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,18 +45,26 @@ async def forward(tier: ServingTier, tenant: str, path: str, body: dict[str, Any
         response = await replica.send_completion(path, payload)
     except (TimeoutError, aiohttp.ClientError) as error:
         tier.release(served)
-        replica.ready = False  # until the reconciler finds it alive with its adapters again
-        tier.nudge()
-        raise ApiError(503, f"The serving replica did not answer: {error!r}", code="not_ready") from error
+        raise _replica_failed(tier, replica, served, error) from error
     media_type = response.headers.get("content-type", "application/json")
     if not body.get("stream") or response.status != 200:
         try:
             content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _replica_failed(tier, replica, served, error) from error
         finally:
             response.release()
             tier.release(served)
         return Forwarded(response.status, media_type, headers, body=content)
     return Forwarded(200, media_type, headers, stream=_relay(tier, served, response))
+
+
+def _replica_failed(tier: ServingTier, replica: Replica, served: Served, error: Exception) -> ApiError:
+    """Take the replica out of rotation and say so without its address."""
+    log.warning("replica %s failed a request for %s: %r", replica.url, served.name, error)
+    replica.ready = False  # until the reconciler finds it alive with its adapters again
+    tier.nudge()
+    return unavailable("The serving replica did not answer; try again shortly.")
 
 
 def _check_size(body: dict[str, Any], settings: Settings) -> None:

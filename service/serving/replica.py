@@ -2,7 +2,10 @@
 
 vLLM's runtime LoRA endpoints answer plain text on success and a JSON error otherwise; a duplicate
 load is a 400 and an unknown unload a 404 (research/platform.md section 2.2, probe 4). Only the
-serving tier calls them: clients never reach a replica directly.
+serving tier calls them: clients never reach a replica directly. Every request carries the
+replicas' key (`vllm_api_key`) as a bearer token, which vLLM's `--api-key` (`VLLM_API_KEY`)
+demands on its `/v1` routes, the adapter routes included (docs/security.md says what else a
+replica answers without it).
 """
 
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ class Replica:
     url: str
     base_model: str
     backend: str = "vllm"
+    api_key: str | None = field(default=None, repr=False)
     ready: bool = False
     client: httpx.AsyncClient = field(init=False, repr=False)
     _relay: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
@@ -32,7 +36,7 @@ class Replica:
         # Generous read timeout: a streamed completion may run for minutes.
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.client = httpx.AsyncClient(
-            base_url=self.url, timeout=httpx.Timeout(600, connect=5), limits=limits
+            base_url=self.url, headers=self._auth(), timeout=httpx.Timeout(600, connect=5), limits=limits
         )
 
     async def send_completion(self, path: str, payload: bytes) -> aiohttp.ClientResponse:
@@ -45,6 +49,7 @@ class Replica:
             self._relay = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256),
                 timeout=aiohttp.ClientTimeout(sock_connect=5, sock_read=600),
+                headers=self._auth(),
             )
         headers = {"content-type": "application/json"}
         return await self._relay.post(self.url.rstrip("/") + path, data=payload, headers=headers)
@@ -94,3 +99,6 @@ class Replica:
         await self.client.aclose()
         if self._relay is not None:
             await self._relay.close()
+
+    def _auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}

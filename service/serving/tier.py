@@ -10,6 +10,11 @@ differs from the database, and reloads what a restarted replica lost. See docs/s
 
 Replicas load adapters from local folders: the tier fetches each version from the artifact store
 into this machine's cache (`ArtifactStore.fetch`, a no-op for a local store) and names that copy.
+
+What one tenant can make the tier hold is bounded: a pinned version (`<lineage>@N`) is unloaded
+once no request used it for `pin_idle_seconds`, and a supervised server that no served version
+needs any more is stopped after `server_idle_seconds`. Client-facing errors never name a
+replica's URL or a base model's path (the log does).
 """
 
 import asyncio
@@ -34,6 +39,8 @@ from service.settings import Settings
 from service.storage.store import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+RETRY_SECONDS = "5"  # `retry-after` of a 503: about what a reconcile pass or an adapter load takes
 
 GroupKey = tuple[str, str]  # (backend, base model)
 
@@ -72,11 +79,13 @@ class ServingTier:
         self.database = database
         self.store = ArtifactStore.from_settings(settings, cache="serving")
         self.supervisors: dict[GroupKey, Supervisor] = {}
-        self.external = [Replica(url, base_model="") for url in settings.vllm_urls]
+        self.external = [Replica(url, "", api_key=settings.vllm_api_key) for url in settings.vllm_urls]
         self.aliases: dict[tuple[str, str], Served] = {}
         self.pinned: dict[str, Served] = {}
         self.desired: dict[tuple[str, str], Served] = {}
         self.inflight: Counter[str] = Counter()
+        self.last_used: dict[str, float] = {}  # by version name: when a request last started or ended
+        self._unneeded_since: dict[GroupKey, float] = {}
         self.swaps = 0
         self.metrics = ServingMetrics()
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -94,9 +103,8 @@ class ServingTier:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for supervisor in self.supervisors.values():
-            supervisor.stop()
-        for replica in self.replicas():
+        await asyncio.gather(*(supervisor.close() for supervisor in self.supervisors.values()))
+        for replica in self.external:
             await replica.close()
 
     def replicas(self, group: GroupKey | None = None) -> list[Replica]:
@@ -137,19 +145,19 @@ class ServingTier:
             served = found
         ready = [replica for replica in self.replicas(served.group) if replica.ready]
         if not ready:
-            raise ApiError(
-                503, f"No serving replica is ready for '{model}'.", param="model", code="not_ready"
-            )
+            raise unavailable(f"No serving replica is ready for '{model}'.")
         self.inflight[served.name] += 1  # same loop step as the alias read: the drain sees it
+        self.last_used[served.name] = time.monotonic()
         return ready[next(self._round_robin) % len(ready)], served
 
     def release(self, served: Served) -> None:
         """A request on `served` finished."""
         self.inflight[served.name] -= 1
+        self.last_used[served.name] = time.monotonic()
 
     def _unserved(self, tenant: str, lineage: str, model: str) -> ApiError:
         if (tenant, lineage) in self.desired:
-            return ApiError(503, f"The model '{model}' is being loaded.", param="model", code="not_ready")
+            return unavailable(f"The model '{model}' is being loaded.")
         return ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
 
     async def _pin(self, tenant: str, lineage: str, number: int) -> Served:
@@ -165,9 +173,24 @@ class ServingTier:
         if isinstance(found, ApiError):
             raise found
         self._ensure_group(found.group)
-        await self._load_everywhere(found)
+        try:
+            await self._load_everywhere(found)
+        except (ReplicaError, httpx.HTTPError) as error:  # a replica starting, full, or down
+            log.warning("could not load pinned version %s: %s", name, error)
+            raise unavailable(f"The model '{lineage}@{number}' could not be loaded yet.") from error
         self.pinned[name] = found
+        self.last_used[name] = time.monotonic()
         return found
+
+    def _release_idle_pins(self) -> None:
+        """Unload pinned versions no request used for `pin_idle_seconds` and none is using now."""
+        idle_since = time.monotonic() - self.settings.pin_idle_seconds
+        for name, served in list(self.pinned.items()):
+            if self.inflight[name] == 0 and self.last_used.get(name, 0.0) <= idle_since:
+                # Same loop step as the in-flight check: a later request pins it (and loads it) anew.
+                del self.pinned[name]
+                log.info("%s unpinned after %s s unused", name, self.settings.pin_idle_seconds)
+                self._tasks.append(asyncio.create_task(self._drain_and_unload(served)))
 
     # Swaps ---------------------------------------------------------------------------------------
 
@@ -211,7 +234,7 @@ class ServingTier:
         """Load `served` on every ready replica of its group (the reconciler restores the others)."""
         replicas = [replica for replica in self.replicas(served.group) if replica.ready]
         if not replicas:
-            raise ApiError(503, f"No serving replica is ready for '{served.base_model}'.", code="not_ready")
+            raise ReplicaError(f"no serving replica is ready for {served.base_model}")
         async with self._name_locks[served.name]:
             for replica in replicas:
                 if served.name not in await replica.loaded():
@@ -229,6 +252,7 @@ class ServingTier:
             for replica in self.replicas(old.group):
                 await replica.unload(old.name)
             self.inflight.pop(old.name, None)
+            self.last_used.pop(old.name, None)
             self.metrics.forget(old.name)
 
     def _keep(self) -> set[str]:
@@ -252,6 +276,9 @@ class ServingTier:
         self.desired = await asyncio.to_thread(self._desired)
         for served in self.desired.values():
             self._ensure_group(served.group)
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._release_idle_pins()
+        self._stop_unneeded_servers()
         for replica in self.external:
             if not replica.base_model and await replica.alive():
                 replica.base_model = await replica.served_base()
@@ -303,7 +330,20 @@ class ServingTier:
         if group not in self.supervisors:
             supervisor = Supervisor(self.settings, base_model, backend)
             self.supervisors[group] = supervisor
-            self._tasks.append(asyncio.create_task(supervisor.keep_running(), name=f"supervisor {group}"))
+            supervisor.start()
+
+    def _stop_unneeded_servers(self) -> None:
+        """Stop each supervised server that no served version needed for `server_idle_seconds`
+        (the wait spares a base model whose last version is being swapped or pinned again)."""
+        served = (*self.desired.values(), *self.aliases.values(), *self.pinned.values())
+        needed, now = {item.group for item in served}, time.monotonic()
+        for group in list(self.supervisors):
+            if group in needed:
+                self._unneeded_since.pop(group, None)
+            elif now - self._unneeded_since.setdefault(group, now) >= self.settings.server_idle_seconds:
+                del self._unneeded_since[group]
+                log.info("stopping the %s server of %s: no served version needs it", *group)
+                self._tasks.append(asyncio.create_task(self.supervisors.pop(group).close()))
 
     # Database reads (in a worker thread, one short transaction each) -----------------------------
 
@@ -345,6 +385,11 @@ class ServingTier:
     def _served(self, tenant: str, lineage: Lineage, version: Version) -> Served:
         backend = "native" if lineage.method_type in self.settings.native_backend_methods else "vllm"
         return Served(tenant, lineage.name, version.number, version.path, lineage.base_model, backend)
+
+
+def unavailable(message: str) -> ApiError:
+    """A 503 a client may retry shortly."""
+    return ApiError(503, message, param="model", code="not_ready", headers={"retry-after": RETRY_SECONDS})
 
 
 def _version_number(model: str, number: str) -> int:

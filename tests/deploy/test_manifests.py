@@ -139,6 +139,53 @@ def test_workers_and_vllm_ask_for_gpus_and_vllm_loads_adapters_at_run_time() -> 
     assert "--enable-lora" in container["args"]
 
 
+def test_only_the_api_reaches_vllm_and_both_hold_the_shared_key() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yml").read_text())
+    services = compose["services"]
+    vllm, api = services["vllm"], services["api"]
+    assert (
+        "ports" not in vllm
+        and "ports" not in yaml.safe_load(COMPOSE_FILES[1].read_text())["services"]["vllm"]
+    )
+    assert compose["networks"]["serving"] == {"internal": True}
+    assert vllm["networks"] == ["serving"]
+    assert [name for name, service in services.items() if "serving" in service.get("networks", [])] == [
+        "api",
+        "vllm",
+    ]
+    key = api["environment"]["NEUROPLAST_VLLM_API_KEY"]
+    assert key.startswith("${NEUROPLAST_VLLM_API_KEY:?") and vllm["environment"]["VLLM_API_KEY"] == key
+
+    by_kind = {
+        (item["kind"], item["metadata"]["name"]): item
+        for path in K8S.glob("*.yaml")
+        if path.name != "kustomization.yaml"
+        for item in resources(path)
+    }
+    labels = {
+        name: by_kind[kind, name]["spec"]["template"]["metadata"]["labels"]
+        for kind, name in by_kind
+        if kind in ("Deployment", "StatefulSet")
+    }
+    policy = by_kind["NetworkPolicy", "neuroplast-vllm"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels["neuroplast-vllm"].items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    allowed = [
+        name for name, pod in labels.items() if source["podSelector"]["matchLabels"].items() <= pod.items()
+    ]
+    assert allowed == ["neuroplast-api"]
+    container = by_kind["StatefulSet", "neuroplast-vllm"]["spec"]["template"]["spec"]["containers"][0]
+    assert all("hostPort" not in port for port in container["ports"])
+    assert rule["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["name"]}]
+    env = {item["name"]: item for item in container["env"]}
+    reference = env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    secret = resources(K8S / "secret.example.yaml")[0]
+    assert reference == {"name": secret["metadata"]["name"], "key": "NEUROPLAST_VLLM_API_KEY"}
+    assert "NEUROPLAST_VLLM_API_KEY" in secret["stringData"]  # the API reads the whole Secret
+
+
 def test_the_service_monitor_scrapes_the_api_service_with_the_metrics_token() -> None:
     monitor = resources(K8S / "with-prometheus-operator" / "servicemonitor.yaml")[0]
     api = next(item for item in resources(K8S / "api.yaml") if item["kind"] == "Service")

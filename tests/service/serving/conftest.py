@@ -16,6 +16,7 @@ from sqlalchemy import select
 from service.db import Database
 from service.local import free_port
 from service.models import Lineage, Tenant, Version
+from service.services.keys import create_key
 from service.services.lineages import promote_version
 from service.serving.supervisor import PROJECT_VLLM_PYTHON
 
@@ -76,6 +77,22 @@ def publish(
         session.add(version)
         if promote:
             promote_version(session, row, version)
+
+
+def tenant_key(database: Database, tenant: str = "acme") -> str:
+    """A new API key of `tenant` (created with the tenant if need be)."""
+    with database.session() as session:
+        return create_key(session, tenant)
+
+
+def publish_bot(api: Any, database: Database) -> None:
+    """Through `api` (a TestClient or an httpx client of tenant acme): lineage `bot` on the fake
+    vLLM's base, versions 1 and 2 published and 2 promoted."""
+    from tests.service.serving.fake_vllm import BASE
+
+    api.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
+    for number in (1, 2):
+        publish(database, "acme", "bot", number, f"/store/acme/bot/v{number}")
 
 
 def wait_serving(client: Any, model: str, version: int, timeout: float = 10) -> None:

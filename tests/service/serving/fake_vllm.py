@@ -1,7 +1,9 @@
 """A stand-in for vLLM with the same adapter routes and bodies, for the fast gateway tests.
 
 Its completions spell out the adapter name, one word per streamed chunk, so a test sees which
-version produced every piece of a response.
+version produced every piece of a response. Like vLLM with `--api-key`, given `api_key` it answers
+its `/v1` routes only to requests that carry it; adapter names in `app.state.refused` fail to
+load, as an adapter that does not fit would.
 """
 
 import asyncio
@@ -21,13 +23,25 @@ from service.local import free_port
 BASE = "fake-base"
 
 
-def fake_vllm(words: int = 8, delay: float = 0.002) -> FastAPI:
+def fake_vllm(words: int = 8, delay: float = 0.002, api_key: str | None = None) -> FastAPI:
     """The app; `adapters` in its state is what it holds."""
     app = FastAPI()
     adapters: dict[str, str] = {}
     app.state.adapters = adapters
+    refused: set[str] = set()
+    app.state.refused = refused
     streams = {"open": 0, "abandoned": 0}  # streams being sent; streams whose reader went away
     app.state.streams = streams
+
+    if api_key is not None:
+
+        @app.middleware("http")
+        async def authenticate(request: Request, call_next: Any) -> Response:
+            given = request.headers.get("authorization")
+            if request.url.path.startswith("/v1") and given != f"Bearer {api_key}":
+                return JSONResponse({"error": "Unauthorized"}, 401)
+            response: Response = await call_next(request)
+            return response
 
     @app.get("/health")
     def health() -> Response:
@@ -46,6 +60,8 @@ def fake_vllm(words: int = 8, delay: float = 0.002) -> FastAPI:
         body = await request.json()
         if body["lora_name"] in adapters:
             return JSONResponse({"error": {"message": "has already been loaded"}}, 400)
+        if body["lora_name"] in refused:
+            return JSONResponse({"error": {"message": f"out of memory loading {body['lora_path']}"}}, 500)
         adapters[body["lora_name"]] = body["lora_path"]
         return PlainTextResponse(f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
 

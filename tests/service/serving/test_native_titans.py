@@ -7,6 +7,7 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import AutoTokenizer
 
+from service.serving import native as native_module
 from service.serving.native import NativeModel, create_app
 from tests.service.serving.adapters import make_adapter
 from tests.service.serving.titans_version import make_titans_version
@@ -57,7 +58,7 @@ def test_a_titans_version_answers_from_its_own_memory_and_a_session_keeps_it(
     assert second_alone == _greedy(reference, tokenizer, SECOND)
     reference.start_memory(session)
     assert second_in_session == _greedy(reference, tokenizer, SECOND)
-    kept = native.sessions[(NAME, "s1")]["0"]
+    kept = native.sessions["default"][(NAME, "s1")]["0"]
     assert torch.equal(kept.weights[0], reference.memory_state()["0"].weights[0])
     first_tokens, second_tokens = (len(tokenizer(prompt).input_ids) for prompt in (FIRST, SECOND))
     assert kept.position == first_tokens + 7 + second_tokens + 7  # every token but each answer's last
@@ -67,4 +68,35 @@ def test_a_titans_version_answers_from_its_own_memory_and_a_session_keeps_it(
     )
     assert plain.status_code == 400 and plain.json()["error"]["param"] == "session_id"
     assert api.post("/v1/unload_lora_adapter", json={"lora_name": NAME}).status_code == 200
-    assert not native.sessions and NAME not in native.versions
+    assert not any(native.sessions.values()) and NAME not in native.versions
+
+
+def test_a_tenant_keeps_its_sessions_however_many_another_one_opens(
+    tiny_base: Path, titans_version: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(native_module, "MAX_SESSIONS", 2)
+    native = NativeModel(str(tiny_base))
+    api = TestClient(create_app(native))
+    for tenant in ("acme", "rival"):
+        loaded = api.post(
+            "/v1/load_lora_adapter",
+            json={"lora_name": f"{tenant}/memo@1", "lora_path": str(titans_version / "adapter")},
+        )
+        assert loaded.status_code == 200, loaded.text
+
+    def complete(tenant: str, prompt: str, session: str | None = None) -> str:
+        body = {"model": f"{tenant}/memo@1", "prompt": prompt, "max_tokens": 8, "temperature": 0.0}
+        answer = api.post("/v1/completions", json=body | {"ignore_eos": True, "session_id": session})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["choices"][0]["text"])
+
+    complete("acme", FIRST, "kept")
+    complete("acme", FIRST, "reference")
+    in_session = complete("acme", SECOND, "reference")
+    for session in ("kept", "a", "b", "c"):  # the other tenant's own "kept" too
+        complete("rival", FIRST, session)
+    continued = complete("acme", SECOND, "kept")
+
+    assert in_session != complete("acme", SECOND)  # the session's memory changes the answer
+    assert continued == in_session
+    assert len(native.sessions["rival"]) == 2  # the other tenant only pushed out its own

@@ -1,8 +1,11 @@
 """Fault tests: kill the supervised vLLM, and it comes back with every promoted adapter while
-`/readyz` says not-ready in between; kill the service, and no serving process outlives it."""
+`/readyz` says not-ready in between; kill the service, and no serving process outlives it. A
+server that keeps dying is restarted after growing delays; each server demands its key."""
 
+import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -12,17 +15,19 @@ import pytest
 
 from service.db import Database
 from service.local import local_service
+from service.serving.supervisor import Supervisor
+from service.settings import Settings
 from tests.service.serving.conftest import publish
-
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 GREEDY = {"prompt": "Q: Where does Velo3 live?\nA:", "max_tokens": 8, "temperature": 0.0, "ignore_eos": True}
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
 def test_a_killed_vllm_is_restarted_and_gets_its_adapters_back(
     tmp_path: Path, serving_base: Path, versions: list[Path]
 ) -> None:
-    with local_service(tmp_path / "data", reconcile_seconds="0.2") as service:
+    with local_service(tmp_path / "data", reconcile_seconds="0.2", vllm_api_key="replica-key") as service:
         api = httpx.Client(
             base_url=f"{service.url}/v1", headers={"Authorization": f"Bearer {service.key}"}, timeout=120
         )
@@ -35,17 +40,28 @@ def test_a_killed_vllm_is_restarted_and_gets_its_adapters_back(
         before = {name: _complete(api, name) for name in ("one", "two")}
 
         vllm = _vllm_process(service.process.pid)
+        url = f"http://127.0.0.1:{vllm.cmdline()[vllm.cmdline().index('--port') + 1]}"
+        adapter = {"lora_name": "intruder", "lora_path": str(versions[0] / "adapter")}
+        unauthenticated = httpx.post(f"{url}/v1/load_lora_adapter", json=adapter, timeout=30)
+        authenticated = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer replica-key"})
+        # What the network policy is still for: vLLM's SageMaker route answers without the key.
+        sagemaker = httpx.post(f"{url}/invocations", json={"model": "default/one@1", **GREEDY}, timeout=60)
         os.kill(vllm.pid, signal.SIGKILL)
         seen_unready = _wait_status(service.url, 503, 10)
         assert _wait_status(service.url, 200, 300)
         after = {name: _complete(api, name) for name in ("one", "two")}
 
+    assert unauthenticated.status_code == 401
+    assert authenticated.status_code == 200
+    assert sagemaker.status_code != 401
     assert seen_unready
     assert before == after
     assert before["one"] != before["two"]
     assert not psutil.pid_exists(vllm.pid) or vllm.status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
 def test_a_killed_service_leaves_no_serving_process_behind(
     tmp_path: Path, serving_base: Path, versions: list[Path]
 ) -> None:
@@ -67,6 +83,85 @@ def test_a_killed_service_leaves_no_serving_process_behind(
         _, alive = psutil.wait_procs(serving, timeout=60)
 
     assert [process.cmdline() for process in alive if process.status() != psutil.STATUS_ZOMBIE] == []
+
+
+# Notes when it started, answers /health (any GET) for argv[2] seconds, notes when it ends and exits.
+SERVER = """
+import http.server, sys, threading, time
+log = open(sys.argv[1], "a", buffering=1)
+log.write(f"start {time.time()}\\n")
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(float(sys.argv[2]))
+log.write(f"end {time.time()}\\n")
+"""
+
+
+def _waits(settings: Settings, tmp_path: Path, up: float, seconds: float) -> list[float]:
+    """How long a server that stays up `up` seconds each time was down before each restart."""
+    supervisor = Supervisor(settings, "base", "vllm")
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-c", SERVER, str(log), str(up), str(supervisor.port)]
+    supervisor.command = lambda: command  # type: ignore[method-assign]
+
+    async def supervise() -> None:
+        supervisor.start()
+        await asyncio.sleep(seconds)
+        await supervisor.close()
+
+    asyncio.run(supervise())
+    events = [line.split() for line in log.read_text().splitlines()]
+    starts = [float(time) for kind, time in events if kind == "start"]
+    ends = [float(time) for kind, time in events if kind == "end"]
+    return [start - end for end, start in zip(ends, starts[1:], strict=False)]
+
+
+def test_a_server_that_keeps_exiting_is_restarted_after_growing_delays(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings.server_restart_seconds, settings.server_restart_max_seconds = 0.2, 0.8
+    waits = _waits(settings, tmp_path, up=0, seconds=5.5)
+
+    # The delays are 0.2, 0.4, 0.8 and 0.8 s; noticing the exit and starting Python add about as
+    # much to each.
+    assert len(waits) >= 4, waits
+    assert waits[0] < 1.0, waits  # not the two seconds of old
+    assert waits[1] - waits[0] > 0.1 and waits[2] - waits[1] > 0.2, waits
+    assert abs(waits[3] - waits[2]) < 0.2, waits  # the longest delay caps them
+
+
+def test_a_server_that_stayed_up_is_restarted_after_the_shortest_delay(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings.server_restart_seconds, settings.server_restart_max_seconds = 0.2, 0.8
+    waits = _waits(settings, tmp_path, up=0.9, seconds=6)
+
+    # Up longer than the longest delay each time: 0.2 s every time, where growing delays would
+    # have waited 0.8 s before the third restart.
+    assert len(waits) >= 3, waits
+    assert max(waits) < 0.6, waits
+
+
+def test_a_server_gets_its_key_in_its_environment_never_on_its_command_line(settings: Settings) -> None:
+    settings.vllm_api_key = "replica-key"
+    vllm, native = Supervisor(settings, "base", "vllm"), Supervisor(settings, "base", "native")
+    settings.vllm_api_key = None
+    first, second = Supervisor(settings, "base", "vllm"), Supervisor(settings, "base", "vllm")
+
+    for supervisor in (vllm, native):
+        assert supervisor.environment()["VLLM_API_KEY"] == supervisor.replica.api_key == "replica-key"
+        assert "replica-key" not in " ".join(supervisor.command())
+    assert first.replica.api_key and first.environment()["VLLM_API_KEY"] == first.replica.api_key
+    assert first.replica.api_key != second.replica.api_key  # unset: a random key per server
+    command = native.command()
+    assert command[command.index("--max-tokens") + 1] == str(settings.gateway_max_tokens)
+    assert command[command.index("--max-seconds") + 1] == str(settings.native_max_seconds)
 
 
 def _wait_status(url: str, status: int, timeout: float) -> bool:

@@ -1,0 +1,121 @@
+"""What one tenant can make the serving tier hold, against a fake vLLM: pinned versions are
+unloaded once idle (never under a request), a server no version needs is stopped, and a version
+that cannot be loaded is a 503 to retry that names nothing internal."""
+
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db import Database
+from service.main import create_app
+from service.serving.supervisor import Supervisor
+from service.settings import Settings
+from tests.service.serving.conftest import publish, publish_bot, tenant_key, wait_serving
+from tests.service.serving.fake_vllm import BASE, fake_vllm, running
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    settings.reconcile_seconds = 0.05
+    settings.gateway_requests_per_second = 10_000.0
+    return settings
+
+
+def test_external_replicas_that_demand_the_key_are_served(fast: Settings, database: Database) -> None:
+    fast.vllm_api_key = "replica-key"
+    with running(fake_vllm(api_key="replica-key")) as backend_url:
+        fast.vllm_urls = [backend_url]
+        with TestClient(create_app(fast)) as api:
+            api.headers["Authorization"] = f"Bearer {tenant_key(database)}"
+            publish_bot(api, database)
+            wait_serving(api, "bot", 2)
+            answer = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
+
+    assert answer.status_code == 200 and answer.headers["x-neuroplast-model"] == "acme/bot@1"
+
+
+def test_an_idle_pinned_version_is_unloaded_but_never_while_a_request_uses_it(
+    fast: Settings, database: Database
+) -> None:
+    fast.pin_idle_seconds = 0.3
+    backend = fake_vllm(words=40, delay=0.03)  # a stream of about 1.2 s
+    with running(backend) as backend_url:
+        fast.vllm_urls = [backend_url]
+        with running(create_app(fast)) as url:
+            api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tenant_key(database)}"})
+            publish_bot(api, database)
+            wait_serving(api, "bot", 2)
+            during: list[set[str]] = []
+            with api.stream("POST", "/v1/completions", json={"model": "bot@1", "stream": True}) as answer:
+                lines = answer.iter_lines()
+                next(lines)
+                time.sleep(0.6)  # idle for longer than pin_idle_seconds, but in use
+                during.append(set(backend.state.adapters))
+                rest = [line for line in lines if line.startswith("data: ")]
+            _wait(lambda: "acme/bot@1" not in backend.state.adapters)
+            listed = {model["id"] for model in api.get("/v1/models").json()["data"]}
+            again = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
+
+    assert during == [{"acme/bot@1", "acme/bot@2"}]
+    assert rest[-1] == "data: [DONE]"
+    assert listed == {"bot", "bot@2"}
+    assert again.status_code == 200 and again.headers["x-neuroplast-model"] == "acme/bot@1"
+
+
+def test_a_pinned_version_that_cannot_be_loaded_is_a_503_to_retry(fast: Settings, database: Database) -> None:
+    backend = fake_vllm()
+    backend.state.refused.add("acme/bot@1")
+    with running(backend) as backend_url:
+        fast.vllm_urls = [backend_url]
+        with TestClient(create_app(fast)) as api:
+            api.headers["Authorization"] = f"Bearer {tenant_key(database)}"
+            publish_bot(api, database)
+            wait_serving(api, "bot", 2)
+
+            answer = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
+            backend.state.refused.clear()
+            retried = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
+
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"]
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("not_ready", "model")
+    assert "bot@1" in error["message"]
+    assert backend_url.removeprefix("http://") not in answer.text and "/store" not in answer.text
+    assert retried.status_code == 200
+
+
+def test_a_supervised_server_that_no_version_needs_is_stopped(
+    fast: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pin on a base model no lineage serves starts a server; nothing needs it afterwards."""
+    monkeypatch.setattr(
+        Supervisor, "command", lambda self: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    fast.server_idle_seconds = 1.0
+    with TestClient(create_app(fast)) as api:
+        api.headers["Authorization"] = f"Bearer {tenant_key(database)}"
+        api.post("/v1/lineages", json={"name": "bot", "base_model": BASE}).raise_for_status()
+        publish(database, "acme", "bot", 1, "/store/acme/bot/v1", promote=False)
+        tier = api.app.state.serving  # type: ignore[attr-defined]
+
+        answer = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
+        (supervisor,) = tier.supervisors.values()
+        time.sleep(0.3)
+        kept_for_a_while = bool(tier.supervisors)
+        _wait(lambda: not tier.supervisors and supervisor.process.poll() is not None)
+
+    assert answer.status_code == 503 and answer.headers["retry-after"]
+    assert BASE not in answer.json()["error"]["message"]  # a base model may be a path on the server
+    assert kept_for_a_while
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
