@@ -17,6 +17,7 @@ from bench import (
     retention,
     service_vs_peft,
     serving,
+    soak,
     titans,
 )
 from bench.report import REPORT, machine, write_section
@@ -48,6 +49,8 @@ def main() -> None:
     distributed.main([])  # writes its own section
     print("queue: claims per second with 8 idle workers (Postgres, SQLite), a dead worker's job resumed ...")
     queue.main()  # writes its own section
+    print("soak: two tenants beside a hostile one (NaN jobs, poisoned webhooks, oversized requests) ...")
+    soak.main()  # writes its own section
     print(f"wrote {REPORT}")
 
 

@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest wait before a restart; a server up this long resets the wait."
     )
     metrics_token: str | None = Field(
-        None, description="Bearer token that may read GET /metrics (admin keys always may)."
+        None, description="Bearer token that may read GET /metrics (platform keys always may)."
     )
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
     log_level: str = Field("INFO", description="Level of the service's own loggers.")

@@ -26,3 +26,11 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trainers.base_model.build import build_base
 
     return build_base(tmp_path_factory.mktemp("tiny-base"), preset="tiny", log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def nan_base(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """`tiny_base` with one NaN weight: any job on it has a NaN loss at step 1 (a diverged job)."""
+    from bench.soak import nan_base
+
+    return nan_base(tiny_base, tmp_path_factory.mktemp("nan-base"))

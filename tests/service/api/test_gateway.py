@@ -217,7 +217,8 @@ def test_readyz_is_unavailable_while_no_replica_answers(settings: Settings, data
         publish(database, "acme", "bot", 1)
         time.sleep(0.3)
 
-        ready = client.get("/readyz", headers={"Authorization": f"Bearer {_key(database, 'ops', 'platform')}"})
+        platform = {"Authorization": f"Bearer {_key(database, 'ops', 'platform')}"}
+        ready = client.get("/readyz", headers=platform)
         answer = client.post("/v1/completions", json={"model": "bot", "prompt": "x"})
 
     assert ready.status_code == 503 and "bot@1" in ready.json()["serving"]  # the reason: for admins only

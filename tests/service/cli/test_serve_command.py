@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow  # starts the service three times
 def _serve(data_dir: Path, *flags: str) -> str:
     """Start `serve` (no worker, no serving tier), wait until it answers, stop it; its stderr and stdout."""
     port = free_port()
-    command = [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--no-serving", "--port", str(port)]
+    command = [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--no-serving"]
+    command += ["--port", str(port)]
     env = {**os.environ, "NEUROPLAST_DATA_DIR": str(data_dir)}
     process = subprocess.Popen([*command, *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -91,6 +91,34 @@ def test_a_failing_trainer_fails_the_job_not_the_worker(
     assert not worker.run_once()  # the worker lives on, with nothing left to do
 
 
+def test_a_nan_job_fails_with_its_reason_and_the_next_tenants_job_runs(
+    api: TestClient,
+    settings: Settings,
+    database: Database,
+    nan_base: Path,
+    tiny_base: Path,
+    other_tenant: dict[str, str],
+) -> None:
+    """On SQLite and Postgres (whose JSON refuses NaN): no NaN reaches the database, the job fails
+    with the trainer's reason, and the same worker runs another tenant's job next."""
+    lineage = {"name": "bot", "base_model": str(nan_base), **QUICK_GATE}
+    api.post("/v1/lineages", json=lineage).raise_for_status()
+    body = {"model": "bot", "training_file": upload(api, FACTS)["id"], "hyperparameters": {"max_steps": 3}}
+    diverged = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    other = TestClient(api.app, headers=other_tenant)
+    other.post("/v1/lineages", json={**lineage, "base_model": str(tiny_base)}).raise_for_status()
+    file_id = other.post("/v1/files", files={"file": ("f.jsonl", FACTS.encode())}).json()["id"]
+    healthy = other.post("/v1/fine_tuning/jobs", json={**body, "training_file": file_id}).json()["id"]
+    worker = Worker(settings, database)
+
+    assert worker.run_once() and worker.run_once()
+
+    job = api.get(f"/v1/fine_tuning/jobs/{diverged}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "training_failed"
+    assert "the training loss is nan at step 1" in job["error"]["message"]
+    assert other.get(f"/v1/fine_tuning/jobs/{healthy}").json()["status"] == "succeeded"
+
+
 def test_an_error_inside_the_worker_fails_that_job_and_the_worker_goes_on(
     api: TestClient,
     settings: Settings,
