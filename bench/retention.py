@@ -27,7 +27,7 @@ from trainers.base_model.corpus import fact_set
 WORKDIR = Path(".bench/retention")
 BASE = Path(".bench/base-small")
 PLOT = Path("docs/images/retention-curve.png")
-STEPS = 300  # per job: enough to teach the small base 24 facts (DESIGN.md section 8)
+STEPS = 300  # per job: enough to teach the small base 24 facts (docs/training.md)
 SEEDS = 2
 COST_RUNS = 2
 DEFAULT_EVERY, DEFAULT_ITEMS = 25, 16  # service.schemas.lineages.EvaluationConfig's defaults

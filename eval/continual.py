@@ -1,6 +1,6 @@
 """Continual evaluation inside a job: earlier jobs' probes scored every few steps (the stability gap).
 
-De Lange et al. (arXiv 2205.13452, research/evaluation.md section 3) show that evaluating only at
+De Lange et al. (arXiv 2205.13452; docs/evaluation.md) show that evaluating only at
 task boundaries hides the sharp, transient forgetting at the start of a new task. The shared
 training loop therefore asks a `ContinualEvaluator` at the job's start, every `every` steps and
 at its last step to score a small fixed subset of each earlier job's probes, and of the current

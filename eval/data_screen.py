@@ -1,6 +1,6 @@
 """The training-data screen: how much of a file is junk, scored on upload. Torch-free.
 
-After Xing et al.'s two junk definitions (arXiv 2510.13928, research/evaluation.md 2.2), without a
+After Xing et al.'s two junk definitions (arXiv 2510.13928; docs/health.md), without a
 hosted judge: M1 (engagement: short and popular) becomes rules for very short rows and for
 engagement bait; M2 (semantic quality) becomes rules for repetitive and low-information text.
 A row is junk when any rule fires; `junk_ratio` is the share of junk rows.

@@ -1,12 +1,12 @@
 """Continual-learning metrics from a score matrix R[i][j]: score on task j after training task i.
 
-Definitions (research/evaluation.md section 4.1), for T tasks, tasks counted from 0:
+Definitions (docs/evaluation.md, continual-learning metrics), for T tasks, tasks counted from 0:
 
 - average accuracy: ACC = (1/T) sum_j R[T-1][j];
 - backward transfer: BWT = (1/(T-1)) sum_{j<T-1} (R[T-1][j] - R[j][j]), over the T-1 earlier tasks
   (GEM's normalisation; TRACE and SAPT divide by T); negative means forgetting;
 - forgetting: F = (1/(T-1)) sum_{j<T-1} (max_{j<=i<T-1} R[i][j] - R[T-1][j]) (Chaudhry et al. 2018).
-- area under the forgetting curve (TRC², arXiv 2602.22479; research/algorithms.md 4.4): the
+- area under the forgetting curve (TRC², arXiv 2602.22479): the
   forgetting F_i after each task i >= 1 (as above, over tasks j < i, with i in place of T-1),
   averaged over the stream: AUFC = (1/(T-1)) sum_{i>=1} F_i. Sampled at task boundaries here.
 
@@ -17,7 +17,7 @@ With one task BWT, forgetting and FWT are 0 (nothing earlier to forget or transf
 R[i][j] with j > i (tasks not trained yet) are not read, and may be None, except R[j-1][j] for FWT.
 
 During a task, `StabilityTracker` keeps De Lange et al.'s continual-evaluation metrics (arXiv
-2205.13452, research/evaluation.md section 3): min-ACC, WC-ACC and windowed forgetting WF^window.
+2205.13452; docs/evaluation.md): min-ACC, WC-ACC and windowed forgetting WF^window.
 """
 
 from collections import deque

@@ -1,6 +1,6 @@
 """Probes of what one job taught, built from its training file when the job is created. Torch-free.
 
-Three kinds (research/evaluation.md section 1, after Orhan, arXiv 2303.17557):
+Three kinds (after Orhan, arXiv 2303.17557; docs/evaluation.md, probes):
 
 - **recall**: the row's context plus the first half of the words of its target is the cue; the
   rest of the target is the continuation that greedy decoding must give back (scored on the

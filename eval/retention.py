@@ -1,4 +1,4 @@
-"""Score a model on jobs' probes: recall, recognition and held-out loss (research/evaluation.md 1).
+"""Score a model on jobs' probes: recall, recognition and held-out loss (docs/evaluation.md).
 
 `score_probes` gives one job's scores under one model; the retention matrix R[version][job] of a
 lineage is these scores for every version on every job's probes (`eval.run` fills it after each

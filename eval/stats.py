@@ -1,7 +1,7 @@
 """Effect sizes for the health panel: Hedges' g with a paired bootstrap interval, and verdicts.
 
 A panel suite scores the same items under a candidate version and a reference version (higher is
-better per item). Xing et al. (arXiv 2510.13928, research/evaluation.md 2.5) call a decline
+better per item). Xing et al. (arXiv 2510.13928; docs/health.md) call a decline
 non-trivial at Hedges' g > 0.3. Here g is signed so that positive means *worse* (the harmful
 direction):
 

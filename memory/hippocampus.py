@@ -1,4 +1,4 @@
-"""A lineage's hippocampus: an episodic store with surprise-gated, delayed writes (TRC², section 3.4c).
+"""A lineage's hippocampus: an episodic store with surprise-gated, delayed writes (TRC²; docs/methods.md).
 
 Each entry is one training row seen by the lineage: a key (the unit-norm mean hidden state of
 the row at the model's injection layer), a value (its mean hidden state at a deeper layer), the
@@ -37,7 +37,7 @@ __all__ = ["Episode", "Hippocampus"]
 
 STATE_FILE = "hippocampus.json"
 TENSOR_FILE = "hippocampus.safetensors"
-SLOW_DECAY = 0.999  # the critic's slow statistics (research/algorithms.md 3.4c: mu_s decay)
+SLOW_DECAY = 0.999  # the critic's slow statistics (the design's mu_s decay; docs/methods.md, trc)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Neural long-term memory: an MLP whose weights are the memory, written at test time by surprise.
 
-Titans (Behrouz, Zhong, Mirrokni, arXiv 2501.00663, section 3; research/algorithms.md 2.1). For
+Titans (Behrouz, Zhong, Mirrokni, arXiv 2501.00663, section 3; docs/methods.md). For
 each token t of the input x (per head; keys and queries l2-normalised, SiLU on all three):
 
     k_t, v_t, q_t = x_t W_K, x_t W_V, x_t W_Q
@@ -15,7 +15,7 @@ of x_t). M is a residual MLP, `M(z) = z + mlp(z)`, of depth >= 2; values are l2-
 One restriction of the paper's free theta_t: theta_t = max_step_size * sigmoid(.) * (1 - eta_t).
 A momentum eta carries a write on for 1 / (1 - eta) tokens, so the paper's form multiplies the
 effective step by that, and the memory diverges to NaN as soon as the outer loss pushes eta_t
-toward 1 (as users of lucidrains/titans-pytorch see, its issue #53; research/algorithms.md 2.5).
+toward 1 (as users of lucidrains/titans-pytorch see, its issue #53; docs/methods.md).
 Tied, the effective step stays below `max_step_size` whatever momentum is learned.
 
 Chunked parallel form (the paper's mini-batch gradient descent, as in TTT): the sequence is cut
@@ -32,7 +32,7 @@ only. Streaming keeps that: a call's trailing incomplete chunk is read now and k
 one call on the whole of it gives. Padding (mask 0) writes nothing and leaves weights and
 momentum as they were. Everything inside runs in fp32.
 
-Unlike lucidrains/titans-pytorch (research/algorithms.md 2.4): no memory is ever updated from a
+Unlike lucidrains/titans-pytorch (docs/methods.md, titans): no memory is ever updated from a
 sequence shorter than a chunk without it being kept and written later (its issue #59), gradients
 are closed-form rather than `vmap(grad)`, and the state carries the unwritten tail.
 """
@@ -168,7 +168,7 @@ class NeuralMemory(nn.Module):
         )
         with torch.no_grad():
             # Start with a long memory: momentum ~0.9, decay ~1e-3 per token (half-life ~700
-            # tokens); research/algorithms.md 2.6 ("bias toward small alpha").
+            # tokens); docs/methods.md, titans.
             self.to_momentum.bias.fill_(2.2)
             self.to_decay.bias.fill_(-7.0)
 

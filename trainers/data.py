@@ -1,6 +1,6 @@
 """The one data pipeline: JSONL training file -> tokenized rows -> padded batches.
 
-Row shapes (DESIGN.md section 2) and where the loss goes:
+Row shapes (docs/training.md, loss tokens) and where the loss goes:
 
 - `{"text"}`: every token, then `</s>`;
 - `{"prompt", "completion"}`: the completion tokens and the `</s>` added after them;

@@ -1,4 +1,4 @@
-"""The brain-rot health panel (Xing et al., arXiv 2510.13928; research/evaluation.md section 2).
+"""The brain-rot health panel (Xing et al., arXiv 2510.13928; docs/health.md).
 
 Suites, each with items the project generates at a fixed seed (no downloads), so every version
 of a lineage answers the very same items and two versions compare item by item (`eval.stats`):

@@ -1,4 +1,4 @@
-"""Long context, RULER-style and generated offline (research/evaluation.md 5.5): three tasks at
+"""Long context, RULER-style and generated offline (docs/health.md): three tasks at
 each configured length, answered by greedy generation and scored by string match.
 
 - `needle`: a key-value sentence hidden at some depth of repeated filler; the value must come back;

@@ -5,7 +5,7 @@ seed. Without a chain of thought the option with the lowest mean NLL after `Answ
 (lm-evaluation-harness's `multiple_choice`, normalised per token). With one, the model writes a
 numbered plan and its steps and ends with `The answer is X`; the letter is extracted by regex.
 Failed chain-of-thought answers are sorted by rules into Xing et al.'s thought-skipping
-families (research/evaluation.md 2.4): `no_reasoning`, `no_plan`, `skipped_steps`, or `other`.
+families (docs/health.md): `no_reasoning`, `no_plan`, `skipped_steps`, or `other`.
 """
 
 import random

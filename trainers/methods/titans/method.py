@@ -9,8 +9,8 @@ zero-initialised gates (plus a LoRA adapter on the base with `base_lora`). Per s
     loss = CE(batch)    (new rows plus replayed rows of earlier jobs, as the replay method)
 
 Those outer parameters are adapter weights like any other and would drift to the newest job, so
-earlier jobs are protected by the lineage's replay buffer (research/algorithms.md 2.6: the memory
-"does not by itself protect weight updates across jobs"). A version keeps the branches in
+earlier jobs are protected by the lineage's replay buffer (docs/methods.md, titans): the memory
+rewrites itself per sequence and protects no weights across jobs. A version keeps the branches in
 `memory/neural_memory.safetensors` next to the buffer; the next job starts from both.
 """
 

@@ -1,7 +1,7 @@
-"""Configuration of TRC² adapters (Khadangi, arXiv 2602.22479; research/algorithms.md 3.4). Torch-free.
+"""Configuration of TRC² adapters (Khadangi, arXiv 2602.22479; docs/methods.md, trc). Torch-free.
 
-The paper trains a whole backbone and publishes no code; defaults marked "3.4" come from the
-adapter-level design in research/algorithms.md section 3.4, the others are argued where set.
+The paper trains a whole backbone and publishes no code; defaults marked "design" are the starting
+values of our adapter-level design ("Design values" in docs/methods.md), the others are argued where set.
 """
 
 from dataclasses import dataclass
@@ -57,42 +57,42 @@ class TrcConfig(LoraConfig):
     # Each column has half LoRA's rank: with 2 of 4 columns per token, a token gets LoRA's active
     # rank (16) and the columns together twice its parameters; a step stays under 2 LoRA steps.
     r: int = 8
-    # 3.4a: "K LoRA experts".
+    # design: K plastic LoRA columns.
     columns: int = 4
-    top_k: int = 2  # 3.4b: TopK (k=2)
+    top_k: int = 2  # design: top-2
     group_size: int = 2
-    router_rank: int = 64  # 3.4b: r_th = 64
-    # 3.4b pools per 64 tokens; our training rows are 15-40 tokens, so 8 gives them a past context.
+    router_rank: int = 64  # design: r_th = 64
+    # The design pools per 64 tokens; our training rows are 15-40 tokens, so 8 gives them a past context.
     chunk_size: int = 8
     router: bool = True
-    balance_weight: float = 1e-2  # 3.4e: lambda_bal
-    z_weight: float = 1e-3  # 3.4e: lambda_z
+    balance_weight: float = 1e-2  # design: lambda_bal
+    z_weight: float = 1e-3  # design: lambda_z
     hippocampus: bool = True
-    # 3.4c suggests 16k entries for long streams; 1000 rows as the replay method's buffer.
+    # The design suggests 16k entries for long streams; 1000 rows as the replay method's buffer.
     memory_size: int = 1000
     memory_job_quota: float = 0.5  # as the replay buffer's job_quota
     # Jobs are a few hundred steps: an entry written 1000 steps ago keeps 37% of its priority.
     memory_age_scale: float = 1000.0
-    read_top_k: int = 8  # 3.4c: top-k (k=8)
+    read_top_k: int = 8  # design: top-k (k=8)
     read_temperature: float = 0.1
-    write_threshold: float = 1.0  # 3.4c: delta > tau_w, one standard deviation above the running mean
-    write_top_fraction: float = 0.25  # 3.4c: "or the top-q% of a batch by delta"
-    # 3.4e: rho_0 = 0.1, bounded by 0.5 where rho weighs the replayed loss; here it is the share
+    write_threshold: float = 1.0  # design: delta > tau_w, one standard deviation above the running mean
+    write_top_fraction: float = 0.25  # design: or the batch's top-q by delta
+    # design: rho_0 = 0.1, bounded by 0.5 where rho weighs the replayed loss; here it is the share
     # of the batch replayed. Start at the replay method's 0.5 (one replayed row per two new): a
     # job's first steps run before the controller's first measurement, and on the benchmark
     # stream 0.25 left the earlier tasks unprotected there. The controller may go up to LLMCL's
     # ER (1.0).
     replay_ratio: float = 0.5
     replay_ratio_max: float = 1.0
-    distill_weight: float = 0.5  # 3.4e: lambda_0
+    distill_weight: float = 0.5  # design: lambda_0
     distill_weight_max: float = 2.0
     consolidation_rate: float = 0.5
     controller: bool = True
-    # 3.4e targets 0.02 of relative loss increase; the continual evaluation measures recall
+    # The design targets 0.02 of relative loss increase; the continual evaluation measures recall
     # accuracy, where 5 points is within the noise of 24-row probe sets.
     forgetting_target: float = 0.05
-    gain_p: float = 2.0  # 3.4e: k_p
-    gain_i: float = 0.2  # 3.4e: k_i
+    gain_p: float = 2.0  # design: k_p
+    gain_i: float = 0.2  # design: k_i
     distill_gain: float = 2.0
     consolidation_gain: float = 2.0
 

@@ -1,4 +1,4 @@
-"""The online replay controller of TRC² (research/algorithms.md 3.4e): a PI loop on measured forgetting.
+"""The online replay controller of TRC² (docs/methods.md, trc): a PI loop on measured forgetting.
 
 After each continual evaluation with forgetting F (earlier jobs' accuracy lost since the job
 started), with error e = F - F* and integral I (clipped to +-INTEGRAL_MAX):
@@ -18,7 +18,7 @@ from trainers.methods.trc.config import TrcConfig
 
 __all__ = ["ControllerState", "ReplayController"]
 
-INTEGRAL_MAX = 1.0  # anti-windup bound on the summed error (3.4e: I_max)
+INTEGRAL_MAX = 1.0  # anti-windup bound on the summed error (the design's I_max)
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """TRC² modules injected into a frozen decoder: cortical columns, thalamic router, hippocampal read.
 
-Per target linear layer W0 (research/algorithms.md 3.4a), with `s = alpha / r`:
+Per target linear layer W0 (docs/methods.md, trc), with `s = alpha / r`:
 
     y = W0 x + s * (B_0 A_0 x + sum_k g_k B_k A_k x)
 
 Column 0 (`stable_A`, `stable_B`) is consolidated, never trained by SGD; columns 1..K
-(`lora_A`, `lora_B`) are plastic. The gates g come from the decoder layer's thalamic router
-(3.4b), computed once per layer from the layer's input and shared by its columns:
+(`lora_A`, `lora_B`) are plastic. The gates g come from the decoder layer's thalamic router,
+computed once per layer from the layer's input and shared by its columns:
 
     c_t = RMSNorm(mean of h over the chunks before t's) ++ RMSNorm(h_t)   (past-only + current)
     z = U c_t  (rank `router_rank`);  logits = W_g z
@@ -14,7 +14,7 @@ Column 0 (`stable_A`, `stable_B`) is consolidated, never trained by SGD; columns
     g = p on the top-k columns, renormalised to sum 1; 0 elsewhere
 
 so routing at position t depends on positions <= t only. At the injection layer the
-hippocampal read (3.4c) adds, before the layer runs,
+hippocampal read adds, before the layer runs,
 
     F_hip = sigmoid(W_f [sg(h_t); r_t]) * W_o r_t,   r_t = read(normalize(mean_{tau<=t} sg(h_tau)))
 
@@ -42,7 +42,7 @@ __all__ = [
     "past_chunk_mean",
 ]
 
-NORMALISATION_EPS = 1e-6  # the eps of the divisive normalisation (3.4b)
+NORMALISATION_EPS = 1e-6  # the eps of the divisive normalisation
 
 
 @dataclass

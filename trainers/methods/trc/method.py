@@ -1,4 +1,4 @@
-"""TRC² adapters (Khadangi, arXiv 2602.22479) as a continual-learning method (research/algorithms.md 3.4).
+"""TRC² adapters (Khadangi, arXiv 2602.22479) as a continual-learning method (docs/methods.md).
 
 Per step, on new rows plus rows of earlier jobs replayed from the hippocampal store:
 

@@ -62,7 +62,7 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
     model.requires_grad_(False)
     hidden = model.config.hidden_size
     layers = model.get_decoder().layers
-    injection_layer = len(layers) // 2  # 3.4c: a middle layer
+    injection_layer = len(layers) // 2  # design: a middle layer (docs/methods.md)
     cortex = Cortex([], [], None, injection_layer)
     padding = PaddingMask()
     model.register_forward_pre_hook(partial(_take_padding, padding=padding), with_kwargs=True)
