@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # What "auto" resolves to. Fact-teaching jobs on small models need hundreds of steps
-# (DESIGN.md section 8), so users usually raise n_epochs or set max_steps.
+# (docs/training.md, small base), so users usually raise n_epochs or set max_steps.
 AUTO_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
 _INT_RANGES = {"n_epochs": (1, 1000), "batch_size": (1, 512)}
 MAX_PROCESSES = 64  # trainer processes of one job, all on one machine

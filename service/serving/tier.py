@@ -67,7 +67,7 @@ class Served:
 
 
 def adapter_name(tenant: str, lineage: str, version: int) -> str:
-    """`<tenant>/<lineage>@<N>`: never reused for other weights (research/platform.md 2.4)."""
+    """`<tenant>/<lineage>@<N>`: never reused for other weights (why: docs/serving.md)."""
     return f"{tenant}/{lineage}@{version}"
 
 
