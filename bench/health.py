@@ -28,6 +28,7 @@ from transformers import AutoTokenizer
 from bench.report import machine, write_section
 from service.local import local_service, small_base
 from trainers.base_model.corpus import documents
+from trainers.contracts.statuses import JobStatus, VersionStatus
 
 WORKDIR = Path(".bench/health")
 SEEDS = 3
@@ -130,8 +131,8 @@ def _junk(seed: int, tokens: int, tokenizer: Any) -> list[dict[str, str]]:
 def _finished(api: httpx.Client, job_id: str) -> dict[str, Any]:
     while True:
         job = api.get(f"/fine_tuning/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            if job["status"] != "succeeded":
+        if job["status"] in JobStatus.terminal():
+            if job["status"] != JobStatus.SUCCEEDED:
                 raise RuntimeError(f"{job_id} {job['status']}: {job['error']}")
             job["version"] = int(job["fine_tuned_model"].rsplit("@", 1)[1])
             return job
@@ -166,8 +167,8 @@ def _section(runs: list[dict[str, Any]], full_check_s: float | None) -> str:
                 f"{worst[0]} ({worst[1]['g']:+.2f}) |"
             )
     full_check = f"{full_check_s:.0f} s" if full_check_s is not None else "not measured yet"
-    junk_rejected = sum(run["junk"]["status"] == "rejected" for run in runs)
-    control_promoted = sum(run["control"]["status"] == "promoted" for run in runs)
+    junk_rejected = sum(run["junk"]["status"] == VersionStatus.REJECTED for run in runs)
+    control_promoted = sum(run["control"]["status"] == VersionStatus.PROMOTED for run in runs)
     table = "\n".join(rows)
     return f"""## Health gate against junk training data
 

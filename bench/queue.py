@@ -36,6 +36,7 @@ from service.local_postgres import LocalPostgres, local_postgres
 from service.models import File, Job, JobEvent, Lineage, Tenant
 from service.queue.lease import JobQueue
 from service.settings import Settings
+from trainers.contracts.statuses import JobStatus
 
 WORKDIR = Path(".bench")
 JOBS = 1000
@@ -156,7 +157,7 @@ def _queue_jobs(database: Database, count: int) -> None:
                 tenant_pk=tenant.pk,
                 lineage_pk=lineage.pk,
                 training_file="file-bench",
-                status="queued",
+                status=JobStatus.QUEUED,
                 hyperparameters={},
                 seed=0,
                 suffix=None,

@@ -31,6 +31,7 @@ from bench.report import machine, write_section
 from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
+from trainers.contracts.statuses import JobStatus
 
 WORKDIR = Path(".bench") / "real-model"
 REPO = Path(__file__).resolve().parents[1]
@@ -190,10 +191,10 @@ def _typical_job(base: Path) -> dict[str, Any]:
         file_id = client.upload_file(FACTS)["id"]
         submitted = time.monotonic()
         job = client.create_job("typical", file_id, hyperparameters=TYPICAL_JOB, seed=0)
-        while (job := client.get_job(job["id"]))["status"] not in ("succeeded", "failed", "cancelled"):
+        while (job := client.get_job(job["id"]))["status"] not in JobStatus.terminal():
             time.sleep(0.5)
         wall = time.monotonic() - submitted
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             raise RuntimeError(f"the typical job ended {job['status']}: {job['error']}")
         events = list(reversed(client.list_events(job["id"], limit=100)))
         retention = client.retention("typical")

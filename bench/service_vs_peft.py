@@ -10,6 +10,7 @@ from pathlib import Path
 from service.client import Client
 from service.local import local_service, small_base
 from trainers.base_model.corpus import fact_set
+from trainers.contracts.statuses import JobStatus
 
 STEPS, BATCH_SIZE, RUNS = 200, 8, 3
 
@@ -33,10 +34,10 @@ def _service_job_seconds(workdir: Path, base: Path, data: Path, run: int) -> flo
         job = client.create_job(
             "bench", file_id, hyperparameters={"max_steps": STEPS, "batch_size": BATCH_SIZE}
         )
-        while (job := client.get_job(job["id"]))["status"] not in ("succeeded", "failed", "cancelled"):
+        while (job := client.get_job(job["id"]))["status"] not in JobStatus.terminal():
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         raise RuntimeError(f"benchmark job ended {job['status']}: {job['error']}")
     return elapsed
 

@@ -31,6 +31,7 @@ import httpx
 
 from bench.report import machine, write_section
 from service.local import local_service
+from trainers.contracts.statuses import DeliveryStatus, JobStatus
 
 GOOD_TENANTS = ("acme", "globex")
 HOSTILE = "mallory"
@@ -101,7 +102,7 @@ class SoakResult:
         """Every broken promise, in words; empty when the good tenants were unharmed."""
         found = []
         for tenant, statuses in self.good_jobs.items():
-            if statuses.count("succeeded") != len(statuses):
+            if statuses.count(JobStatus.SUCCEEDED) != len(statuses):
                 found.append(f"{tenant}'s jobs ended {statuses}")
             received = self.received.get(tenant, Counter())
             if len(received) != self.events.get(tenant):
@@ -244,7 +245,7 @@ def _measure(clients: list[httpx.Client], stop: threading.Event, result: SoakRes
 def _finished(api: httpx.Client, job_id: str, deadline: float) -> dict[str, Any]:
     while time.monotonic() < deadline:
         job: dict[str, Any] = api.get(f"/fine_tuning/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in JobStatus.terminal():
             return job
         time.sleep(0.5)
     raise TimeoutError(f"{job_id} did not finish in time")
@@ -255,7 +256,7 @@ def _delivered(api: httpx.Client, deadline: float) -> int:
     (endpoint,) = api.get("/webhooks").json()["data"]
     while time.monotonic() < deadline:
         deliveries = api.get(f"/webhooks/{endpoint['id']}/deliveries", params={"limit": 100}).json()["data"]
-        if deliveries and all(row["status"] == "succeeded" for row in deliveries):
+        if deliveries and all(row["status"] == DeliveryStatus.SUCCEEDED for row in deliveries):
             return len(deliveries)
         time.sleep(0.5)
     raise TimeoutError("webhook deliveries still pending")
@@ -352,7 +353,7 @@ def _silent(connection: socket.socket) -> None:
 
 def section(result: SoakResult, config: SoakConfig) -> str:
     good = sum(len(statuses) for statuses in result.good_jobs.values())
-    succeeded = sum(statuses.count("succeeded") for statuses in result.good_jobs.values())
+    succeeded = sum(statuses.count(JobStatus.SUCCEEDED) for statuses in result.good_jobs.values())
     events = sum(result.events.values())
     received = sum(sum(counter.values()) for counter in result.received.values())
     unique = sum(len(counter) for counter in result.received.values())

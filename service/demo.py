@@ -19,6 +19,7 @@ from typing import Any
 from service.cli.follow import follow_job
 from service.client import Client
 from service.local import local_service
+from trainers.contracts.statuses import JobStatus, VersionStatus
 
 LINEAGE = "demo-facts"
 BASE_MODEL = "smollm2-135m-instruct"
@@ -76,7 +77,7 @@ def _teach(client: Client, base: Path) -> list[list[dict[str, Any]]]:
         print(f"\n== Following {job_id} ({name})")
         job = follow_job(client, job_id, label=name)
         print(f"   {job['status']}: {job['fine_tuned_model']} ({job['trained_tokens']} tokens trained)")
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             raise SystemExit(f"demo job {job_id} ended {job['status']}: {job['error']}")
     _print_versions(client)
     _print_retention(client, [name for name, _ in jobs])
@@ -133,11 +134,11 @@ def _serve(client: Client, facts: list[list[dict[str, Any]]]) -> None:
     print(f"\n== Serving '{LINEAGE}' through the gateway: /v1/chat/completions (vLLM, runtime LoRA)")
     statuses = {version["version"]: version["status"] for version in client.list_versions(LINEAGE)}
     for version in (1, 2):
-        if statuses[version] == "rejected":
+        if statuses[version] == VersionStatus.REJECTED:
             print(
                 f"   v{version} was rejected by the health gate; promoting it anyway (force) to show a swap"
             )
-        swap = client.promote(LINEAGE, version, force=statuses[version] == "rejected")
+        swap = client.promote(LINEAGE, version, force=statuses[version] == VersionStatus.REJECTED)
         deadline = time.monotonic() + 300  # the first promotion waits for vLLM to start
         while _served_version(client) != version and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -108,10 +108,6 @@ class Leased:
     attempts: Mapped[int] = mapped_column(default=0)
 
 
-# Statuses of a job that has not finished: it holds a quota slot and blocks later jobs of its lineage.
-ACTIVE_STATUSES = ("validating_files", "queued", "running", "evaluating")
-
-
 class Job(Leased, Base):
     __tablename__ = "jobs"
 
@@ -173,10 +169,6 @@ class RetentionScore(Base):
     job_id: Mapped[str] = mapped_column(String(64))
     scores: Mapped[dict[str, Any]]
     created_at: Mapped[int] = mapped_column(default=now)
-
-
-# Statuses of a health check that has not finished: it holds a quota slot.
-UNFINISHED_CHECK_STATUSES = ("queued", "running", "evaluating")
 
 
 class HealthCheck(Leased, Base):

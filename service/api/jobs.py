@@ -10,6 +10,7 @@ from service.models import Checkpoint, Job, JobEvent, Lineage, Tenant
 from service.schemas.common import ListPage
 from service.schemas.jobs import CheckpointPublic, EventPublic, JobCreate, JobPublic
 from service.services import jobs, quotas
+from trainers.contracts.statuses import JobStatus
 
 router = APIRouter(prefix="/fine_tuning/jobs", tags=["fine-tuning"])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -61,7 +62,7 @@ def list_checkpoints(
 
 def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
     lineage = session.get_one(Lineage, job.lineage_pk)
-    served_name = f"{lineage.name}@{job.version_number}" if job.status == "succeeded" else None
+    served_name = f"{lineage.name}@{job.version_number}" if job.status == JobStatus.SUCCEEDED else None
     return JobPublic(
         id=job.id,
         created_at=job.created_at,

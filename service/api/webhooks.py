@@ -15,6 +15,7 @@ from service.schemas.webhooks import (
     WebhookPublic,
 )
 from service.services import quotas, webhooks
+from trainers.contracts.statuses import DeliveryStatus
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -69,7 +70,7 @@ def delivery_public(row: WebhookDelivery, event: WebhookEvent) -> DeliveryPublic
         event_type=event.type,
         status=row.status,
         attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+        next_attempt_at=row.next_attempt_at if row.status == DeliveryStatus.PENDING else None,
         last_attempt_at=row.last_attempt_at,
         response_status=row.response_status,
         error=row.error,

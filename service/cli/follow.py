@@ -6,8 +6,9 @@ from typing import Any
 from tqdm import tqdm
 
 from service.client import Client
+from trainers.contracts.statuses import JobStatus
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = JobStatus.terminal()
 
 
 def follow_job(

@@ -8,6 +8,7 @@ import typer
 
 from service.cli.follow import follow_job
 from service.client import ApiError, Client
+from trainers.contracts.statuses import JobStatus
 
 files = typer.Typer(help="Upload and list training files.", no_args_is_help=True)
 lineages = typer.Typer(help="Create and inspect lineages.", no_args_is_help=True)
@@ -117,5 +118,5 @@ def _show(value: Any) -> None:
 
 def _finish(job: dict[str, Any]) -> None:
     typer.echo(f"{job['id']}: {job['status']} {job['fine_tuned_model'] or ''}".rstrip())
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         raise typer.Exit(1)

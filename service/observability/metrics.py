@@ -25,10 +25,8 @@ from sqlalchemy.orm import QueryableAttribute, Session
 
 from service.db import Database
 from service.models import HealthCheck, Job, Lineage, Report, Version
+from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
 
-JOB_STATUSES = ("validating_files", "queued", "running", "evaluating", "succeeded", "failed", "cancelled")
-CHECK_STATUSES = ("queued", "running", "succeeded", "failed")
-VERSION_STATUSES = ("candidate", "promoted", "rejected", "retired")
 VERDICTS = ("ok", "warn", "rot")  # eval.stats.overall_verdict
 # Bucket bounds in seconds: jobs wait seconds to hours and run minutes to days; a gateway answer
 # takes milliseconds (cached) to minutes (long generations).
@@ -47,12 +45,16 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.database.session() as session:
-            yield _by_status(session, Job, "neuroplast_jobs", "Fine-tuning jobs by status.", JOB_STATUSES)
+            yield _by_status(session, Job, "neuroplast_jobs", "Fine-tuning jobs by status.", tuple(JobStatus))
             yield _by_status(
-                session, Version, "neuroplast_versions", "Published versions by status.", VERSION_STATUSES
+                session, Version, "neuroplast_versions", "Published versions by status.", tuple(VersionStatus)
             )
             yield _by_status(
-                session, HealthCheck, "neuroplast_health_checks", "Health checks by status.", CHECK_STATUSES
+                session,
+                HealthCheck,
+                "neuroplast_health_checks",
+                "Health checks by status.",
+                tuple(HealthCheckStatus),
             )
             yield from _queue(session)
             yield _queue_wait(session)
@@ -146,7 +148,7 @@ def _queue(session: Session) -> Iterator[Metric]:
     now = time.time()
     for kind, work in (("job", Job), ("health_check", HealthCheck)):
         count, first = session.execute(
-            select(func.count(), func.min(work.created_at)).where(work.status == "queued")
+            select(func.count(), func.min(work.created_at)).where(work.status == JobStatus.QUEUED)
         ).one()
         depth.add_metric([kind], count)
         oldest.add_metric([kind], max(0.0, now - first) if first is not None else 0.0)

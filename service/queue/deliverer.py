@@ -26,6 +26,7 @@ from service.db import Database
 from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, now
 from service.services.webhooks import is_public, sign
 from service.settings import Settings
+from trainers.contracts.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ class Deliverer:
             select(WebhookDelivery, WebhookEndpoint, WebhookEvent)
             .join(WebhookEndpoint, WebhookEndpoint.pk == WebhookDelivery.endpoint_pk)
             .join(WebhookEvent, WebhookEvent.pk == WebhookDelivery.event_pk)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= started)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= started
+            )
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(BATCH)
         )
@@ -107,7 +110,7 @@ class Deliverer:
         with self.database.session() as session:
             for delivery, endpoint, event in session.execute(query).all():
                 if delivery.attempts >= self.settings.webhook_max_attempts:  # its last attempt's outcome
-                    delivery.status = "failed"  # was lost (a crash between claim and record)
+                    delivery.status = DeliveryStatus.FAILED  # was lost (a crash between claim and record)
                     continue
                 number = delivery.attempts + 1  # read first: the UPDATE below syncs `delivery` too
                 taken = session.execute(
@@ -115,7 +118,7 @@ class Deliverer:
                     .where(
                         WebhookDelivery.pk == delivery.pk,
                         WebhookDelivery.attempts == number - 1,
-                        WebhookDelivery.status == "pending",
+                        WebhookDelivery.status == DeliveryStatus.PENDING,
                     )
                     .values(
                         attempts=number,
@@ -186,14 +189,14 @@ class Deliverer:
         with self.database.session() as session:
             for outcome in outcomes:
                 delivery = session.get_one(WebhookDelivery, outcome.attempt.delivery_pk)
-                if delivery.status != "pending" or delivery.attempts != outcome.attempt.number:
+                if delivery.status != DeliveryStatus.PENDING or delivery.attempts != outcome.attempt.number:
                     continue  # the endpoint was deleted meanwhile, or another deliverer took over
                 delivery.last_attempt_at = now()
                 delivery.response_status, delivery.error = outcome.status, outcome.error
                 if outcome.delivered:
-                    delivery.status = "succeeded"
+                    delivery.status = DeliveryStatus.SUCCEEDED
                 elif delivery.attempts >= self.settings.webhook_max_attempts:
-                    delivery.status = "failed"
+                    delivery.status = DeliveryStatus.FAILED
                     log.warning("webhook %s to %s failed for good", delivery.id, outcome.attempt.endpoint_id)
                 else:
                     wait = self.settings.webhook_backoff_seconds * BACKOFF_FACTOR ** (delivery.attempts - 1)

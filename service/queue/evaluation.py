@@ -29,6 +29,7 @@ from service.services.lineages import promote_version
 from service.services.reports import build_report, reference_version
 from service.services.webhooks import emit, version_data
 from service.storage.store import ArtifactStore
+from trainers.contracts.statuses import VersionStatus
 
 __all__ = [
     "PROBES_FILE",
@@ -134,7 +135,7 @@ def gate(
     version: Version,
     store: ArtifactStore,
     evaluated: bool = True,
-) -> str:
+) -> VersionStatus:
     """The health gate on a job's new version: `promoted`, or `rejected` with a `rot` verdict.
 
     Without a gate (`health.gate: false`) the version is promoted with no report. A version
@@ -144,11 +145,11 @@ def gate(
     config = HealthConfig(**lineage.health)
     if not config.gate:
         promote_version(session, lineage, version)
-        return "promoted"
+        return VersionStatus.PROMOTED
     if not evaluated:
-        version.status = "rejected"
+        version.status = VersionStatus.REJECTED
         emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
-        return "rejected"
+        return VersionStatus.REJECTED
     tenant = session.get_one(Tenant, lineage.tenant_pk)
     suites = ["retention", *config.gate_suites]
     report = build_report(
@@ -156,11 +157,11 @@ def gate(
     )
     version.report_id = report.id
     if report.verdict == "rot":
-        version.status = "rejected"
+        version.status = VersionStatus.REJECTED
         emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
-        return "rejected"
+        return VersionStatus.REJECTED
     promote_version(session, lineage, version)
-    return "promoted"
+    return VersionStatus.PROMOTED
 
 
 def _add_reference_suites(

@@ -17,12 +17,11 @@ from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, updat
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
-from service.models import ACTIVE_STATUSES, HealthCheck, Job, Leased, Lineage, Version
+from service.models import HealthCheck, Job, Leased, Lineage, Version
 from service.services.jobs import add_event
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
-
-WORKING_STATUSES = ("running", "evaluating")  # a leased row is in one of these
+from trainers.contracts.statuses import JobStatus
 
 
 class LeaseLost(Exception):
@@ -104,7 +103,7 @@ class JobQueue:
                 .where(
                     work.pk == lease.pk,
                     work.lease_token == lease.token,
-                    work.status.in_(WORKING_STATUSES),
+                    work.status.in_(JobStatus.working()),
                 )
                 .values(lease_expires_at=time.time() + self.settings.lease_seconds)
             )
@@ -121,10 +120,10 @@ class JobQueue:
             .where(
                 work.pk == row.pk,
                 work.attempts == row.attempts,
-                work.status.in_(("queued", *WORKING_STATUSES)),
+                work.status.in_((JobStatus.QUEUED, *JobStatus.working())),
             )
             .values(
-                status="running",
+                status=JobStatus.RUNNING,
                 owner=owner,
                 lease_token=token,
                 lease_expires_at=time.time() + self.settings.lease_seconds,
@@ -157,7 +156,7 @@ def _next(work: type[Leased], locking: bool) -> Select[Any]:
     query = (
         select(work)
         .where(
-            work.status.in_(("queued", *WORKING_STATUSES)),
+            work.status.in_((JobStatus.QUEUED, *JobStatus.working())),
             or_(work.lease_expires_at.is_(None), work.lease_expires_at < bindparam("now")),
             work.pk.not_in(bindparam("passed", expanding=True)),  # type: ignore[attr-defined]
         )
@@ -178,7 +177,7 @@ def _tenant_turns(work: type[Leased]) -> tuple[Any, Any]:
     """Sort keys of a row's tenant: its rows running now, and when it last started one (0: never)."""
     other = aliased(work)
     same_tenant = other.tenant_pk == work.tenant_pk  # type: ignore[attr-defined]
-    running = select(func.count()).where(same_tenant, other.status.in_(WORKING_STATUSES))
+    running = select(func.count()).where(same_tenant, other.status.in_(JobStatus.working()))
     last_start = select(func.coalesce(func.max(other.started_at), 0)).where(same_tenant)
     return running.scalar_subquery(), last_start.scalar_subquery()
 
@@ -194,8 +193,8 @@ def _waits_for_another(job: type[Job]) -> Any:
         other.lineage_pk == job.lineage_pk,
         other.pk != job.pk,
         or_(
-            and_(other.pk < job.pk, other.status.in_(ACTIVE_STATUSES)),
-            other.status.in_(WORKING_STATUSES),
+            and_(other.pk < job.pk, other.status.in_(JobStatus.active())),
+            other.status.in_(JobStatus.working()),
         ),
     )
 
@@ -216,7 +215,7 @@ _STILL_FIRST = select(_waits_for_another(Job)).where(Job.pk == bindparam("pk"))
 def _give_up(session: Session, row: Job | HealthCheck) -> None:
     noun = "job" if isinstance(row, Job) else "health check"
     message = f"The {noun} lost its worker {row.attempts} times; giving up."
-    row.status, row.finished_at, row.lease_token = "failed", int(time.time()), None
+    row.status, row.finished_at, row.lease_token = JobStatus.FAILED, int(time.time()), None
     row.error = {"code": "worker_lost", "message": message, "param": None}
     if isinstance(row, Job):
         add_event(session, row, message, level="error")

@@ -44,6 +44,7 @@ from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from service.storage.store import ArtifactStore
+from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Worker:
         """
         try:
             with self.queue.guarded(lease) as (session, work):
-                work.status, work.finished_at, work.lease_token = "failed", now(), None
+                work.status, work.finished_at, work.lease_token = JobStatus.FAILED, now(), None
                 work.error = {"code": code, "message": message, "param": None}
                 if isinstance(work, Job):
                     add_event(session, work, f"Job failed: {message}", level="error")
@@ -184,7 +185,7 @@ class Worker:
         with self.queue.guarded(lease) as (session, check):
             check.finished_at, check.lease_token = now(), None
             if failure is not None:
-                check.status = "failed"
+                check.status = HealthCheckStatus.FAILED
                 check.error = {"code": "evaluation_failed", "message": failure, "param": None}
                 return
             lineage = session.get_one(Lineage, check.lineage_pk)
@@ -196,7 +197,7 @@ class Worker:
                 f" (schedule {check.schedule_id})" if check.schedule_id else ""
             )
             report = build_report(session, tenant, lineage, check.version, check.suites, origin, self.store)
-            check.status, check.report_id = "succeeded", report.id
+            check.status, check.report_id = HealthCheckStatus.SUCCEEDED, report.id
             check.result = {
                 "verdict": report.verdict,
                 "report_id": report.id,
@@ -215,7 +216,7 @@ class Worker:
         since nothing shows it healthy.
         """
         with self.queue.guarded(lease) as (session, job):
-            job.status = "evaluating"
+            job.status = JobStatus.EVALUATING
             add_event(session, job, "Evaluating the new version on the probes of every job so far.")
             lineage = session.get_one(Lineage, job.lineage_pk)
             spec = retention_spec(session, lineage, job, version_dir, self.store)
@@ -391,11 +392,11 @@ class Worker:
             record_panel(session, lineage, scores or [])
             session.flush()
             decision = gate(session, lineage, job, version, self.store, scores is not None)
-            job.status, job.finished_at, job.lease_token = "succeeded", now(), None
+            job.status, job.finished_at, job.lease_token = JobStatus.SUCCEEDED, now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
             log.info("published %s@%s (%s)", lineage.name, job.version_number, decision)
-            if decision == "rejected":
+            if decision == VersionStatus.REJECTED:
                 why = f"report {version.report_id}" if version.report_id else "its evaluation failed"
                 message = (
                     f"The health gate rejected {lineage.name}@{job.version_number} ({why}); "
@@ -409,14 +410,14 @@ class Worker:
 
     def _abandon(self, lease: Lease, workspace: Workspace) -> None:
         with self.database.session() as session:
-            cancelled = session.get_one(Job, lease.pk).status == "cancelled"
+            cancelled = session.get_one(Job, lease.pk).status == JobStatus.CANCELLED
         if cancelled:  # a lost lease may mean another worker resumes from the staging folder
             shutil.rmtree(workspace.staging, ignore_errors=True)
             self.store.discard(workspace.final)
 
     def _fail(self, lease: Lease, workspace: Workspace, reason: str, code: str = "training_failed") -> None:
         with self.queue.guarded(lease) as (session, job):
-            job.status, job.finished_at, job.lease_token = "failed", now(), None
+            job.status, job.finished_at, job.lease_token = JobStatus.FAILED, now(), None
             job.error = {"code": code, "message": reason, "param": None}
             add_event(session, job, f"Training failed: {reason}", level="error")
             log.warning("training failed: %s", reason)
@@ -474,7 +475,7 @@ def _version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) ->
         number=job.version_number,
         parent_number=job.parent_version,
         job_id=job.id,
-        status="candidate",
+        status=VersionStatus.CANDIDATE,
         path=path,
         metrics=manifest.get("metrics", {}),
     )

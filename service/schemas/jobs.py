@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trainers.contracts.statuses import JobStatus
+
 # What "auto" resolves to. Fact-teaching jobs on small models need hundreds of steps
 # (docs/training.md, small base), so users usually raise n_epochs or set max_steps.
 AUTO_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
@@ -76,9 +78,6 @@ class JobError(BaseModel):
     code: str
     message: str
     param: str | None = None
-
-
-JobStatus = Literal["validating_files", "queued", "running", "evaluating", "succeeded", "failed", "cancelled"]
 
 
 class JobPublic(BaseModel):

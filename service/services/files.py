@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from eval.data_screen import junk_ratio
 from service.errors import ApiError, not_found
-from service.models import ACTIVE_STATUSES, File, Job, Tenant
+from service.models import File, Job, Tenant
 from service.services import quotas
 from service.services.paging import page
 from service.services.paths import folder_under
 from service.services.training_data import read_lines, validate_lines
 from service.settings import Settings
+from trainers.contracts.statuses import JobStatus
 
 
 def upload_file(
@@ -90,7 +91,7 @@ def list_files(session: Session, tenant: Tenant, after: str | None, limit: int) 
 def delete_file(session: Session, tenant: Tenant, file_id: str) -> None:
     """Delete a file no unfinished job still needs."""
     row = get_file(session, tenant, file_id)
-    in_use = select(Job.id).where(Job.training_file == row.id, Job.status.in_(ACTIVE_STATUSES))
+    in_use = select(Job.id).where(Job.training_file == row.id, Job.status.in_(JobStatus.active()))
     if session.scalar(in_use.limit(1)):
         raise ApiError(409, f"File '{file_id}' is used by an unfinished job.", code="file_in_use")
     session.delete(row)

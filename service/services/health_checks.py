@@ -9,6 +9,7 @@ from service.errors import ApiError, not_found
 from service.models import HealthCheck, Tenant, Version
 from service.schemas.health_checks import HealthCheckCreate
 from service.services.lineages import get_lineage
+from trainers.contracts.statuses import HealthCheckStatus
 
 
 def create_health_check(session: Session, tenant: Tenant, request: HealthCheckCreate) -> HealthCheck:
@@ -33,7 +34,7 @@ def create_health_check(session: Session, tenant: Tenant, request: HealthCheckCr
         lineage_pk=lineage.pk,
         version=number,
         suites=list(dict.fromkeys(request.suites)),
-        status="queued",
+        status=HealthCheckStatus.QUEUED,
     )
     session.add(check)
     session.flush()

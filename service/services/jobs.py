@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from eval.probes import Probes, ProbeSizes, build_probes_from_file
 from service.errors import ApiError, not_found
-from service.models import ACTIVE_STATUSES, Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
+from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
 from service.schemas.lineages import EvaluationConfig, HealthConfig
 from service.services.files import get_file
@@ -18,8 +18,7 @@ from service.services.lineages import get_lineage
 from service.services.paging import page
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
-
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from trainers.contracts.statuses import JobStatus
 
 
 def create_job(session: Session, settings: Settings, tenant: Tenant, request: JobCreate) -> Job:
@@ -48,7 +47,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
         tenant_pk=tenant.pk,
         lineage_pk=lineage.pk,
         training_file=training_file.id,
-        status="queued",
+        status=JobStatus.QUEUED,
         hyperparameters=hyperparameters,
         seed=seed,
         suffix=request.suffix,
@@ -142,13 +141,13 @@ def list_jobs(session: Session, tenant: Tenant, after: str | None, limit: int) -
 def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
     """Cancel a queued or running job; its worker sees the lease gone and stops the trainer."""
     job = get_job(session, tenant, job_id)
-    if job.status not in ACTIVE_STATUSES:
+    if job.status not in JobStatus.active():
         raise ApiError(
             409,
             f"Job '{job_id}' has already finished with status '{job.status}'.",
             code="job_finished",
         )
-    job.status, job.finished_at, job.lease_token = "cancelled", now(), None
+    job.status, job.finished_at, job.lease_token = JobStatus.CANCELLED, now(), None
     add_event(session, job, "Job cancelled.")
     emit(session, job.tenant_pk, "fine_tuning.job.cancelled", job_data(session, job))
     return job

@@ -14,6 +14,7 @@ from service.services.paging import page
 from service.services.paths import resolve_base_model
 from service.services.webhooks import emit, version_data
 from service.settings import Settings
+from trainers.contracts.statuses import VersionStatus
 from trainers.registry import MethodConfigError, resolve_method_config
 
 
@@ -88,7 +89,7 @@ def promote(session: Session, lineage: Lineage, number: int, force: bool = False
     A version the health gate rejected is promoted only with `force`.
     """
     version = _version(session, lineage, number)
-    if version.status == "rejected" and not force:
+    if version.status == VersionStatus.REJECTED and not force:
         raise ApiError(
             409,
             f"Version {lineage.name}@{number} was rejected by the health gate (report {version.report_id}); "
@@ -125,8 +126,8 @@ def rollback(session: Session, lineage: Lineage) -> Version:
 def promote_version(session: Session, lineage: Lineage, version: Version) -> None:
     """Record `version` as the promoted one; the one it replaces is retired."""
     if lineage.promoted_version is not None and lineage.promoted_version != version.number:
-        _version(session, lineage, lineage.promoted_version).status = "retired"
-    version.status, version.promoted_at = "promoted", time.time()
+        _version(session, lineage, lineage.promoted_version).status = VersionStatus.RETIRED
+    version.status, version.promoted_at = VersionStatus.PROMOTED, time.time()
     lineage.promoted_version = version.number
     emit(session, lineage.tenant_pk, "lineage.version.promoted", version_data(lineage, version))
 

@@ -15,8 +15,6 @@ from sqlalchemy.orm import Session
 
 from service.errors import ApiError
 from service.models import (
-    ACTIVE_STATUSES,
-    UNFINISHED_CHECK_STATUSES,
     File,
     HealthCheck,
     HealthCheckSchedule,
@@ -26,6 +24,7 @@ from service.models import (
     WebhookEndpoint,
 )
 from service.settings import Settings
+from trainers.contracts.statuses import HealthCheckStatus, JobStatus
 
 # A job keeps its slot at least as long as a trainer process takes to start and train a few steps.
 JOB_RETRY_AFTER_SECONDS = 30
@@ -39,12 +38,12 @@ def _counted(model: type, *where: ColumnElement[bool]) -> Select[int]:
 _USAGE: dict[str, tuple[str, Callable[[int], Select[int]]]] = {
     "max_active_jobs": (
         "unfinished jobs",
-        lambda tenant: _counted(Job, Job.tenant_pk == tenant, Job.status.in_(ACTIVE_STATUSES)),
+        lambda tenant: _counted(Job, Job.tenant_pk == tenant, Job.status.in_(JobStatus.active())),
     ),
     "max_active_health_checks": (
         "unfinished health checks",
         lambda tenant: _counted(
-            HealthCheck, HealthCheck.tenant_pk == tenant, HealthCheck.status.in_(UNFINISHED_CHECK_STATUSES)
+            HealthCheck, HealthCheck.tenant_pk == tenant, HealthCheck.status.in_(HealthCheckStatus.active())
         ),
     ),
     "max_files": ("training files", lambda tenant: _counted(File, File.tenant_pk == tenant)),

@@ -21,6 +21,7 @@ from service.models import Lineage, PanelResult, Report, RetentionScore, Tenant,
 from service.schemas.lineages import HealthConfig
 from service.services.retention import retention
 from service.storage.store import ArtifactStore
+from trainers.contracts.statuses import VersionStatus
 
 __all__ = ["DEFAULT_THRESHOLDS", "build_report", "get_report", "reference_version"]
 
@@ -90,7 +91,7 @@ def build_report(
         "reference_version": reference,
         "origin": origin,
         "verdict": verdict,
-        "gate": ("rejected" if verdict == "rot" else "promoted") if gating else None,
+        "gate": (VersionStatus.REJECTED if verdict == "rot" else VersionStatus.PROMOTED) if gating else None,
         "suites": comparisons,
         "details": details,
         "thought_skipping": details.get("reasoning", {}).get("thought_skipping"),

@@ -17,10 +17,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import ApiError, not_found
-from service.models import UNFINISHED_CHECK_STATUSES, HealthCheck, HealthCheckSchedule, Lineage, Tenant
+from service.models import HealthCheck, HealthCheckSchedule, Lineage, Tenant
 from service.schemas.health_checks import ScheduleCreate
 from service.services.lineages import get_lineage
 from service.services.paging import page
+from trainers.contracts.statuses import HealthCheckStatus
 
 __all__ = ["create_schedule", "delete_schedule", "due_checks", "get_schedule", "list_schedules", "next_run"]
 
@@ -99,7 +100,7 @@ def due_checks(session: Session, now: float) -> list[HealthCheck]:
             lineage_pk=lineage.pk,
             version=lineage.promoted_version,
             suites=schedule.suites,
-            status="queued",
+            status=HealthCheckStatus.QUEUED,
             schedule_id=schedule.id,
         )
         session.add(check)
@@ -109,7 +110,7 @@ def due_checks(session: Session, now: float) -> list[HealthCheck]:
 
 def _previous_unfinished(session: Session, schedule: HealthCheckSchedule) -> bool:
     unfinished = select(HealthCheck.pk).where(
-        HealthCheck.schedule_id == schedule.id, HealthCheck.status.in_(UNFINISHED_CHECK_STATUSES)
+        HealthCheck.schedule_id == schedule.id, HealthCheck.status.in_(HealthCheckStatus.active())
     )
     return session.scalar(unfinished.limit(1)) is not None
 

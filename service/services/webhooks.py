@@ -30,6 +30,7 @@ from service.models import (
     now,
 )
 from service.services.paging import page
+from trainers.contracts.statuses import DeliveryStatus, JobStatus
 
 EVENT_TYPES = (
     "fine_tuning.job.succeeded",
@@ -78,7 +79,7 @@ def emit(session: Session, tenant_pk: int, type: str, data: dict[str, Any]) -> W
                     id=f"whdel_{secrets.token_hex(12)}",
                     event_pk=event.pk,
                     endpoint_pk=endpoint.pk,
-                    status="pending",
+                    status=DeliveryStatus.PENDING,
                     next_attempt_at=time.time(),
                 )
             )
@@ -88,7 +89,7 @@ def emit(session: Session, tenant_pk: int, type: str, data: dict[str, Any]) -> W
 def job_data(session: Session, job: Job) -> dict[str, Any]:
     """The `data` of a `fine_tuning.job.*` event."""
     lineage = session.get_one(Lineage, job.lineage_pk)
-    succeeded = job.status == "succeeded"
+    succeeded = job.status == JobStatus.SUCCEEDED
     return {
         "id": job.id,
         "status": job.status,
@@ -154,10 +155,10 @@ def delete_endpoint(session: Session, tenant: Tenant, endpoint_id: str) -> Webho
     endpoint = get_endpoint(session, tenant, endpoint_id)
     endpoint.deleted_at = now()
     pending = select(WebhookDelivery).where(
-        WebhookDelivery.endpoint_pk == endpoint.pk, WebhookDelivery.status == "pending"
+        WebhookDelivery.endpoint_pk == endpoint.pk, WebhookDelivery.status == DeliveryStatus.PENDING
     )
     for delivery in session.scalars(pending):
-        delivery.status, delivery.error = "cancelled", "The endpoint was deleted."
+        delivery.status, delivery.error = DeliveryStatus.CANCELLED, "The endpoint was deleted."
     return endpoint
 
 

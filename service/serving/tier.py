@@ -37,6 +37,7 @@ from service.serving.replica import Replica, ReplicaError
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
 from service.storage.store import ArtifactStore
+from trainers.contracts.statuses import VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ class ServingTier:
             row = session.execute(query).first()
         if row is None:
             return None
-        if row[1].status == "rejected":  # a forced promotion is the one way to serve it
+        if row[1].status == VersionStatus.REJECTED:  # a forced promotion is the one way to serve it
             return ApiError(
                 409,
                 f"The model '{lineage_name}@{number}' was rejected by the health gate "
