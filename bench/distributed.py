@@ -30,6 +30,7 @@ from service.local import small_base
 from service.queue.trainer_process import launch_command
 from trainers.base_model.corpus import fact_set
 from trainers.servable import load_version
+from trainers.spec import Hyperparameters, JobSpec
 
 WORKDIR = Path(".bench") / "distributed"
 STEPS, BATCH_SIZE, ROWS, HELD_OUT = 200, 8, 40, 8  # the last HELD_OUT rows are kept out of training
@@ -98,32 +99,30 @@ def measure(process_counts: list[int]) -> dict[str, Any]:
 
 def _write_spec(output_dir: Path, base: Path, data: Path, held_out_rows: list[int]) -> Path:
     output_dir.mkdir(parents=True)
-    spec = {
-        "job_id": f"ftjob-bench-{output_dir.name}",
-        "tenant": "bench",
-        "lineage": "distributed",
-        "version": 1,
-        "parent_version": None,
-        "base_model": str(base),
-        "method": {"type": "lora", "lora": {}},
-        "training_file": str(data.resolve()),
-        "training_file_sha256": "bench-distributed",
-        "parent_dir": None,
-        "output_dir": str(output_dir.resolve()),
-        "hyperparameters": {
-            "n_epochs": 1,
-            "batch_size": BATCH_SIZE,
-            "learning_rate_multiplier": 1.0,
-            "max_steps": STEPS,
-        },
-        "seed": 0,
-        "checkpoint_every": STEPS,
-        "cache_dir": str((WORKDIR / "cache").resolve()),
-        "held_out_rows": held_out_rows,
-    }
-    path = output_dir / "spec.json"
-    path.write_text(json.dumps(spec, indent=2))
-    return path
+    spec = JobSpec(
+        job_id=f"ftjob-bench-{output_dir.name}",
+        tenant="bench",
+        lineage="distributed",
+        version=1,
+        parent_version=None,
+        base_model=str(base),
+        method={"type": "lora", "lora": {}},
+        training_file=data.resolve(),
+        training_file_sha256="bench-distributed",
+        parent_dir=None,
+        output_dir=output_dir.resolve(),
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=BATCH_SIZE,
+            learning_rate_multiplier=1.0,
+            max_steps=STEPS,
+        ),
+        seed=0,
+        checkpoint_every=STEPS,
+        cache_dir=(WORKDIR / "cache").resolve(),
+        held_out_rows=held_out_rows,
+    )
+    return spec.write(output_dir / "spec.json")
 
 
 def _held_out_loss(base: Path, version_dir: Path | None, rows: list[dict[str, str]]) -> float:

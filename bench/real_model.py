@@ -32,6 +32,7 @@ from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
 from trainers.contracts.statuses import JobStatus
+from trainers.spec import Hyperparameters, JobSpec
 
 WORKDIR = Path(".bench") / "real-model"
 REPO = Path(__file__).resolve().parents[1]
@@ -118,30 +119,30 @@ def trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
     output = WORKDIR / "loop" / f"{method}-{precision}" / "v1"
     shutil.rmtree(output.parent, ignore_errors=True)
     output.mkdir(parents=True)
-    spec = {
-        "job_id": f"ftjob-bench-{method}",
-        "tenant": "bench",
-        "lineage": method,
-        "version": 1,
-        "parent_version": None,
-        "base_model": str(base),
-        "method": {"type": method, method: {}},
-        "training_file": str(FACTS),
-        "training_file_sha256": f"{FACTS.name}-{FACTS.stat().st_size}",
-        "parent_dir": None,
-        "output_dir": str(output),
-        "hyperparameters": {
-            "n_epochs": 1,
-            "batch_size": BATCH_SIZE,
-            "learning_rate_multiplier": 1.0,
-            "max_steps": STEPS,
-        },
-        "seed": 0,
-        "checkpoint_every": STEPS,
-        "cache_dir": str(WORKDIR / "cache"),
-        "precision": precision,
-    }
-    (output / "spec.json").write_text(json.dumps(spec))
+    spec = JobSpec(
+        job_id=f"ftjob-bench-{method}",
+        tenant="bench",
+        lineage=method,
+        version=1,
+        parent_version=None,
+        base_model=str(base),
+        method={"type": method, method: {}},
+        training_file=FACTS,
+        training_file_sha256=f"{FACTS.name}-{FACTS.stat().st_size}",
+        parent_dir=None,
+        output_dir=output,
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=BATCH_SIZE,
+            learning_rate_multiplier=1.0,
+            max_steps=STEPS,
+        ),
+        seed=0,
+        checkpoint_every=STEPS,
+        cache_dir=WORKDIR / "cache",
+        precision=precision,
+    )
+    spec.write(output / "spec.json")
     started = time.monotonic()
     process = subprocess.run(
         [sys.executable, "-m", "trainers.run", "--spec", str(output / "spec.json")],

@@ -23,6 +23,7 @@ from typing import Any
 from bench.report import machine, write_section
 from eval.probes import ProbeSizes, build_probes
 from trainers.base_model.corpus import fact_set
+from trainers.spec import Hyperparameters, JobSpec
 
 WORKDIR = Path(".bench/retention")
 BASE = Path(".bench/base-small")
@@ -110,32 +111,32 @@ def _job(
     if continual is not None:
         earlier = {f"ftjob-{lineage.name}-1": str(parent_dir / "probes.json")}  # type: ignore[operator]
         continual = continual | {"earlier": earlier, "current": str(output / "probes.json")}
-    spec = {
-        "job_id": f"ftjob-{lineage.name}-{number}",
-        "tenant": "bench",
-        "lineage": lineage.name,
-        "version": number,
-        "parent_version": number - 1 if parent_dir else None,
-        "base_model": str(BASE),
+    spec = JobSpec(
+        job_id=f"ftjob-{lineage.name}-{number}",
+        tenant="bench",
+        lineage=lineage.name,
+        version=number,
+        parent_version=number - 1 if parent_dir else None,
+        base_model=str(BASE),
         # No warm-up: interference starts at full rate, as in Orhan's retention runs.
-        "method": {"type": "lora", "lora": {"warmup_ratio": 0.0}},
-        "training_file": str(data),
-        "training_file_sha256": f"{data.name}-{seed}-{data.stat().st_size}",
-        "parent_dir": str(parent_dir) if parent_dir else None,
-        "output_dir": str(output),
-        "hyperparameters": {
-            "n_epochs": 1,
-            "batch_size": 8,
-            "learning_rate_multiplier": 1.0,
-            "max_steps": STEPS,
-        },
-        "seed": seed,
-        "checkpoint_every": STEPS,
-        "cache_dir": str(WORKDIR / "cache"),
-        "held_out_rows": probes.held_out_rows,
-        "continual_eval": continual,
-    }
-    (output / "spec.json").write_text(json.dumps(spec))
+        method={"type": "lora", "lora": {"warmup_ratio": 0.0}},
+        training_file=data,
+        training_file_sha256=f"{data.name}-{seed}-{data.stat().st_size}",
+        parent_dir=parent_dir,
+        output_dir=output,
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=8,
+            learning_rate_multiplier=1.0,
+            max_steps=STEPS,
+        ),
+        seed=seed,
+        checkpoint_every=STEPS,
+        cache_dir=WORKDIR / "cache",
+        held_out_rows=probes.held_out_rows,
+        continual_eval=continual,
+    )
+    spec.write(output / "spec.json")
     started = time.monotonic()
     process = subprocess.run(
         [sys.executable, "-m", "trainers.run", "--spec", str(output / "spec.json")],
@@ -144,7 +145,7 @@ def _job(
     )
     seconds = time.monotonic() - started
     if process.returncode != 0:
-        raise RuntimeError(f"{spec['job_id']} failed: {process.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"{spec.job_id} failed: {process.stderr.strip().splitlines()[-1:]}")
     lines = [json.loads(line) for line in process.stdout.splitlines()]
     evaluations = [line for line in lines if line["type"] == "evaluation"]
     return {"dir": output, "seconds": seconds, "evaluations": evaluations}

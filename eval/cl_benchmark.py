@@ -32,6 +32,7 @@ from eval.probes import ProbeSizes, build_probes
 from eval.recall import recall
 from trainers.base_model.corpus import MONTHS, fact_set
 from trainers.servable import load_version
+from trainers.spec import Hyperparameters, JobSpec
 
 __all__ = ["BATCH_SIZE", "STEPS", "VARIANTS", "Task", "default_stream", "run_benchmark", "step_times"]
 
@@ -307,30 +308,30 @@ def _train(
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     method_type, config = VARIANTS.get(method, (method, {}))
-    spec = {
-        "job_id": f"ftjob-bench-{method}-{seed}-{index}",
-        "tenant": "bench",
-        "lineage": f"{method}-seed{seed}",
-        "version": index + 1,
-        "parent_version": index if parent else None,
-        "base_model": str(base_model),
-        "method": {"type": method_type, method_type: config},
-        "training_file": str(training_file),
-        "training_file_sha256": f"{training_file.stem}-{training_file.stat().st_size}",
-        "parent_dir": str(parent) if parent else None,
-        "output_dir": str(output_dir),
-        "hyperparameters": {
-            "n_epochs": 1,
-            "batch_size": BATCH_SIZE,
-            "learning_rate_multiplier": LEARNING_RATE_MULTIPLIER,
-            "max_steps": steps,
-        },
-        "seed": seed,
-        "checkpoint_every": steps,
-        "cache_dir": str(cache_dir),
-        "continual_eval": continual_eval if continual_eval["earlier"] else None,
-    }
-    (output_dir / "spec.json").write_text(json.dumps(spec, indent=2))
+    spec = JobSpec(
+        job_id=f"ftjob-bench-{method}-{seed}-{index}",
+        tenant="bench",
+        lineage=f"{method}-seed{seed}",
+        version=index + 1,
+        parent_version=index if parent else None,
+        base_model=str(base_model),
+        method={"type": method_type, method_type: config},
+        training_file=training_file,
+        training_file_sha256=f"{training_file.stem}-{training_file.stat().st_size}",
+        parent_dir=parent,
+        output_dir=output_dir,
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=BATCH_SIZE,
+            learning_rate_multiplier=LEARNING_RATE_MULTIPLIER,
+            max_steps=steps,
+        ),
+        seed=seed,
+        checkpoint_every=steps,
+        cache_dir=cache_dir,
+        continual_eval=continual_eval if continual_eval["earlier"] else None,
+    )
+    spec.write(output_dir / "spec.json")
     process = subprocess.run(
         [sys.executable, "-m", "trainers.run", "--spec", str(output_dir / "spec.json")],
         capture_output=True,
@@ -338,5 +339,5 @@ def _train(
     )
     (output_dir / "progress.jsonl").write_text(process.stdout)
     if process.returncode != 0:
-        raise RuntimeError(f"{spec['job_id']} failed: {process.stderr.strip().splitlines()[-1:]}")
-    return str(spec["job_id"])
+        raise RuntimeError(f"{spec.job_id} failed: {process.stderr.strip().splitlines()[-1:]}")
+    return spec.job_id

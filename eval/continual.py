@@ -22,7 +22,7 @@ from eval.probes import Probes
 from eval.recall import greedy_matches
 from eval.retention import render
 from eval.runners import InProcessRunner
-from trainers.interface import ContinualEvaluation
+from trainers.contracts.lines import ContinualEvaluation
 
 __all__ = ["ContinualEvaluator", "log_spaced"]
 

@@ -26,8 +26,11 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from trainers.contracts.lines import Completed, Panel, Scores, dump
 
 __all__ = ["main"]
 
@@ -43,17 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(args.spec.read_text())
         for line in evaluate(spec):
-            protocol.write(json.dumps(line) + "\n")
+            protocol.write(dump(line) + "\n")
     except Exception as error:
         traceback.print_exc()
         print(f"evaluation failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
-    protocol.write(json.dumps({"type": "completed"}) + "\n")
+    protocol.write(dump(Completed()) + "\n")
     return 0
 
 
-def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Yield a `scores` line for every (model, job) pair of the spec."""
+def evaluate(spec: dict[str, Any]) -> Iterator[Scores | Panel]:
+    """Yield a `scores` line for every (model, job) pair of the spec, and a `panel` line per suite."""
     import datasets
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,18 +83,17 @@ def evaluate(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
         for job_id, path in evaluation["probes"].items():
             probes = Probes.from_json(json.loads(Path(path).read_text()))
             scores = score_probes(runner, tokenizer, probes)
-            yield {"type": "scores", "version": evaluation["version"], "job_id": job_id, "scores": scores}
+            yield Scores(evaluation["version"], job_id, scores)
         for suite in evaluation.get("suites", []):
             started = time.monotonic()
             result = run_suite(suite, runner, tokenizer)
-            yield {
-                "type": "panel",
-                "version": evaluation["version"],
-                "suite": suite,
-                "scores": result.scores,
-                "details": result.details,
-                "seconds": round(time.monotonic() - started, 2),
-            }
+            yield Panel(
+                evaluation["version"],
+                suite,
+                result.scores,
+                result.details,
+                round(time.monotonic() - started, 2),
+            )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ A method class is built as `MethodClass(config)` from its config dataclass (see
 7. at the end `export_adapter(model, output_dir/adapter)` and `save_memory(output_dir/memory)`.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,37 +28,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-__all__ = ["ContinualEvaluation", "ContinualMethod", "TrainingConfig"]
+from trainers.contracts.lines import ContinualEvaluation
 
-
-@dataclass(frozen=True)
-class ContinualEvaluation:
-    """One continual evaluation during a job (De Lange et al., arXiv 2205.13452; docs/evaluation.md).
-
-    Accuracies are recall accuracies in [0, 1] on a small fixed subset of each job's probes.
-
-    Attributes:
-        step: The optimizer step just taken (counting from 1).
-        accuracy: Per earlier job id (oldest first), its accuracy now.
-        current: The current job's accuracy on its own probes now.
-        min_acc: Mean over earlier jobs of their lowest accuracy so far in this job.
-        wc_acc: Worst-case accuracy: `current / k + (1 - 1 / k) * min_acc` for k jobs in all.
-        windowed_forgetting: Mean over earlier jobs of the largest drop within the last
-            `window` evaluations, maximised over the job so far (WF^window).
-        forgetting: Mean over earlier jobs of (accuracy at this job's start - accuracy now); the
-            signal a controller reads (negative when earlier jobs improved).
-        recognition: Per earlier job id, its recognition accuracy now (seen vs. foil by NLL);
-            empty unless the job's `continual_eval` asks for recognition.
-    """
-
-    step: int
-    accuracy: dict[str, float]
-    current: float
-    min_acc: float
-    wc_acc: float
-    windowed_forgetting: float
-    forgetting: float
-    recognition: dict[str, float] = field(default_factory=dict)
+__all__ = ["ContinualMethod", "TrainingConfig"]
 
 
 class TrainingConfig(Protocol):

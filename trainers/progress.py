@@ -4,12 +4,20 @@ See `docs/trainer-protocol.md` for the line types and their fields. Only the mai
 writes; the others hold a silent reporter.
 """
 
-import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Literal, TextIO
 
-if TYPE_CHECKING:  # torch comes with it; `trainers.run` imports this module before torch
-    from trainers.interface import ContinualEvaluation
+from trainers.contracts.lines import (
+    Checkpoint,
+    Completed,
+    ContinualEvaluation,
+    Evaluation,
+    Line,
+    Message,
+    Metrics,
+    Started,
+    dump,
+)
 
 __all__ = ["Progress"]
 
@@ -36,15 +44,7 @@ class Progress:
     ) -> None:
         """Data and model are ready; training begins (or resumes) on `processes` processes that
         talk over `backend` (`gloo` on CPU, `nccl` on GPUs), computing in `precision`."""
-        self._emit(
-            "started",
-            total_steps=total_steps,
-            examples=examples,
-            resumed_from_step=resumed_from_step,
-            processes=processes,
-            backend=backend,
-            precision=precision,
-        )
+        self._emit(Started(total_steps, examples, resumed_from_step, processes, backend, precision))
 
     def metrics(
         self,
@@ -57,36 +57,32 @@ class Progress:
     ) -> None:
         """Training metrics at `step` (the mean loss since the previous metrics line)."""
         self._emit(
-            "metrics",
-            step=step,
-            total_steps=total_steps,
-            train_loss=round(train_loss, 6),
-            learning_rate=learning_rate,
-            trained_tokens=trained_tokens,
-            elapsed_s=round(elapsed_s, 3),
+            Metrics(
+                step, total_steps, round(train_loss, 6), learning_rate, trained_tokens, round(elapsed_s, 3)
+            )
         )
 
-    def evaluation(self, evaluation: "ContinualEvaluation", method: dict[str, float], seconds: float) -> None:
+    def evaluation(self, evaluation: ContinualEvaluation, method: dict[str, float], seconds: float) -> None:
         """A continual evaluation of earlier jobs' probes at `evaluation.step` (`eval.continual`).
 
         `method` holds the settings the method changed in response (`after_evaluation`).
         """
-        self._emit("evaluation", **asdict(evaluation), method=method, seconds=round(seconds, 3))
+        self._emit(Evaluation(**asdict(evaluation), method=method, seconds=round(seconds, 3)))
 
     def checkpoint(self, step: int, path: str, train_loss: float | None) -> None:
         """A checkpoint is complete on disk; `path` is relative to the output folder."""
-        self._emit("checkpoint", step=step, path=path, train_loss=train_loss)
+        self._emit(Checkpoint(step, path, train_loss))
 
     def message(self, message: str, level: Literal["info", "warn", "error"] = "info") -> None:
         """Something a user should read."""
-        self._emit("message", level=level, message=message)
+        self._emit(Message(message, level))
 
     def completed(self, steps: int, train_loss: float | None, trained_tokens: int) -> None:
         """The artifact is complete; sent once, last."""
-        self._emit("completed", steps=steps, train_loss=train_loss, trained_tokens=trained_tokens)
+        self._emit(Completed(steps, train_loss, trained_tokens))
 
-    def _emit(self, kind: str, **fields: Any) -> None:
+    def _emit(self, line: Line) -> None:
         if self.stream is None:
             return
-        self.stream.write(json.dumps({"type": kind, **fields}) + "\n")
+        self.stream.write(dump(line) + "\n")
         self.stream.flush()

@@ -1,7 +1,7 @@
 """The job spec a worker writes for a trainer (`docs/trainer-protocol.md`). Torch-free."""
 
 import json
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,12 @@ class JobSpec:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, dict) or "type" not in self.method:
+            raise SpecError('spec.method must be an object with a "type"')
+        try:
+            resolve_method_config(self.method_type, self.method_fields)
+        except MethodConfigError as error:
+            raise SpecError(str(error)) from error
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
@@ -137,17 +143,27 @@ class JobSpec:
         values["hyperparameters"] = Hyperparameters(
             **_check_fields(Hyperparameters, values["hyperparameters"], "hyperparameters")
         )
-        method = values["method"]
-        if not isinstance(method, dict) or "type" not in method:
-            raise SpecError('spec.method must be an object with a "type"')
-        try:
-            resolve_method_config(method["type"], method.get(method["type"], {}))
-        except MethodConfigError as error:
-            raise SpecError(str(error)) from error
-        for name in ("training_file", "output_dir", "cache_dir", "parent_dir"):
+        for name in _PATHS:
             if values[name] is not None:
                 values[name] = Path(values[name])
         return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as spec.json holds it; `from_dict` reads it back."""
+        values = {spec_field.name: getattr(self, spec_field.name) for spec_field in fields(self)}
+        values["hyperparameters"] = asdict(self.hyperparameters)
+        for name in _PATHS:
+            if values[name] is not None:
+                values[name] = str(values[name])
+        return values
+
+    def write(self, path: Path) -> Path:
+        """Write the spec to `path` (a job's spec.json) and return the path."""
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+
+_PATHS = ("training_file", "output_dir", "cache_dir", "parent_dir")
 
 
 def _check_fields(cls: type, data: Any, where: str) -> dict[str, Any]:

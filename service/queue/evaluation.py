@@ -29,6 +29,7 @@ from service.services.lineages import promote_version
 from service.services.reports import build_report, reference_version
 from service.services.webhooks import emit, version_data
 from service.storage.store import ArtifactStore
+from trainers.contracts.lines import Panel, Scores
 from trainers.contracts.statuses import VersionStatus
 
 __all__ = [
@@ -113,19 +114,18 @@ def health_check_spec(
     return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
 
 
-def record_scores(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
+def record_scores(session: Session, lineage: Lineage, lines: list[Scores]) -> None:
     """Store the evaluator's `scores` lines as retention entries, replacing earlier ones of a retry."""
     for line in lines:
-        key = {"lineage_pk": lineage.pk, "version": line["version"], "job_id": line["job_id"]}
-        _replace(session, RetentionScore(**key, scores=line["scores"]), key)
+        key = {"lineage_pk": lineage.pk, "version": line.version, "job_id": line.job_id}
+        _replace(session, RetentionScore(**key, scores=line.scores), key)
 
 
-def record_panel(session: Session, lineage: Lineage, lines: list[dict[str, Any]]) -> None:
+def record_panel(session: Session, lineage: Lineage, lines: list[Panel]) -> None:
     """Store the evaluator's `panel` lines (one version's item scores on one suite), replacing older ones."""
     for line in lines:
-        if line["type"] == "panel":
-            key = {"lineage_pk": lineage.pk, "version": line["version"], "suite": line["suite"]}
-            _replace(session, PanelResult(**key, scores=line["scores"], details=line["details"]), key)
+        key = {"lineage_pk": lineage.pk, "version": line.version, "suite": line.suite}
+        _replace(session, PanelResult(**key, scores=line.scores, details=line.details), key)
 
 
 def gate(

@@ -5,7 +5,6 @@ starts one rank per process and stops them all when one fails; rank 0 writes the
 The command is built here without importing torch (the control plane never does).
 """
 
-import json
 import os
 import queue
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service.child_processes import dying_with_parent
+from trainers.contracts.lines import Line, Message, ProtocolError, parse_line
 
 _EOF = object()
 
@@ -72,7 +72,7 @@ class TrainerProcess:
             )
         threading.Thread(target=self._read, daemon=True).start()
 
-    def lines(self, tick: float) -> Iterator[dict[str, Any] | None]:
+    def lines(self, tick: float) -> Iterator[Line | None]:
         """Protocol lines as they come; None every `tick` seconds of silence; ends at exit."""
         while True:
             try:
@@ -115,15 +115,9 @@ class TrainerProcess:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             try:
-                self._lines.put(json.loads(raw))
-            except json.JSONDecodeError:
-                self._lines.put(
-                    {
-                        "type": "message",
-                        "level": "info",
-                        "message": raw.decode(errors="replace").strip(),
-                    }
-                )
+                self._lines.put(parse_line(raw))
+            except ProtocolError as error:  # a trainer bug: tell the user, keep reading
+                self._lines.put(Message(str(error), level="warn"))
         self._lines.put(_EOF)
 
 

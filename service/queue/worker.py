@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,19 @@ from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from service.storage.store import ArtifactStore
+from trainers.contracts.lines import Checkpoint as LineCheckpoint
+from trainers.contracts.lines import (
+    Completed,
+    Evaluation,
+    Line,
+    Message,
+    Metrics,
+    Panel,
+    Scores,
+    Started,
+)
 from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
+from trainers.spec import Hyperparameters, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +72,7 @@ class Workspace:
 
     staging: Path
     final: str
-    spec: dict[str, Any]
+    spec: JobSpec
     probes: dict[str, Any] | None
 
 
@@ -190,7 +202,8 @@ class Worker:
                 return
             lineage = session.get_one(Lineage, check.lineage_pk)
             # Panel scores of a version are stored once; a retention row, once per job's gate.
-            record_panel(session, lineage, [line for line in lines if _new_panel(session, lineage, line)])
+            panels = [line for line in lines if isinstance(line, Panel)]
+            record_panel(session, lineage, [line for line in panels if _new_panel(session, lineage, line)])
             session.flush()
             tenant = session.get_one(Tenant, check.tenant_pk)
             origin = f"health check {check.id}" + (
@@ -202,13 +215,13 @@ class Worker:
                 "verdict": report.verdict,
                 "report_id": report.id,
                 "suites": report.body["suites"],
-                "retention": {line["job_id"]: line["scores"] for line in lines if line["type"] == "scores"},
+                "retention": {line.job_id: line.scores for line in lines if isinstance(line, Scores)},
             }
         self.store.upload_reports()
 
     def _evaluate(
         self, lease: Lease, version_dir: Path, stop: threading.Event
-    ) -> list[dict[str, Any]] | None:
+    ) -> list[Scores | Panel] | None:
         """Score the job's new version (status `evaluating`); None when the evaluator failed.
 
         A failed evaluation does not fail the job: its version is published, with a warning
@@ -225,15 +238,17 @@ class Worker:
             if failure is not None:
                 add_event(session, job, f"Evaluation failed: {failure}", level="warn")
             else:
-                own = next((line["scores"] for line in lines if line.get("job_id") == job.id), None)
-                entries = sum(line["type"] == "scores" for line in lines)
+                scores = [line for line in lines if isinstance(line, Scores)]
+                own = next((line.scores for line in scores if line.job_id == job.id), None)
+                entries = len(scores)
                 add_event(session, job, _retention_message(own, entries), data=own)
         return lines if failure is None else None
 
     def _run_evaluator(
         self, lease: Lease, spec: dict[str, Any], stop: threading.Event
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Run `python -m eval.run` on `spec`; its `scores` lines, and why it failed (None if it did not)."""
+    ) -> tuple[list[Scores | Panel], str | None]:
+        """Run `python -m eval.run` on `spec`; its `scores` and `panel` lines, and why it failed
+        (None if it did not)."""
         spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec, indent=2))
@@ -244,14 +259,15 @@ class Worker:
             threads=self.settings.trainer_threads,
             offline=not self.settings.hub_models,
         )
-        lines: list[dict[str, Any]] = []
+        lines: list[Line] = []
         try:
             completed = self._follow(lease, evaluator, stop, lines.append, self._deadline(lease))
         finally:
             evaluator.stop()
+        results = [line for line in lines if isinstance(line, Scores | Panel)]
         if completed and evaluator.returncode == 0:
-            return [line for line in lines if line["type"] in ("scores", "panel")], None
-        return lines, evaluator.failure_reason()
+            return results, None
+        return results, evaluator.failure_reason()
 
     def _processes(self, lease: Lease) -> int:
         """The job's trainer processes: as asked for, else as its first attempt recorded, else this
@@ -266,10 +282,10 @@ class Worker:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         return self.settings.logs_dir / f"{lease.id}.log"
 
-    def _record_line(self, lease: Lease, workspace: Workspace) -> Callable[[dict[str, Any]], None]:
-        def record(line: dict[str, Any]) -> None:
-            if line.get("type") == "checkpoint":  # uploaded before it is announced (remote stores)
-                self.store.save_checkpoint(workspace.staging, line["path"], workspace.final, lease.id)
+    def _record_line(self, lease: Lease, workspace: Workspace) -> Callable[[Line], None]:
+        def record(line: Line) -> None:
+            if isinstance(line, LineCheckpoint):  # uploaded before it is announced (remote stores)
+                self.store.save_checkpoint(workspace.staging, line.path, workspace.final, lease.id)
             with self.queue.guarded(lease) as (session, job):
                 _record(session, job, line)
 
@@ -289,7 +305,7 @@ class Worker:
         self.store.discard(workspace.final, unless_job=lease.id)  # likewise, in a remote store
         workspace.staging.mkdir(parents=True, exist_ok=True)
         self.store.restore_checkpoint(workspace.staging, workspace.final, lease.id)  # resume on any worker
-        spec_path.write_text(json.dumps(workspace.spec, indent=2))
+        workspace.spec.write(spec_path)
         if workspace.probes is not None:  # kept with the version it probes
             (workspace.staging / PROBES_FILE).write_text(json.dumps(workspace.probes))
         return workspace
@@ -318,26 +334,26 @@ class Worker:
                 "earlier": earlier_probes(session, lineage, number, self.store),
                 "current": str(staging / PROBES_FILE),
             }
-        spec = {
-            "job_id": job.id,
-            "tenant": tenant.name,
-            "lineage": lineage.name,
-            "version": job.version_number,
-            "parent_version": job.parent_version,
-            "base_model": lineage.base_model,
-            "method": {"type": lineage.method_type, lineage.method_type: lineage.method_config},
-            "training_file": training_file.path,
-            "training_file_sha256": training_file.sha256,
-            "parent_dir": str(parent) if parent else None,
-            "output_dir": str(staging),
-            "hyperparameters": job.hyperparameters,
-            "seed": job.seed,
-            "checkpoint_every": self.settings.checkpoint_every,
-            "cache_dir": str(self.settings.cache_dir),
-            "held_out_rows": job.probes["held_out_rows"] if job.probes else [],
-            "continual_eval": continual_eval,
-            "precision": self.settings.trainer_precision,
-        }
+        spec = JobSpec(
+            job_id=job.id,
+            tenant=tenant.name,
+            lineage=lineage.name,
+            version=number,
+            parent_version=job.parent_version,
+            base_model=lineage.base_model,
+            method={"type": lineage.method_type, lineage.method_type: lineage.method_config},
+            training_file=Path(training_file.path),
+            training_file_sha256=training_file.sha256,
+            parent_dir=parent,
+            output_dir=staging,
+            hyperparameters=Hyperparameters(**job.hyperparameters),
+            seed=job.seed,
+            checkpoint_every=self.settings.checkpoint_every,
+            cache_dir=self.settings.cache_dir,
+            held_out_rows=job.probes["held_out_rows"] if job.probes else [],
+            continual_eval=continual_eval,
+            precision=self.settings.trainer_precision,
+        )
         return Workspace(staging=staging, final=final, spec=spec, probes=job.probes)
 
     def _follow(
@@ -345,7 +361,7 @@ class Worker:
         lease: Lease,
         process: TrainerProcess,
         stop: threading.Event,
-        on_line: Callable[[dict[str, Any]], None],
+        on_line: Callable[[Line], None],
         deadline: float,
     ) -> bool:
         """Hand the process's lines to `on_line` and renew the lease until it exits; True if it completed.
@@ -363,7 +379,7 @@ class Worker:
                     f"{self.settings.job_timeout_seconds:g} s (NEUROPLAST_JOB_TIMEOUT_SECONDS)."
                 )
             if line is not None:
-                completed |= line.get("type") == "completed"
+                completed |= isinstance(line, Completed)
                 on_line(line)
             if time.monotonic() - renewed_at >= self.settings.heartbeat_seconds:
                 if not self.queue.renew(lease):
@@ -378,7 +394,7 @@ class Worker:
             started = work.started_at or time.time()
         return started + self.settings.job_timeout_seconds
 
-    def _publish(self, lease: Lease, workspace: Workspace, scores: list[dict[str, Any]] | None) -> None:
+    def _publish(self, lease: Lease, workspace: Workspace, scores: list[Scores | Panel] | None) -> None:
         if not self.queue.renew(lease):
             raise LeaseLost(lease.id)
         self.store.upload(workspace.staging, workspace.final)  # remote: manifest last; no transaction open
@@ -388,8 +404,8 @@ class Worker:
             lineage = session.get_one(Lineage, job.lineage_pk)
             version = _version(lineage, job, workspace.final, manifest)
             session.add(version)
-            record_scores(session, lineage, [line for line in scores or [] if line["type"] == "scores"])
-            record_panel(session, lineage, scores or [])
+            record_scores(session, lineage, [line for line in scores or [] if isinstance(line, Scores)])
+            record_panel(session, lineage, [line for line in scores or [] if isinstance(line, Panel)])
             session.flush()
             decision = gate(session, lineage, job, version, self.store, scores is not None)
             job.status, job.finished_at, job.lease_token = JobStatus.SUCCEEDED, now(), None
@@ -426,45 +442,47 @@ class Worker:
         self.store.discard(workspace.final)
 
 
-def _record(session: Session, job: Job, line: dict[str, Any]) -> None:
-    kind = line.pop("type", "message")
-    if kind == "metrics":
-        message = f"Step {line['step']}/{line['total_steps']}: training loss={line['train_loss']:.4f}"
-        add_event(session, job, message, type="metrics", data=line)
-    elif kind == "evaluation":
-        message = (
-            f"Step {line['step']}: earlier jobs' recall min-ACC={line['min_acc']:.3f}, "
-            f"WC-ACC={line['wc_acc']:.3f}, windowed forgetting={line['windowed_forgetting']:.3f}, "
-            f"forgetting since the job's start={line['forgetting']:.3f}"
-        )
-        add_event(session, job, message, type="metrics", data=line)
-    elif kind == "checkpoint":
-        session.add(
-            Checkpoint(
-                id=f"ftckpt-{secrets.token_hex(12)}",
-                job_pk=job.pk,
-                step_number=line["step"],
-                path=line["path"],
-                metrics=line,
+def _record(session: Session, job: Job, line: Line) -> None:
+    """A trainer's line as the job's event (and, for a checkpoint, its row)."""
+    data = asdict(line)
+    match line:
+        case Metrics():
+            message = f"Step {line.step}/{line.total_steps}: training loss={line.train_loss:.4f}"
+            add_event(session, job, message, type="metrics", data=data)
+        case Evaluation():
+            message = (
+                f"Step {line.step}: earlier jobs' recall min-ACC={line.min_acc:.3f}, "
+                f"WC-ACC={line.wc_acc:.3f}, windowed forgetting={line.windowed_forgetting:.3f}, "
+                f"forgetting since the job's start={line.forgetting:.3f}"
             )
-        )
-        add_event(session, job, f"Checkpoint saved at step {line['step']}.", data=line)
-    elif kind == "started":
-        resumed = line.get("resumed_from_step") or 0
-        origin = f", resuming from step {resumed}" if resumed else ""
-        processes = line["processes"]
-        add_event(
-            session,
-            job,
-            f"Training started: {line['total_steps']} steps over {line['examples']} examples "
-            f"on {processes} process{'es' if processes > 1 else ''} ({line['backend']}, "
-            f"{line['precision']}){origin}.",
-            data=line,
-        )
-    elif kind == "completed":
-        add_event(session, job, f"Training completed after {line['steps']} steps.", data=line)
-    else:
-        add_event(session, job, str(line.get("message", "")), level=line.get("level", "info"))
+            add_event(session, job, message, type="metrics", data=data)
+        case LineCheckpoint():
+            session.add(
+                Checkpoint(
+                    id=f"ftckpt-{secrets.token_hex(12)}",
+                    job_pk=job.pk,
+                    step_number=line.step,
+                    path=line.path,
+                    metrics=data,
+                )
+            )
+            add_event(session, job, f"Checkpoint saved at step {line.step}.", data=data)
+        case Started():
+            origin = f", resuming from step {line.resumed_from_step}" if line.resumed_from_step else ""
+            processes = f"{line.processes} process{'es' if line.processes > 1 else ''}"
+            add_event(
+                session,
+                job,
+                f"Training started: {line.total_steps} steps over {line.examples} examples "
+                f"on {processes} ({line.backend}, {line.precision}){origin}.",
+                data=data,
+            )
+        case Completed():
+            add_event(session, job, f"Training completed after {line.steps} steps.", data=data)
+        case Message():
+            add_event(session, job, line.message, level=line.level)
+        case _:  # an evaluator's line has no place in a trainer's log
+            add_event(session, job, f"Unexpected {line.kind} line from the trainer.", level="warn")
 
 
 def _version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) -> Version:
@@ -481,13 +499,11 @@ def _version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) ->
     )
 
 
-def _new_panel(session: Session, lineage: Lineage, line: dict[str, Any]) -> bool:
-    if line["type"] != "panel":
-        return False
+def _new_panel(session: Session, lineage: Lineage, line: Panel) -> bool:
     stored = select(PanelResult.pk).where(
         PanelResult.lineage_pk == lineage.pk,
-        PanelResult.version == line["version"],
-        PanelResult.suite == line["suite"],
+        PanelResult.version == line.version,
+        PanelResult.suite == line.suite,
     )
     return session.scalar(stored) is None
 

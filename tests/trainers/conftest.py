@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from trainers.base_model.corpus import fact_set
+from trainers.spec import Hyperparameters, JobSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,31 +45,29 @@ def write_spec(
 ) -> Path:
     """Write a job's spec.json into `output_dir` (created) as a worker would; returns its path."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "job_id": f"ftjob-{output_dir.name}",
-        "tenant": "acme",
-        "lineage": "bot",
-        "version": 2 if parent_dir else 1,
-        "parent_version": 1 if parent_dir else None,
-        "base_model": str(base_model),
-        "method": method or {"type": "lora", "lora": {}},
-        "training_file": str(training_file),
-        "training_file_sha256": f"sha-of-{training_file.name}",
-        "parent_dir": str(parent_dir) if parent_dir else None,
-        "output_dir": str(output_dir),
-        "hyperparameters": {
-            "n_epochs": 1,
-            "batch_size": 4,
-            "learning_rate_multiplier": 5.0,
-            "max_steps": max_steps,
-        },
-        "seed": 0,
-        "checkpoint_every": checkpoint_every,
-        "cache_dir": str(output_dir.parent / "cache"),
-    }
-    path = output_dir / "spec.json"
-    path.write_text(json.dumps(spec, indent=2))
-    return path
+    spec = JobSpec(
+        job_id=f"ftjob-{output_dir.name}",
+        tenant="acme",
+        lineage="bot",
+        version=2 if parent_dir else 1,
+        parent_version=1 if parent_dir else None,
+        base_model=str(base_model),
+        method=method or {"type": "lora", "lora": {}},
+        training_file=training_file,
+        training_file_sha256=f"sha-of-{training_file.name}",
+        parent_dir=parent_dir,
+        output_dir=output_dir,
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=4,
+            learning_rate_multiplier=5.0,
+            max_steps=max_steps,
+        ),
+        seed=0,
+        checkpoint_every=checkpoint_every,
+        cache_dir=output_dir.parent / "cache",
+    )
+    return spec.write(output_dir / "spec.json")
 
 
 @dataclass

@@ -27,7 +27,8 @@ def test_a_spec_with_a_missing_field_is_refused(tmp_path: Path, tiny_base: Path,
 def test_a_bad_method_is_refused_with_its_param(
     tmp_path: Path, tiny_base: Path, facts_file: Path, method: dict, param: str
 ) -> None:
-    spec = write_spec(tmp_path / "v1.partial", tiny_base, facts_file, method=method)
+    spec = write_spec(tmp_path / "v1.partial", tiny_base, facts_file)
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "method": method}))  # as a buggy writer might
     run = run_trainer(spec)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith(f"invalid spec: {param}: ")

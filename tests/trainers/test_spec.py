@@ -49,3 +49,16 @@ def test_a_protocol_spec_parses_with_paths() -> None:
 def test_mistakes_are_refused_with_a_reason(change: dict, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         JobSpec.from_dict({**SPEC, **change})
+
+
+def test_a_written_spec_reads_back_equal(tmp_path: Path) -> None:
+    spec = JobSpec.from_dict(SPEC)
+    assert JobSpec.load(spec.write(tmp_path / "spec.json")) == spec
+    assert spec.to_json() == {**SPEC, "held_out_rows": [], "continual_eval": None, "precision": "auto"}
+
+
+def test_a_spec_built_in_code_is_checked_as_a_read_one() -> None:
+    """Writers build JobSpec objects, so a bad method config fails where the spec is made."""
+    built = JobSpec.from_dict(SPEC)
+    with pytest.raises(SpecError, match=r"method\.lora\.alpha: must be a number"):
+        JobSpec(**{**built.__dict__, "method": {"type": "lora", "lora": {"alpha": "big"}}})

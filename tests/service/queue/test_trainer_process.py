@@ -30,6 +30,7 @@ from service.settings import Settings
 from tests.service.conftest import FACTS, QUICK_GATE, upload
 from tests.trainers.conftest import REPO, write_jsonl, write_spec
 from trainers.base_model.corpus import fact_set
+from trainers.contracts.lines import Message, Started
 
 
 def test_one_process_runs_the_trainer_itself_and_several_run_under_torchrun() -> None:
@@ -166,7 +167,7 @@ def test_ranks_die_with_a_worker_killed_while_they_start(tmp_path: Path, tiny_ba
 def test_ranks_die_with_a_killed_launcher(tmp_path: Path, tiny_base: Path) -> None:
     # Nothing else would stop them: the worker, alive, still holds their stdout open.
     trainer = TrainerProcess(_long_spec(tmp_path, tiny_base), tmp_path / "trainer.log", processes=2)
-    next(line for line in trainer.lines(tick=1.0) if line and line["type"] == "started")
+    next(line for line in trainer.lines(tick=1.0) if isinstance(line, Started))
     ranks = _ranks(trainer.process.pid)
     assert ranks is not None
     trainer.process.send_signal(signal.SIGKILL)
@@ -244,7 +245,8 @@ def test_a_trainer_gets_the_workers_thread_count(
 ) -> None:
     """NEUROPLAST_TRAINER_THREADS reaches the trainer as OMP_NUM_THREADS; unset, torch decides."""
     (tmp_path / "threads_probe.py").write_text(
-        "import json, os\nprint(json.dumps({'threads': os.environ.get('OMP_NUM_THREADS')}))\n"
+        "import json, os\n"
+        "print(json.dumps({'type': 'message', 'message': str(os.environ.get('OMP_NUM_THREADS'))}))\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -252,4 +254,4 @@ def test_a_trainer_gets_the_workers_thread_count(
     probe = TrainerProcess(tmp_path / "spec.json", tmp_path / "log", module="threads_probe", threads=threads)
     lines = [line for line in probe.lines(tick=5) if line is not None]
 
-    assert lines == [{"threads": str(threads) if threads else None}]
+    assert lines == [Message(str(threads))]  # "None": unset

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from trainers.interface import ContinualEvaluation
+from trainers.contracts.lines import ContinualEvaluation
 from trainers.methods.lora.config import LoraConfig
 
 __all__ = ["LoraMethod"]

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from memory.replay import ReplayBuffer
-from trainers.interface import ContinualEvaluation
+from trainers.contracts.lines import ContinualEvaluation
 from trainers.methods.lora.method import LoraMethod
 from trainers.methods.replay.method import ReplayMethod
 from trainers.methods.titans.config import TitansConfig

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from memory.hippocampus import Episode, Hippocampus
-from trainers.interface import ContinualEvaluation
+from trainers.contracts.lines import ContinualEvaluation
 from trainers.methods.trc.config import TrcConfig
 from trainers.methods.trc.controller import ReplayController
 from trainers.methods.trc.model import (

@@ -10,8 +10,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from trainers.contracts.lines import ContinualEvaluation
 from trainers.data import Collator
-from trainers.interface import ContinualEvaluation
 from trainers.methods.trc.config import TrcConfig
 from trainers.methods.trc.method import TrcMethod, distillation_loss
 from trainers.methods.trc.model import consolidate, load_version
