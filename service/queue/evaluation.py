@@ -38,6 +38,7 @@ __all__ = [
     "gate",
     "health_check_spec",
     "needed_versions",
+    "new_panels",
     "record_panel",
     "record_scores",
     "retention_spec",
@@ -121,6 +122,12 @@ def record_scores(session: Session, lineage: Lineage, lines: list[Scores]) -> No
         _replace(session, RetentionScore(**key, scores=line.scores), key)
 
 
+def new_panels(session: Session, lineage: Lineage, lines: list[Panel]) -> list[Panel]:
+    """The `panel` lines whose (version, suite) has no stored result yet: a version's panel scores
+    are stored once, however many health checks ask for them."""
+    return [line for line in lines if _new_panel(session, lineage, line)]
+
+
 def record_panel(session: Session, lineage: Lineage, lines: list[Panel]) -> None:
     """Store the evaluator's `panel` lines (one version's item scores on one suite), replacing older ones."""
     for line in lines:
@@ -201,3 +208,12 @@ def _replace(session: Session, row: RetentionScore | PanelResult, key: dict[str,
     table = type(row)
     session.execute(delete(table).where(*(getattr(table, column) == value for column, value in key.items())))
     session.add(row)
+
+
+def _new_panel(session: Session, lineage: Lineage, line: Panel) -> bool:
+    stored = select(PanelResult.pk).where(
+        PanelResult.lineage_pk == lineage.pk,
+        PanelResult.version == line.version,
+        PanelResult.suite == line.suite,
+    )
+    return session.scalar(stored) is None

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import Database
-from service.models import Checkpoint, File, HealthCheck, Job, Lineage, PanelResult, Tenant, Version, now
+from service.models import File, HealthCheck, Job, Lineage, Tenant, Version, now
 from service.observability.logs import log_context
 from service.queue.evaluation import (
     PROBES_FILE,
@@ -32,10 +32,12 @@ from service.queue.evaluation import (
     gate,
     health_check_spec,
     needed_versions,
+    new_panels,
     record_panel,
     record_scores,
     retention_spec,
 )
+from service.queue.job_log import candidate_version, record_line, retention_message
 from service.queue.lease import JobQueue, Lease, LeaseLost
 from service.queue.trainer_process import TrainerProcess
 from service.schemas.lineages import EvaluationConfig
@@ -47,13 +49,9 @@ from service.storage.store import ArtifactStore
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
 from trainers.contracts.lines import (
     Completed,
-    Evaluation,
     Line,
-    Message,
-    Metrics,
     Panel,
     Scores,
-    Started,
 )
 from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
 from trainers.spec import Hyperparameters, JobSpec
@@ -203,7 +201,7 @@ class Worker:
             lineage = session.get_one(Lineage, check.lineage_pk)
             # Panel scores of a version are stored once; a retention row, once per job's gate.
             panels = [line for line in lines if isinstance(line, Panel)]
-            record_panel(session, lineage, [line for line in panels if _new_panel(session, lineage, line)])
+            record_panel(session, lineage, new_panels(session, lineage, panels))
             session.flush()
             tenant = session.get_one(Tenant, check.tenant_pk)
             origin = f"health check {check.id}" + (
@@ -241,7 +239,7 @@ class Worker:
                 scores = [line for line in lines if isinstance(line, Scores)]
                 own = next((line.scores for line in scores if line.job_id == job.id), None)
                 entries = len(scores)
-                add_event(session, job, _retention_message(own, entries), data=own)
+                add_event(session, job, retention_message(own, entries), data=own)
         return lines if failure is None else None
 
     def _run_evaluator(
@@ -287,7 +285,7 @@ class Worker:
             if isinstance(line, LineCheckpoint):  # uploaded before it is announced (remote stores)
                 self.store.save_checkpoint(workspace.staging, line.path, workspace.final, lease.id)
             with self.queue.guarded(lease) as (session, job):
-                _record(session, job, line)
+                record_line(session, job, line)
 
         return record
 
@@ -402,7 +400,7 @@ class Worker:
         with self.queue.guarded(lease) as (session, job):
             self.store.commit(workspace.staging, workspace.final)  # local: the rename
             lineage = session.get_one(Lineage, job.lineage_pk)
-            version = _version(lineage, job, workspace.final, manifest)
+            version = candidate_version(lineage, job, workspace.final, manifest)
             session.add(version)
             record_scores(session, lineage, [line for line in scores or [] if isinstance(line, Scores)])
             record_panel(session, lineage, [line for line in scores or [] if isinstance(line, Panel)])
@@ -440,81 +438,3 @@ class Worker:
             emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))
         shutil.rmtree(workspace.staging, ignore_errors=True)
         self.store.discard(workspace.final)
-
-
-def _record(session: Session, job: Job, line: Line) -> None:
-    """A trainer's line as the job's event (and, for a checkpoint, its row)."""
-    data = asdict(line)
-    match line:
-        case Metrics():
-            message = f"Step {line.step}/{line.total_steps}: training loss={line.train_loss:.4f}"
-            add_event(session, job, message, type="metrics", data=data)
-        case Evaluation():
-            message = (
-                f"Step {line.step}: earlier jobs' recall min-ACC={line.min_acc:.3f}, "
-                f"WC-ACC={line.wc_acc:.3f}, windowed forgetting={line.windowed_forgetting:.3f}, "
-                f"forgetting since the job's start={line.forgetting:.3f}"
-            )
-            add_event(session, job, message, type="metrics", data=data)
-        case LineCheckpoint():
-            session.add(
-                Checkpoint(
-                    id=f"ftckpt-{secrets.token_hex(12)}",
-                    job_pk=job.pk,
-                    step_number=line.step,
-                    path=line.path,
-                    metrics=data,
-                )
-            )
-            add_event(session, job, f"Checkpoint saved at step {line.step}.", data=data)
-        case Started():
-            origin = f", resuming from step {line.resumed_from_step}" if line.resumed_from_step else ""
-            processes = f"{line.processes} process{'es' if line.processes > 1 else ''}"
-            add_event(
-                session,
-                job,
-                f"Training started: {line.total_steps} steps over {line.examples} examples "
-                f"on {processes} ({line.backend}, {line.precision}){origin}.",
-                data=data,
-            )
-        case Completed():
-            add_event(session, job, f"Training completed after {line.steps} steps.", data=data)
-        case Message():
-            add_event(session, job, line.message, level=line.level)
-        case _:  # an evaluator's line has no place in a trainer's log
-            add_event(session, job, f"Unexpected {line.kind} line from the trainer.", level="warn")
-
-
-def _version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) -> Version:
-    # A candidate until the health gate (service.queue.evaluation.gate) promotes or rejects it. The
-    # serving tier (docs/serving.md) then loads and warms up a promoted one before flipping the alias.
-    return Version(
-        lineage_pk=lineage.pk,
-        number=job.version_number,
-        parent_number=job.parent_version,
-        job_id=job.id,
-        status=VersionStatus.CANDIDATE,
-        path=path,
-        metrics=manifest.get("metrics", {}),
-    )
-
-
-def _new_panel(session: Session, lineage: Lineage, line: Panel) -> bool:
-    stored = select(PanelResult.pk).where(
-        PanelResult.lineage_pk == lineage.pk,
-        PanelResult.version == line.version,
-        PanelResult.suite == line.suite,
-    )
-    return session.scalar(stored) is None
-
-
-def _retention_message(scores: dict[str, Any] | None, entries: int) -> str:
-    if scores is None:
-        return f"Retention measured ({entries} entries); this job has no probes of its own."
-    shown = {
-        "recall": scores["recall_exact"],
-        "recognition": scores["recognition"],
-        "held-out loss": scores["held_out_loss"],
-    }
-    parts = [f"{name} {value:.3f}" for name, value in shown.items() if value is not None]
-    return f"Retention measured ({entries} entries); on this job's probes: {', '.join(parts) or 'no probes'}."
