@@ -28,6 +28,7 @@ from transformers import AutoTokenizer
 from bench.report import machine, write_section
 from service.local import local_service, small_base
 from trainers.base_model.corpus import documents
+from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
 from trainers.contracts.statuses import JobStatus, VersionStatus
 
 WORKDIR = Path(".bench/health")
@@ -141,9 +142,9 @@ def _finished(api: httpx.Client, job_id: str) -> dict[str, Any]:
 
 def _full_check(base: Path) -> float:
     """Seconds of the evaluator process running every panel suite on the small base."""
-    spec = WORKDIR / "full-check.json"
-    evaluation = {"version": 0, "version_dir": None, "probes": {}, "suites": SUITES[1:]}
-    spec.write_text(json.dumps({"base_model": str(base), "evaluations": [evaluation], "serving": None}))
+    spec = EvaluatorSpec(str(base), [ModelEvaluation(0, None, {}, list(SUITES[1:]))]).write(
+        WORKDIR / "full-check.json"
+    )
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "eval.run", "--spec", str(spec)], check=True, capture_output=True)
     return time.monotonic() - started

@@ -31,6 +31,7 @@ from bench.report import machine, write_section
 from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
+from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
 from trainers.contracts.statuses import JobStatus
 from trainers.spec import Hyperparameters, JobSpec
 
@@ -221,13 +222,8 @@ def _typical_job(base: Path) -> dict[str, Any]:
 
 def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
     """Every panel suite on the base model, through `python -m eval.run` as the gate runs it."""
-    spec = {
-        "base_model": str(base),
-        "evaluations": [{"version": 0, "version_dir": None, "probes": {}, "suites": list(CHANCE)}],
-        "serving": None,
-    }
-    path = WORKDIR / "panel-spec.json"
-    path.write_text(json.dumps(spec))
+    spec = EvaluatorSpec(str(base), [ModelEvaluation(0, None, {}, list(CHANCE))])
+    path = spec.write(WORKDIR / "panel-spec.json")
     process = subprocess.run(
         [sys.executable, "-m", "eval.run", "--spec", str(path)], capture_output=True, text=True
     )

@@ -2,9 +2,10 @@
 
     python -m eval.run --spec eval-spec.json
 
-The spec names the lineage's base model and a list of evaluations, each a model (a version
-folder, or none for the base model), the probes of the jobs to score it on and the health-panel
-suites to run on it (`eval.panel`):
+The spec (`trainers.contracts.evaluation.EvaluatorSpec`, which the worker builds and writes)
+names the lineage's base model and a list of evaluations, each a model (a version folder, or none
+for the base model), the probes of the jobs to score it on and the health-panel suites to run on
+it (`eval.panel`):
 
     {"base_model": "...",
      "evaluations": [{"version": 2, "version_dir": ".../v2.partial",
@@ -14,7 +15,8 @@ suites to run on it (`eval.panel`):
      "serving": null}
 
 With `"serving": {"base_url", "model", "api_key"}` the one evaluation is asked of a serving
-endpoint instead of a model loaded here. Protocol lines go to stdout, one JSON object each:
+endpoint instead of a model loaded here. Protocol lines (`trainers.contracts.lines`) go to
+stdout, one JSON object each:
 `{"type": "scores", "version", "job_id", "scores"}` per (model, job), `{"type": "panel", "version",
 "suite", "scores", "details", "seconds"}` per (model, suite), then `{"type": "completed"}`;
 what libraries print goes to stderr, whose last line says why a failed run failed.
@@ -27,9 +29,10 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from trainers.contracts.evaluation import EvaluatorSpec
 from trainers.contracts.lines import Completed, Panel, Scores, dump
 
 __all__ = ["main"]
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # libraries' prints go to stderr; protocol lines keep the real stdout
     try:
-        spec = json.loads(args.spec.read_text())
+        spec = EvaluatorSpec.load(args.spec)
         for line in evaluate(spec):
             protocol.write(dump(line) + "\n")
     except Exception as error:
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def evaluate(spec: dict[str, Any]) -> Iterator[Scores | Panel]:
+def evaluate(spec: EvaluatorSpec) -> Iterator[Scores | Panel]:
     """Yield a `scores` line for every (model, job) pair of the spec, and a `panel` line per suite."""
     import datasets
     import transformers
@@ -70,25 +73,25 @@ def evaluate(spec: dict[str, Any]) -> Iterator[Scores | Panel]:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(spec["base_model"])
-    for evaluation in spec["evaluations"]:
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    for evaluation in spec.evaluations:
         runner: ProbeRunner
-        if spec.get("serving"):
-            runner = ServingRunner(**spec["serving"])
+        if spec.serving is not None:
+            runner = ServingRunner(**asdict(spec.serving))
         else:
-            base = AutoModelForCausalLM.from_pretrained(spec["base_model"])
-            version_dir = evaluation["version_dir"]
+            base = AutoModelForCausalLM.from_pretrained(spec.base_model)
+            version_dir = evaluation.version_dir
             model = load_version(base, Path(version_dir)) if version_dir else base.eval()
             runner = InProcessRunner(model, tokenizer, compute=compute_dtype("auto"))
-        for job_id, path in evaluation["probes"].items():
+        for job_id, path in evaluation.probes.items():
             probes = Probes.from_json(json.loads(Path(path).read_text()))
             scores = score_probes(runner, tokenizer, probes)
-            yield Scores(evaluation["version"], job_id, scores)
-        for suite in evaluation.get("suites", []):
+            yield Scores(evaluation.version, job_id, scores)
+        for suite in evaluation.suites:
             started = time.monotonic()
             result = run_suite(suite, runner, tokenizer)
             yield Panel(
-                evaluation["version"],
+                evaluation.version,
                 suite,
                 result.scores,
                 result.details,

@@ -29,6 +29,7 @@ from service.services.lineages import promote_version
 from service.services.reports import build_report, reference_version
 from service.services.webhooks import emit, version_data
 from service.storage.store import ArtifactStore
+from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
 from trainers.contracts.lines import Panel, Scores
 from trainers.contracts.statuses import VersionStatus
 
@@ -70,34 +71,31 @@ def earlier_probes(session: Session, lineage: Lineage, below: int, store: Artifa
 
 def retention_spec(
     session: Session, lineage: Lineage, job: Job, staging: Path, store: ArtifactStore
-) -> dict[str, Any]:
+) -> EvaluatorSpec:
     """The evaluator's spec for job N's version, staged in `staging` (see the module docstring)."""
     # A job queued before probes existed has none of its own.
     own = {job.id: str(staging / PROBES_FILE)} if job.probes is not None else {}
-    evaluations: list[dict[str, Any]] = [
-        {
-            "version": job.version_number,
-            "version_dir": str(staging),
-            "probes": earlier_probes(session, lineage, job.version_number or 0, store) | own,
-        },
-        {"version": 0, "version_dir": None, "probes": own},
-    ]
+    config = HealthConfig(**lineage.health)
+    suites: list[str] = list(config.gate_suites) if config.gate else []
+    number = job.version_number or 0
+    earlier = earlier_probes(session, lineage, number, store)
+    spec = EvaluatorSpec(
+        lineage.base_model,
+        [ModelEvaluation(number, str(staging), earlier | own, suites), ModelEvaluation(0, None, own)],
+    )
     if job.parent_version is not None:
         parent = session.scalars(
             select(Version).where(Version.lineage_pk == lineage.pk, Version.number == job.parent_version)
         ).one()
         parent_dir = str(store.local_version(parent.path))
-        evaluations.insert(1, {"version": parent.number, "version_dir": parent_dir, "probes": own})
-    config = HealthConfig(**lineage.health)
-    suites: list[str] = list(config.gate_suites) if config.gate else []
-    evaluations[0]["suites"] = suites
-    _add_reference_suites(session, lineage, evaluations, job.parent_version or 0, suites, store)
-    return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
+        spec.evaluations.insert(1, ModelEvaluation(parent.number, parent_dir, own))
+    _add_reference_suites(session, lineage, spec, job.parent_version or 0, suites, store)
+    return spec
 
 
 def health_check_spec(
     session: Session, lineage: Lineage, check: HealthCheck, store: ArtifactStore
-) -> dict[str, Any]:
+) -> EvaluatorSpec:
     """The evaluator's spec for a health check of one published version."""
     version = session.scalars(
         select(Version).where(Version.lineage_pk == lineage.pk, Version.number == check.version)
@@ -107,12 +105,10 @@ def health_check_spec(
     )
     suites = [suite for suite in check.suites if suite != "retention"]
     version_dir = str(store.local_version(version.path))
-    evaluations = [
-        {"version": version.number, "version_dir": version_dir, "probes": probes, "suites": suites}
-    ]
+    spec = EvaluatorSpec(lineage.base_model, [ModelEvaluation(version.number, version_dir, probes, suites)])
     reference = reference_version(session, lineage, version.number)
-    _add_reference_suites(session, lineage, evaluations, reference, suites, store)
-    return {"base_model": lineage.base_model, "evaluations": evaluations, "serving": None}
+    _add_reference_suites(session, lineage, spec, reference, suites, store)
+    return spec
 
 
 def record_scores(session: Session, lineage: Lineage, lines: list[Scores]) -> None:
@@ -174,7 +170,7 @@ def gate(
 def _add_reference_suites(
     session: Session,
     lineage: Lineage,
-    evaluations: list[dict[str, Any]],
+    spec: EvaluatorSpec,
     reference: int,
     suites: list[str],
     store: ArtifactStore,
@@ -190,17 +186,16 @@ def _add_reference_suites(
     missing = [suite for suite in suites if suite not in scored]
     if not missing:
         return
-    for evaluation in evaluations:
-        if evaluation["version"] == reference:
-            evaluation["suites"] = sorted({*evaluation.get("suites", []), *missing})
-            return
+    if (evaluation := spec.evaluation(reference)) is not None:
+        evaluation.suites = sorted({*evaluation.suites, *missing})
+        return
     directory = None
     if reference:
         location = session.scalars(
             select(Version.path).where(Version.lineage_pk == lineage.pk, Version.number == reference)
         ).one()
         directory = str(store.local_version(location))
-    evaluations.append({"version": reference, "version_dir": directory, "probes": {}, "suites": missing})
+    spec.evaluations.append(ModelEvaluation(reference, directory, {}, missing))
 
 
 def _replace(session: Session, row: RetentionScore | PanelResult, key: dict[str, Any]) -> None:

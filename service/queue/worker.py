@@ -46,6 +46,7 @@ from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from service.storage.store import ArtifactStore
+from trainers.contracts.evaluation import EvaluatorSpec
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
 from trainers.contracts.lines import (
     Completed,
@@ -243,13 +244,13 @@ class Worker:
         return lines if failure is None else None
 
     def _run_evaluator(
-        self, lease: Lease, spec: dict[str, Any], stop: threading.Event
+        self, lease: Lease, spec: EvaluatorSpec, stop: threading.Event
     ) -> tuple[list[Scores | Panel], str | None]:
         """Run `python -m eval.run` on `spec`; its `scores` and `panel` lines, and why it failed
         (None if it did not)."""
         spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        spec_path.write_text(json.dumps(spec, indent=2))
+        spec.write(spec_path)
         evaluator = TrainerProcess(
             spec_path,
             self._log(lease),

@@ -1,0 +1,81 @@
+"""The evaluator's spec: what `python -m eval.run` is asked to score (docs/evaluation.md).
+
+Written by the worker (`service/queue/evaluation.py`) and the benchmarks, read by `eval/run.py`.
+Torch-free.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EvaluatorSpec", "ModelEvaluation", "ServingTarget"]
+
+
+@dataclass
+class ModelEvaluation:
+    """One model to score.
+
+    Attributes:
+        version: Its version number; 0 for the base model.
+        version_dir: Its folder (a version's or a staging folder), or None for the base model.
+        probes: Job id -> that job's probes.json, to score the model on.
+        suites: Health-panel suites to run on it (`eval.panel`).
+    """
+
+    version: int
+    version_dir: str | None
+    probes: dict[str, str]
+    suites: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    """A serving endpoint to ask instead of a model loaded in the evaluator."""
+
+    base_url: str
+    model: str
+    api_key: str
+
+
+@dataclass
+class EvaluatorSpec:
+    """Everything one evaluator process scores, on one lineage's base model.
+
+    Attributes:
+        base_model: The lineage's base model (its tokenizer is used throughout).
+        evaluations: The models to score, in order.
+        serving: When set, the one evaluation is asked of this endpoint.
+    """
+
+    base_model: str
+    evaluations: list[ModelEvaluation]
+    serving: ServingTarget | None = None
+
+    def evaluation(self, version: int) -> ModelEvaluation | None:
+        """The evaluation of `version`, if the spec has one."""
+        return next((item for item in self.evaluations if item.version == version), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as its file holds it; `from_dict` reads it back."""
+        return asdict(self)
+
+    def write(self, path: Path) -> Path:
+        """Write the spec to `path` and return the path."""
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EvaluatorSpec":
+        """The inverse of `to_json`."""
+        serving = data.get("serving")
+        return cls(
+            base_model=data["base_model"],
+            evaluations=[ModelEvaluation(**item) for item in data["evaluations"]],
+            serving=ServingTarget(**serving) if serving else None,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "EvaluatorSpec":
+        """Read a spec file."""
+        return cls.from_dict(json.loads(path.read_text()))
