@@ -48,7 +48,12 @@ def test_a_jobs_version_answers_through_the_gateway_like_peft(
     file_id = api.post("/files", files={"file": ("facts.jsonl", FACTS.encode())}).json()["id"]
     job = api.post(
         "/fine_tuning/jobs",
-        json={"model": "bot", "training_file": file_id, "hyperparameters": {"max_steps": 6, "batch_size": 4}},
+        json={
+            "model": "bot",
+            "training_file": file_id,
+            "hyperparameters": {"max_steps": 6, "batch_size": 4},
+            "seed": 0,
+        },
     ).json()
     assert finished_job(api, job["id"])["status"] == "succeeded"
     _wait_model(api, "bot", 1)
