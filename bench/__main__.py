@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): run every benchmark; each rewrites its section of docs/benchmarks.md.
 
 The continual-learning benchmarks train real lineages and run on their own, from the repository
-root, where they rewrite their sections: `neuroplast bench cl --methods lora,replay,ilora --seeds 3`
+root, where they rewrite their sections: `python -m bench.continual --methods lora,replay,ilora --seeds 3`
 (36 versions), and the `trc` section's command, which that section names (84 versions, about
 20 minutes with `--parallel 2` and `OMP_NUM_THREADS=1` on 2 cores).
 """

@@ -2,7 +2,7 @@
 
 `python -m bench.distributed` (also part of `make bench`). Writes the `distributed` section of
 docs/benchmarks.md, and `.bench/distributed/results.json`. The same `lora` job (data, seed, global
-batch) is launched as the worker launches it (`service.queue.trainer_process.launch_command`) with
+batch) is launched as the worker launches it (`service.worker.trainer_process.launch_command`) with
 one and with two processes; each adapter is scored on held-out rows of the training file with the
 evaluator's held-out loss. Each run's stderr is kept in `.bench/distributed/processes-<N>/trainer.log`.
 
@@ -22,15 +22,15 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bench.jobs import job_spec
 from bench.report import write_section
 from eval.probes import Probes
 from eval.retention import score_probes
 from eval.runners import InProcessRunner
 from service.local import small_base
-from service.queue.trainer_process import launch_command
+from service.worker.trainer_process import launch_command
 from trainers.base_model.corpus import fact_set
 from trainers.servable import load_version
-from trainers.spec import Hyperparameters, JobSpec
 
 WORKDIR = Path(".bench") / "distributed"
 STEPS, BATCH_SIZE, ROWS, HELD_OUT = 200, 8, 40, 8  # the last HELD_OUT rows are kept out of training
@@ -99,27 +99,14 @@ def measure(process_counts: list[int]) -> dict[str, Any]:
 
 def _write_spec(output_dir: Path, base: Path, data: Path, held_out_rows: list[int]) -> Path:
     output_dir.mkdir(parents=True)
-    spec = JobSpec(
-        job_id=f"ftjob-bench-{output_dir.name}",
-        tenant="bench",
+    spec = job_spec(
+        output_dir,
+        base,
+        data,
+        steps=STEPS,
         lineage="distributed",
-        version=1,
-        parent_version=None,
-        base_model=str(base),
-        method={"type": "lora", "lora": {}},
-        training_file=data.resolve(),
-        training_file_sha256="bench-distributed",
-        parent_dir=None,
-        output_dir=output_dir.resolve(),
-        hyperparameters=Hyperparameters(
-            n_epochs=1,
-            batch_size=BATCH_SIZE,
-            learning_rate_multiplier=1.0,
-            max_steps=STEPS,
-        ),
-        seed=0,
-        checkpoint_every=STEPS,
-        cache_dir=(WORKDIR / "cache").resolve(),
+        batch_size=BATCH_SIZE,
+        cache_dir=WORKDIR / "cache",
         held_out_rows=held_out_rows,
     )
     return spec.write(output_dir / "spec.json")

@@ -46,7 +46,7 @@ EOF
 
 echo "== 3. the trainer and worker tests on the GPU"
 if [ "$GPUS" -ge 2 ]; then
-    "$PYTHON" -m pytest tests/trainers/test_loop.py tests/service/queue/test_trainer_process.py -q
+    "$PYTHON" -m pytest tests/trainers/test_loop.py tests/service/worker/test_trainer_process.py -q
 else  # two processes need two GPUs
     "$PYTHON" -m pytest tests/trainers/test_loop.py -q -k "not two_processes"
 fi

@@ -146,7 +146,9 @@ def _full_check(base: Path) -> float:
         WORKDIR / "full-check.json"
     )
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "eval.run", "--spec", str(spec)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "trainers.evaluate", "--spec", str(spec)], check=True, capture_output=True
+    )
     return time.monotonic() - started
 
 

@@ -34,8 +34,8 @@ from service.db import Database
 from service.local import local_service
 from service.local_postgres import LocalPostgres, local_postgres
 from service.models import File, Job, JobEvent, Lineage, Tenant
-from service.queue.lease import JobQueue
 from service.settings import Settings
+from service.worker.lease import JobQueue
 from trainers.contracts.statuses import JobStatus
 
 WORKDIR = Path(".bench")

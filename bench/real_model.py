@@ -27,13 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
 from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
 from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
+from trainers.contracts.methods import Method
 from trainers.contracts.statuses import JobStatus
-from trainers.spec import Hyperparameters, JobSpec
 
 WORKDIR = Path(".bench") / "real-model"
 REPO = Path(__file__).resolve().parents[1]
@@ -120,39 +121,19 @@ def trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
     output = WORKDIR / "loop" / f"{method}-{precision}" / "v1"
     shutil.rmtree(output.parent, ignore_errors=True)
     output.mkdir(parents=True)
-    spec = JobSpec(
-        job_id=f"ftjob-bench-{method}",
-        tenant="bench",
+    spec = job_spec(
+        output,
+        base,
+        FACTS,
+        steps=STEPS,
+        method=Method.resolve(method),
         lineage=method,
-        version=1,
-        parent_version=None,
-        base_model=str(base),
-        method={"type": method, method: {}},
-        training_file=FACTS,
-        training_file_sha256=f"{FACTS.name}-{FACTS.stat().st_size}",
-        parent_dir=None,
-        output_dir=output,
-        hyperparameters=Hyperparameters(
-            n_epochs=1,
-            batch_size=BATCH_SIZE,
-            learning_rate_multiplier=1.0,
-            max_steps=STEPS,
-        ),
-        seed=0,
-        checkpoint_every=STEPS,
+        batch_size=BATCH_SIZE,
         cache_dir=WORKDIR / "cache",
         precision=precision,
     )
-    spec.write(output / "spec.json")
     started = time.monotonic()
-    process = subprocess.run(
-        [sys.executable, "-m", "trainers.run", "--spec", str(output / "spec.json")],
-        capture_output=True,
-        text=True,
-    )
-    if process.returncode != 0:
-        raise RuntimeError(f"{method} trainer failed:\n{process.stderr[-3000:]}")
-    lines = [json.loads(line) for line in process.stdout.splitlines()]
+    lines = run_job(spec).check().lines
     (precision_used,) = (line["precision"] for line in lines if line["type"] == "started")
     first, last = (line for line in lines if line["type"] == "metrics" and line["step"] in (1, STEPS))
     seconds = last["elapsed_s"] - first["elapsed_s"]
@@ -221,14 +202,14 @@ def _typical_job(base: Path) -> dict[str, Any]:
 
 
 def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
-    """Every panel suite on the base model, through `python -m eval.run` as the gate runs it."""
+    """Every panel suite on the base model, through `python -m trainers.evaluate` as the gate runs it."""
     spec = EvaluatorSpec(str(base), [ModelEvaluation(0, None, {}, list(CHANCE))])
     path = spec.write(WORKDIR / "panel-spec.json")
     process = subprocess.run(
-        [sys.executable, "-m", "eval.run", "--spec", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "trainers.evaluate", "--spec", str(path)], capture_output=True, text=True
     )
     if process.returncode != 0:
-        raise RuntimeError(f"eval.run failed:\n{process.stderr[-3000:]}")
+        raise RuntimeError(f"trainers.evaluate failed:\n{process.stderr[-3000:]}")
     panel = {}
     for line in map(json.loads, process.stdout.splitlines()):
         if line["type"] == "panel":
@@ -312,7 +293,7 @@ off.
 | taught facts recalled exactly by the new version | {100 * job["recall_exact"]:.0f}% |
 | health verdict / version status | {job["verdict"]} / {job["status"]} ({suites}) |
 
-**The base model's health panel**: `python -m eval.run` on the base, every suite, as the gate
+**The base model's health panel**: `python -m trainers.evaluate` on the base, every suite, as the gate
 runs them. Reasoning: multiple choice by likelihood {reasoning["multiple_choice_accuracy"]:.2f}, with
 chain of thought {reasoning["chain_of_thought_accuracy"]:.2f} (the score is the mean over both item kinds).
 

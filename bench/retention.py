@@ -14,16 +14,17 @@ The cost half times job 2 again with continual evaluation at the default interva
 import json
 import shutil
 import statistics
-import subprocess
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
 from eval.probes import ProbeSizes, build_probes
 from trainers.base_model.corpus import fact_set
-from trainers.spec import Hyperparameters, JobSpec
+from trainers.contracts.job import ContinualEvalSpec
+from trainers.contracts.methods import Method
 
 WORKDIR = Path(".bench/retention")
 BASE = Path(".bench/base-small")
@@ -66,7 +67,7 @@ def _curve(seed: int) -> list[dict[str, Any]]:
         seed,
         fact_set("orchard-people", n=24, seed=seed),
         v1,
-        {"every": "log", "items": 32, "recognition": True},
+        ContinualEvalSpec(every="log", items=32, earlier={}, current="", recognition=True),
     )["evaluations"]
     job1 = f"ftjob-{lineage.name}-1"
     return [
@@ -82,7 +83,7 @@ def _cost() -> dict[str, float]:
     seconds: dict[str, list[float]] = {"with": [], "without": []}
     for _ in range(COST_RUNS):
         for name, continual in (
-            ("with", {"every": DEFAULT_EVERY, "items": DEFAULT_ITEMS}),
+            ("with", ContinualEvalSpec(every=DEFAULT_EVERY, items=DEFAULT_ITEMS, earlier={}, current="")),
             ("without", None),
         ):
             run = _job(lineage, 2, 0, fact_set("orchard-people", n=24, seed=0), v1, continual)
@@ -97,7 +98,7 @@ def _job(
     seed: int,
     rows: list[dict[str, str]],
     parent: dict[str, Any] | Path | None,
-    continual: dict[str, Any] | None,
+    continual: ContinualEvalSpec | None,
 ) -> dict[str, Any]:
     """Run one job as a worker would; its folder, wall seconds and continual evaluations."""
     parent_dir = parent["dir"] if isinstance(parent, dict) else parent
@@ -110,43 +111,27 @@ def _job(
     (output / "probes.json").write_text(json.dumps(probes.to_json()))
     if continual is not None:
         earlier = {f"ftjob-{lineage.name}-1": str(parent_dir / "probes.json")}  # type: ignore[operator]
-        continual = continual | {"earlier": earlier, "current": str(output / "probes.json")}
-    spec = JobSpec(
-        job_id=f"ftjob-{lineage.name}-{number}",
-        tenant="bench",
-        lineage=lineage.name,
-        version=number,
-        parent_version=number - 1 if parent_dir else None,
-        base_model=str(BASE),
+        continual = replace(continual, earlier=earlier, current=str(output / "probes.json"))
+    spec = job_spec(
+        output,
+        BASE,
+        data,
+        steps=STEPS,
         # No warm-up: interference starts at full rate, as in Orhan's retention runs.
-        method={"type": "lora", "lora": {"warmup_ratio": 0.0}},
-        training_file=data,
-        training_file_sha256=f"{data.name}-{seed}-{data.stat().st_size}",
+        method=Method.resolve("lora", {"warmup_ratio": 0.0}),
         parent_dir=parent_dir,
-        output_dir=output,
-        hyperparameters=Hyperparameters(
-            n_epochs=1,
-            batch_size=8,
-            learning_rate_multiplier=1.0,
-            max_steps=STEPS,
-        ),
+        version=number,
+        job_id=f"ftjob-{lineage.name}-{number}",
+        lineage=lineage.name,
         seed=seed,
-        checkpoint_every=STEPS,
         cache_dir=WORKDIR / "cache",
         held_out_rows=probes.held_out_rows,
         continual_eval=continual,
     )
-    spec.write(output / "spec.json")
-    started = time.monotonic()
-    process = subprocess.run(
-        [sys.executable, "-m", "trainers.run", "--spec", str(output / "spec.json")],
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.monotonic() - started
-    if process.returncode != 0:
-        raise RuntimeError(f"{spec.job_id} failed: {process.stderr.strip().splitlines()[-1:]}")
-    lines = [json.loads(line) for line in process.stdout.splitlines()]
+    run = run_job(spec)
+    if run.returncode != 0:
+        raise RuntimeError(f"{spec.job_id} failed: {run.stderr.strip().splitlines()[-1:]}")
+    seconds, lines = run.seconds, run.lines
     evaluations = [line for line in lines if line["type"] == "evaluation"]
     return {"dir": output, "seconds": seconds, "evaluations": evaluations}
 

@@ -12,7 +12,6 @@ forgetting.
 
 import json
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -22,6 +21,7 @@ from eval.probes import Probes
 from eval.recall import greedy_matches
 from eval.retention import render
 from eval.runners import InProcessRunner
+from trainers.contracts.job import ContinualEvalSpec
 from trainers.contracts.lines import ContinualEvaluation
 
 __all__ = ["ContinualEvaluator", "log_spaced"]
@@ -31,22 +31,21 @@ class ContinualEvaluator:
     """Scores fixed probe subsets of earlier jobs and the current one on the model being trained.
 
     Args:
-        config: The spec's `continual_eval`: `every` (steps, or `"log"` for Orhan's log-spaced
-            schedule, `log_spaced`), `items` (probes per job), `earlier` (job id -> probes.json,
-            oldest first), `current` (this job's probes.json) and optionally `recognition`
-            (also score earlier jobs' recognition pairs; off by default, it triples the cost).
+        config: The spec's `continual_eval` (`every` may be `"log"`: Orhan's log-spaced schedule,
+            `log_spaced`).
         tokenizer: The base model's tokenizer.
         window: Evaluations per window of the windowed forgetting.
     """
 
-    def __init__(self, config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, window: int = 10) -> None:
-        self.every: int | str = config["every"]
-        self.recognition = bool(config.get("recognition", False))
+    def __init__(
+        self, config: ContinualEvalSpec, tokenizer: PreTrainedTokenizerBase, window: int = 10
+    ) -> None:
+        self.every = config.every
+        self.recognition = config.recognition
         self.tokenizer = tokenizer
         self.tracker = StabilityTracker(window=window)
-        items = int(config["items"])
-        self.earlier = {job: _load(path, items, tokenizer) for job, path in config["earlier"].items()}
-        self.current = _load(config["current"], items, tokenizer)
+        self.earlier = {job: _load(path, config.items, tokenizer) for job, path in config.earlier.items()}
+        self.current = _load(config.current, config.items, tokenizer)
 
     @property
     def active(self) -> bool:

@@ -1,7 +1,7 @@
 """Score a model on jobs' probes: recall, recognition and held-out loss (docs/evaluation.md).
 
 `score_probes` gives one job's scores under one model; the retention matrix R[version][job] of a
-lineage is these scores for every version on every job's probes (`eval.run` fills it after each
+lineage is these scores for every version on every job's probes (`trainers.evaluate` fills it after each
 job, `service.services.retention` assembles it, `eval.metrics` summarises it).
 """
 

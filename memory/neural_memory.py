@@ -22,8 +22,11 @@ Chunked parallel form (the paper's mini-batch gradient descent, as in TTT): the 
 into chunks of `chunk_size` tokens; every gradient of a chunk is taken at the weights W_c the
 chunk starts from, so all of them come from one batched forward and backward pass (closed form:
 each per-token weight gradient is an outer product, and only their weighted sums are formed).
-The momentum and decay recurrences inside a chunk are linear, so they are solved by cumulative
-products (a (chunk, chunk) matrix per head), and the chunk's end weights and momentum are exact.
+The momentum and decay recurrences inside a chunk are linear, so they are solved in closed form
+by cumulative products (a (chunk, chunk) matrix per head), for all chunks at once before any is
+written, and the chunk's end weights and momentum are exact. What stays sequential is one step
+per chunk: its queries and keys through the MLP together, the keys' gradients, and one matrix
+product per layer that writes them into weights and momentum side by side.
 With `chunk_size=1` this is the token-by-token recurrence itself.
 
 Reads are causal: every token of chunk c reads W_c, which holds the writes of earlier chunks
@@ -210,165 +213,160 @@ class NeuralMemory(nn.Module):
         mask = torch.ones(batch, n, device=x.device) if mask is None else mask.float()
         seq = torch.cat([state.pending, x], dim=1)  # (batch, p + n, dim)
         seq_mask = torch.cat([state.pending_mask, mask], dim=1)  # (batch, p + n)
-        p, total = state.pending.shape[1], seq.shape[1]
+        p, total, size = state.pending.shape[1], seq.shape[1], self.chunk_size
+        complete = total - total % size  # tokens in whole chunks: these are written
 
-        # (batch, heads, total, head_dim)
-        queries = F.normalize(F.silu(self._heads(self.to_queries(seq))), dim=-1)
-        keys = F.normalize(F.silu(self._heads(self.to_keys(seq))), dim=-1)
-        values = F.normalize(F.silu(self._heads(self.to_values(seq))), dim=-1)
-        real = seq_mask.unsqueeze(1)  # (batch, 1, total)
-        momentum_logits = self.to_momentum(seq).transpose(1, 2)  # (batch, heads, total)
+        # Batch and heads share the leading dimension from here on: (batch * heads, total, ...).
+        queries, keys, values = (self._heads(f(seq)) for f in (self.to_queries, self.to_keys, self.to_values))
+        real = seq_mask.repeat_interleave(self.heads, dim=0)  # (batch * heads, total)
+        momentum_logits = self._per_head(self.to_momentum(seq))
         log_momentum = F.logsigmoid(momentum_logits) * real
         # theta_t = max * sigmoid(.) * (1 - eta_t): see the module docstring.
-        step_size = self.max_step_size * torch.sigmoid(self.to_step_size(seq)).transpose(1, 2)
+        step_size = self.max_step_size * torch.sigmoid(self._per_head(self.to_step_size(seq)))
         step_size = step_size * torch.sigmoid(-momentum_logits) * real
-        log_keep = F.logsigmoid(-self.to_decay(seq)).transpose(1, 2) * real  # log(1 - alpha)
-
-        weights, momentum = state.weights, state.momentum
-        reads, surprises = [], []
-        complete = total - total % self.chunk_size
-        for start in range(0, total, self.chunk_size):
-            chunk = slice(start, min(start + self.chunk_size, total))
-            reads.append(_mlp(weights, queries[:, :, chunk])[0])
-            predicted, inputs, pre_activations = _mlp(weights, keys[:, :, chunk])
-            error = predicted - values[:, :, chunk]  # (batch, heads, chunk, head_dim)
-            surprises.append((error**2).sum(-1).mean(1))  # (batch, chunk)
-            if chunk.stop <= complete:
-                deltas = _output_gradients(weights, 2 * error, pre_activations)
-                weights, momentum = _write(
-                    weights,
-                    momentum,
-                    inputs,
-                    deltas,
-                    step_size[:, :, chunk],
-                    log_momentum[:, :, chunk],
-                    log_keep[:, :, chunk],
-                    real[:, :, chunk],
-                )
-        retrieved = torch.cat(reads, dim=2)[:, :, p:]  # (batch, heads, n, head_dim)
-        retrieved = retrieved.transpose(1, 2).reshape(batch, n, self.heads * self.head_dim)
-        after = NeuralMemoryState(
-            weights, momentum, seq[:, complete:], seq_mask[:, complete:], state.position + n
+        log_keep = F.logsigmoid(-self._per_head(self.to_decay(seq))) * real  # log(1 - alpha)
+        gates = (step_size, log_momentum, log_keep, real)
+        keep, carry, gradient_factors = _chunk_coefficients(
+            *(gate[:, :complete].unflatten(1, (-1, size)) for gate in gates)
         )
-        return MemoryOutput(retrieved, after, torch.cat(surprises, dim=1)[:, p:])
+
+        # Per layer, weights and momentum side by side, [W | S] (batch * heads, d_in, 2 d_out).
+        pairs = zip(state.weights, state.momentum, strict=True)
+        memory = [torch.cat(pair, dim=-1).flatten(0, 1) for pair in pairs]
+        # A chunk's queries and keys read the same weights, so they go through the MLP together.
+        both = torch.stack([t[:, :complete].unflatten(1, (-1, size)) for t in (queries, keys)], dim=2)
+        both = both.flatten(2, 3)  # (batch * heads, chunks, 2 size, head_dim): queries, then keys
+        outputs = []  # per chunk, mlp(q) and mlp(k) at the weights the chunk starts from
+        for c in range(complete // size):
+            inputs, pre_activations, output = _mlp(memory, both[:, c])
+            outputs.append(output)
+            chunk = slice(c * size, (c + 1) * size)
+            # Backpropagate the keys' surprise: d_i = d surprise / d (layer i's output) / 2.
+            deltas = [output[:, size:] + keys[:, chunk] - values[:, chunk]]  # M(k) - v
+            for i in range(len(memory) - 1, 0, -1):
+                back = deltas[0] @ _weights(memory[i]).transpose(-1, -2)
+                deltas.insert(0, torch.ops.aten.gelu_backward(back, pre_activations[i - 1][:, size:]))
+            memory = [
+                _write(layer, layer_input[:, size:], delta, keep[:, c], carry[:, c], gradient_factors[:, c])
+                for layer, layer_input, delta in zip(memory, inputs, deltas, strict=True)
+            ]
+        if complete < total:  # the unwritten tail reads the weights the whole chunks left
+            outputs.append(_mlp(memory, torch.cat([queries[:, complete:], keys[:, complete:]], dim=1))[2])
+        halves = [output.chunk(2, dim=1) for output in outputs]
+        retrieved = queries + torch.cat([read for read, _ in halves], dim=1)  # M(q)
+        error = keys + torch.cat([key for _, key in halves], dim=1) - values  # M(k) - v
+        retrieved = retrieved.unflatten(0, (batch, self.heads))[:, :, p:].transpose(1, 2).flatten(2)
+        surprise = (error**2).sum(-1).unflatten(0, (batch, self.heads)).mean(1)[:, p:]
+        split = [layer.unflatten(0, (batch, self.heads)).chunk(2, dim=-1) for layer in memory]
+        weights, momentum = [w for w, _ in split], [s for _, s in split]
+        tail, tail_mask = seq[:, complete:], seq_mask[:, complete:]
+        after = NeuralMemoryState(weights, momentum, tail, tail_mask, state.position + n)
+        return MemoryOutput(retrieved, after, surprise)
 
     def _heads(self, projected: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)."""
+        """SiLU, l2-normalised per head: (batch, seq, heads * head_dim) -> (batch * heads, seq, head_dim)."""
         batch, seq, _ = projected.shape
-        return projected.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+        per_head = F.normalize(F.silu(projected.view(batch, seq, self.heads, self.head_dim)), dim=-1)
+        return per_head.transpose(1, 2).flatten(0, 1)
+
+    def _per_head(self, gate: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, heads) -> (batch * heads, seq)."""
+        return gate.transpose(1, 2).flatten(0, 1)
+
+
+def _weights(layer: torch.Tensor) -> torch.Tensor:
+    """W of a layer's [W | S] (a view)."""
+    return layer[..., : layer.shape[-1] // 2]
 
 
 def _mlp(
-    weights: list[torch.Tensor], z: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """The residual memory MLP at `weights` on `z` (batch, heads, seq, head_dim).
+    memory: list[torch.Tensor], z: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """The memory MLP without its residual, mlp(z), at the weights of `memory` ([W | S] per layer).
 
     Returns:
-        The output `z + mlp(z)`, each layer's input and each hidden pre-activation (for the
-        closed-form gradients).
+        Each layer's input, each hidden pre-activation (for the closed-form gradients) and mlp(z).
     """
     inputs, pre_activations = [], []
     hidden = z
-    for i, weight in enumerate(weights):
+    for i, layer in enumerate(memory):
         inputs.append(hidden)
-        hidden = hidden @ weight  # (batch, heads, seq, d_out)
-        if i < len(weights) - 1:
+        hidden = hidden @ _weights(layer)  # (batch * heads, rows, d_out)
+        if i < len(memory) - 1:
             pre_activations.append(hidden)
             hidden = F.gelu(hidden)
-    return z + hidden, inputs, pre_activations
+    return inputs, pre_activations, hidden
 
 
-def _output_gradients(
-    weights: list[torch.Tensor], delta: torch.Tensor, pre_activations: list[torch.Tensor]
-) -> list[torch.Tensor]:
-    """Per token, d surprise / d (each layer's matmul output), by backpropagation in closed form.
+def _chunk_coefficients(
+    step_size: torch.Tensor, log_momentum: torch.Tensor, log_keep: torch.Tensor, real: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The momentum and decay recurrences of every chunk, solved in closed form all at once.
 
-    The gradient of token s's surprise for layer i's weight is `inputs[i][s]^T deltas[i][s]`.
-
-    Args:
-        weights: Per layer (batch, heads, d_in, d_out).
-        delta: d surprise / d output, `2 * (M(k) - v)` (batch, heads, seq, head_dim).
-        pre_activations: The hidden pre-activations of `_mlp`.
-    """
-    deltas = [delta]
-    for i in range(len(weights) - 1, 0, -1):
-        delta = (delta @ weights[i].transpose(-1, -2)) * _gelu_derivative(pre_activations[i - 1])
-        deltas.append(delta)
-    return deltas[::-1]
-
-
-def _gelu_derivative(z: torch.Tensor) -> torch.Tensor:
-    """d gelu(z) / dz for the exact (erf) GELU: Phi(z) + z * phi(z)."""
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    pdf = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
-    return cdf + z * pdf
-
-
-def _write(
-    weights: list[torch.Tensor],
-    momentum: list[torch.Tensor],
-    inputs: list[torch.Tensor],
-    deltas: list[torch.Tensor],
-    step_size: torch.Tensor,
-    log_momentum: torch.Tensor,
-    log_keep: torch.Tensor,
-    real: torch.Tensor,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run the momentum and decay recurrences over one chunk in closed form.
-
-    With E_t = prod_{r<=t} eta_r and D_t = prod_{r<=t} (1 - alpha_r), over the chunk's b tokens:
+    Inside a chunk of b tokens the recurrences are linear. With E_t = prod_{r<=t} eta_r and
+    D_t = prod_{r<=t} (1 - alpha_r), a chunk takes the weights and momentum (W_0, S_0) to
 
         S_b = E_b S_0 - sum_s (E_b / E_s) theta_s g_s
         W_b = D_b W_0 + sum_t (D_b / D_t) m_t S_t
             = D_b W_0 + c S_0 - sum_s gamma_s theta_s g_s,
         c = sum_t (D_b / D_t) m_t E_t,  gamma_s = sum_{t>=s} (D_b / D_t) m_t (E_t / E_s),
 
-    where m_t is 0 on padding (whose eta is 1, alpha and theta 0, so it changes nothing).
+    where m_t is 0 on padding (whose eta is 1, alpha and theta 0, so it changes nothing). Every
+    ratio is a product over a range of tokens, taken as the exponential of a difference of
+    cumulative log sums that is never positive: nothing is divided by a small product and
+    nothing overflows. gamma sums a masked (b, b) matrix of such products over t.
 
     Args:
-        weights, momentum: Per layer (batch, heads, d_in, d_out), at the chunk's start.
-        inputs, deltas: Per layer, the tokens' layer inputs (batch, heads, b, d_in) and output
-            gradients (batch, heads, b, d_out); token s's gradient is their outer product.
-        step_size, log_momentum, log_keep, real: theta_t, log eta_t, log(1 - alpha_t), m_t, each
-            (batch, heads, b).
+        step_size, log_momentum, log_keep, real: theta_t, log eta_t, log(1 - alpha_t) and m_t,
+            each (batch * heads, chunks, b).
+
+    Returns:
+        Per chunk (D_b, E_b) (batch * heads, chunks, 2) and c (batch * heads, chunks); per token
+        the factors of x_s^T d_s in W_b and S_b, (-2 gamma_s theta_s, -2 (E_b / E_s) theta_s)
+        (batch * heads, chunks, b, 2), where g_s = 2 x_s^T d_s for each layer (`_write`).
     """
     cum_momentum = log_momentum.cumsum(-1)  # log E_t
     cum_keep = log_keep.cumsum(-1)  # log D_t
-    total_momentum, total_keep = cum_momentum[..., -1:], cum_keep[..., -1:]  # (batch, heads, 1)
-    carried_from = total_keep - cum_keep + cum_momentum  # log((D_b / D_t) E_t), (batch, heads, b)
+    total_momentum, total_keep = cum_momentum[..., -1:], cum_keep[..., -1:]
+    carried_from = total_keep - cum_keep + cum_momentum  # log((D_b / D_t) E_t)
     # log((D_b / D_t) (E_t / E_s)) for s <= t, as a (t, s) matrix.
-    pairs = carried_from.unsqueeze(-1) - cum_momentum.unsqueeze(-2)  # (batch, heads, b, b)
+    pairs = carried_from.unsqueeze(-1) - cum_momentum.unsqueeze(-2)
     causal = torch.ones(pairs.shape[-2:], dtype=torch.bool, device=pairs.device).tril()
-    pairs = pairs.masked_fill(~causal, float("-inf")).exp() * real.unsqueeze(-1)
-    gamma = pairs.sum(-2)  # (batch, heads, b)
-    initial_momentum_share = (carried_from.exp() * real).sum(-1)  # c, (batch, heads)
-    momentum_share = (total_momentum - cum_momentum).exp()  # E_b / E_s, (batch, heads, b)
-
-    new_weights, new_momentum = [], []
-    for weight, velocity, layer_input, delta in zip(weights, momentum, inputs, deltas, strict=True):
-        new_weights.append(
-            total_keep.exp().unsqueeze(-1) * weight
-            + initial_momentum_share[..., None, None] * velocity
-            - _weighted_gradient_sum(gamma * step_size, layer_input, delta)
-        )
-        new_momentum.append(
-            total_momentum.exp().unsqueeze(-1) * velocity
-            - _weighted_gradient_sum(momentum_share * step_size, layer_input, delta)
-        )
-    return new_weights, new_momentum
+    pairs = pairs.masked_fill(~causal, -math.inf).exp() * real.unsqueeze(-1)
+    gamma = pairs.sum(-2)
+    momentum_carried = (total_momentum - cum_momentum).exp()  # E_b / E_s
+    carry = (carried_from.exp() * real).sum(-1)
+    keep = torch.cat([total_keep, total_momentum], dim=-1).exp()
+    gradient_factors = -2 * step_size.unsqueeze(-1) * torch.stack([gamma, momentum_carried], dim=-1)
+    return keep, carry, gradient_factors
 
 
-def _weighted_gradient_sum(
-    coefficient: torch.Tensor, layer_input: torch.Tensor, delta: torch.Tensor
+def _write(
+    layer: torch.Tensor,
+    layer_input: torch.Tensor,
+    delta: torch.Tensor,
+    keep: torch.Tensor,
+    carry: torch.Tensor,
+    gradient_factors: torch.Tensor,
 ) -> torch.Tensor:
-    """sum_s coefficient_s * x_s^T d_s without forming the per-token gradients.
+    """A layer's [W | S] after a chunk (`_chunk_coefficients`), without forming per-token gradients.
+
+    [W_b | S_b] = [D_b W_0 + c S_0 | E_b S_0] + x^T [f_W d | f_S d]: one matrix product writes the
+    chunk's gradients into both. Without autograd the update runs in place.
 
     Args:
-        coefficient: (batch, heads, b).
-        layer_input: (batch, heads, b, d_in).
-        delta: (batch, heads, b, d_out).
-
-    Returns:
-        (batch, heads, d_in, d_out).
+        layer: [W_0 | S_0] (batch * heads, d_in, 2 d_out).
+        layer_input, delta: The layer's inputs x_s (batch * heads, b, d_in) and half its output
+            gradients d_s (batch * heads, b, d_out) for the chunk's keys.
+        keep, carry, gradient_factors: The chunk's (D_b, E_b) (batch * heads, 2), c
+            (batch * heads,) and (f_W, f_S) per token (batch * heads, b, 2).
     """
-    return (layer_input * coefficient.unsqueeze(-1)).transpose(-1, -2) @ delta
+    weights, momentum = layer.chunk(2, dim=-1)
+    gradients = (delta.unsqueeze(-2) * gradient_factors.unsqueeze(-1)).flatten(-2)  # [f_W d | f_S d]
+    if torch.is_grad_enabled():  # autograd keeps `layer` for the backward pass: write a new one
+        decayed_weights = torch.addcmul(weights * keep[:, :1, None], momentum, carry[:, None, None])
+        decayed = torch.cat([decayed_weights, momentum * keep[:, 1:, None]], dim=-1)
+        return torch.baddbmm(decayed, layer_input.transpose(-1, -2), gradients)
+    weights.mul_(keep[:, :1, None]).addcmul_(momentum, carry[:, None, None])
+    momentum.mul_(keep[:, 1:, None])
+    return layer.baddbmm_(layer_input.transpose(-1, -2), gradients)

@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from service.api import api_router, health, metrics
+from service.background.deliverer import Deliverer
+from service.background.scheduler import Scheduler
 from service.db import Database
 from service.errors import install_error_handlers
 from service.limits import BodyLimit
 from service.observability.logs import RequestLogContext
 from service.observability.metrics import DatabaseCollector
-from service.queue.deliverer import Deliverer
-from service.queue.scheduler import Scheduler
 from service.services.keys import TenantCache
 from service.services.quotas import RateLimiter
 from service.serving.tier import ServingTier

@@ -6,6 +6,9 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
+from service.schemas.lineages import EvaluationConfig, HealthConfig
+from trainers.contracts.methods import Method
+
 
 def now() -> int:
     """Unix seconds, the time unit of every `*_at` field the API returns."""
@@ -66,13 +69,29 @@ class Lineage(Base):
     name: Mapped[str] = mapped_column(String(64))
     base_model: Mapped[str] = mapped_column(Text)
     method_type: Mapped[str] = mapped_column(String(32))
-    method_config: Mapped[dict[str, Any]]
-    # Probe sizes and continual-evaluation cadence (`service.schemas.lineages.EvaluationConfig`).
+    method_config: Mapped[dict[str, Any]]  # every field, resolved when the lineage was created
+    # Probe sizes and continual-evaluation cadence (`evaluation_config`).
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The health gate, panel thresholds and training-data screen (`service.schemas.lineages.HealthConfig`).
+    # The health gate, panel thresholds and training-data screen (`health_config`).
     health: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     promoted_version: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[int] = mapped_column(default=now)
+
+    # The JSON columns, typed: read through these, never through the columns themselves.
+    @property
+    def method(self) -> Method:
+        """The lineage's method and its config."""
+        return Method.resolve(self.method_type, self.method_config)
+
+    @property
+    def evaluation_config(self) -> EvaluationConfig:
+        """How each job of the lineage is probed."""
+        return EvaluationConfig(**self.evaluation)
+
+    @property
+    def health_config(self) -> HealthConfig:
+        """The lineage's health gate, panel thresholds and training-data screen."""
+        return HealthConfig(**self.health)
 
 
 class Version(Base):

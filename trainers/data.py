@@ -134,10 +134,6 @@ class BatchOrder:
         """Steps that see every row once."""
         return math.ceil(self.rows / self.batch_size)
 
-    def total_steps(self, n_epochs: int, max_steps: int | None) -> int:
-        """`max_steps` when set, else `n_epochs` full passes."""
-        return max_steps or self.steps_per_epoch * n_epochs
-
     def batch(self, step: int) -> list[int]:
         """Row indices of the batch for `step` (counting from 0; epochs repeat past the end)."""
         epoch, index = divmod(step, self.steps_per_epoch)

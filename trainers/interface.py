@@ -1,7 +1,7 @@
 """The hooks the shared training loop calls: what a continual-learning method implements.
 
 A method class is built as `MethodClass(config)` from its config dataclass (see
-`trainers.registry`). The loop, per job (`trainers.loop.run_job`):
+`trainers.contracts.methods`). The loop, per job (`trainers.loop.run_job`):
 
 1. `prepare_model(base_model, parent_dir)` once; the loop trains the parameters that have
    `requires_grad` set;

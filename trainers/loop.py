@@ -24,12 +24,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from eval.continual import ContinualEvaluator
 from trainers.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.contracts.job import JobSpec
+from trainers.contracts.methods import load_method
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
 from trainers.precision import base_dtype, compute_dtype, device_type
 from trainers.progress import Progress
-from trainers.registry import load_method, method_config
-from trainers.spec import JobSpec
 
 __all__ = ["METRICS_EVERY", "run_job"]
 
@@ -48,8 +48,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     started_at = time.monotonic()
     _default_to_single_process()
     _stand_in_for_deepspeed_muon()
-    config = method_config(spec.method_type, spec.method_fields)
-    method: ContinualMethod = load_method(spec.method_type)(config)
+    config = spec.method.config
+    method: ContinualMethod = load_method(spec.method.type)(config)
     hyperparameters = spec.hyperparameters
     set_seed(spec.seed)
 
@@ -75,7 +75,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         raise ValueError("no training row has a token to learn from")
     method.start_job(spec.job_id, data.rows, spec.seed)
     order = BatchOrder(len(data.rows), hyperparameters.batch_size, spec.seed)
-    total_steps = order.total_steps(hyperparameters.n_epochs, hyperparameters.max_steps)
+    total_steps = hyperparameters.total_steps(len(data.rows))
 
     accelerator = Accelerator(
         deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=_deepspeed_config(hyperparameters.batch_size, config)),
@@ -255,7 +255,7 @@ def _publish(
         "lineage": spec.lineage,
         "version": spec.version,
         "parent_version": spec.parent_version,
-        "method": spec.method_type,
+        "method": spec.method.type,
         "config": asdict(method.config),
         "base_model": spec.base_model,
         "data": {

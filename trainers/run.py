@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
+from trainers.contracts.job import JobSpec, SpecError
 from trainers.progress import Progress
-from trainers.spec import JobSpec, SpecError
 
 __all__ = ["main"]
 

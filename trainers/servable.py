@@ -2,7 +2,7 @@
 
 A version of a PEFT-adapter method (`lora`, `replay`, `ilora`) is the base model with the
 adapter in `adapter/`; a method with modules PEFT cannot express (`titans`, `trc`) names its own
-loader in `trainers.registry`. Either way the result is a causal LM in eval mode whose forward
+loader in `trainers.contracts.methods`. Either way the result is a causal LM in eval mode whose forward
 takes `input_ids` and `attention_mask` and returns `logits`, so `transformers`' `generate` and
 the probe runners work on it unchanged.
 
@@ -23,7 +23,7 @@ from peft import PeftModel
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from trainers.registry import version_loader
+from trainers.contracts.methods import version_loader
 
 __all__ = ["StatefulVersion", "load_version", "version_method"]
 

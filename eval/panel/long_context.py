@@ -12,7 +12,6 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from eval.runners import ProbeRunner
-from trainers.base_model.corpus import COLOURS, PETS
 
 __all__ = ["LENGTHS", "PER_TASK", "SEED", "score", "tasks"]
 
@@ -21,7 +20,12 @@ LENGTHS = (120, 300)  # words per context: within the small base's 1024 position
 PER_TASK = 6  # items per task and length
 ANSWER_TOKENS = 16
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-WORDS = COLOURS + PETS  # common English words, all in the project base models' vocabulary
+# Common English words, all in the vocabulary of the project's tiny base models.
+WORDS = (
+    "red", "blue", "green", "yellow", "purple", "orange", "black", "white", "grey", "brown", "pink",
+    "silver", "gold", "teal", "violet", "crimson", "cat", "dog", "parrot", "rabbit", "goat", "owl",
+    "tortoise", "hamster", "horse", "ferret", "canary", "lizard", "pony", "goldfish", "hedgehog", "duck",
+)  # fmt: skip
 
 
 def tasks(seed: int = SEED, lengths: tuple[int, ...] = LENGTHS) -> list[dict[str, Any]]:

@@ -13,8 +13,6 @@ from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import Lineage, Tenant, Version
 from service.schemas.common import ListPage
 from service.schemas.lineages import (
-    EvaluationConfig,
-    HealthConfig,
     LineageCreate,
     LineagePublic,
     PromoteRequest,
@@ -106,9 +104,9 @@ def lineage_public(session: Session, row: Lineage) -> LineagePublic:
         id=row.id,
         name=row.name,
         base_model=row.base_model,
-        method={"type": row.method_type, row.method_type: row.method_config},
-        evaluation=EvaluationConfig(**row.evaluation),
-        health=HealthConfig(**row.health),
+        method=row.method.to_json(),
+        evaluation=row.evaluation_config,
+        health=row.health_config,
         created_at=row.created_at,
         head_version=row.promoted_version,
         promoted_version=row.promoted_version,

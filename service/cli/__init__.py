@@ -2,7 +2,7 @@
 
 import typer
 
-from service.cli import bench, resources, server
+from service.cli import resources, server
 
 app = typer.Typer(help="Neuroplast: continual fine-tuning service for LLMs.", no_args_is_help=True)
 app.command()(server.serve)
@@ -14,6 +14,5 @@ app.add_typer(server.base, name="base")
 app.add_typer(resources.files, name="files")
 app.add_typer(resources.lineages, name="lineages")
 app.add_typer(resources.jobs, name="jobs")
-app.add_typer(bench.bench, name="bench")
 
 __all__ = ["app"]

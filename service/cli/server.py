@@ -14,10 +14,10 @@ from service.errors import ApiError
 from service.main import create_app
 from service.models import Tenant
 from service.observability.logs import configure_logging
-from service.queue.worker import Worker
 from service.services import keys as api_keys
 from service.services.keys import any_key_exists, create_key
 from service.settings import Settings
+from service.worker.worker import Worker
 
 DataDir = Annotated[
     Path | None,

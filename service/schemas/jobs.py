@@ -4,44 +4,43 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trainers.contracts.job import AUTO_HYPERPARAMETERS, Hyperparameters, hyperparameter_problem
 from trainers.contracts.statuses import JobStatus
 
-# What "auto" resolves to. Fact-teaching jobs on small models need hundreds of steps
-# (docs/training.md, small base), so users usually raise n_epochs or set max_steps.
-AUTO_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
-_INT_RANGES = {"n_epochs": (1, 1000), "batch_size": (1, 512)}
 MAX_PROCESSES = 64  # trainer processes of one job, all on one machine
 
 
-class Hyperparameters(BaseModel):
-    """OpenAI's hyperparameters plus `max_steps`, which overrides `n_epochs` when set."""
+class RequestedHyperparameters(BaseModel):
+    """OpenAI's hyperparameters as a request sends them (each may be `"auto"`), plus `max_steps`,
+    which overrides `n_epochs` when set. Bounds are the trainer's (`HYPERPARAMETER_LIMITS`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     n_epochs: int | str = "auto"
     batch_size: int | str = "auto"
     learning_rate_multiplier: float | str = "auto"
-    max_steps: int | None = Field(None, ge=1, le=1_000_000)
+    max_steps: int | None = None
 
-    @field_validator("n_epochs", "batch_size", mode="before")
+    @field_validator("n_epochs", "batch_size", "learning_rate_multiplier", mode="before")
     @classmethod
-    def _auto_or_int(cls, value: Any, info: Any) -> Any:
-        low, high = _INT_RANGES[info.field_name]
-        if value == "auto" or (type(value) is int and low <= value <= high):
+    def _auto_or_in_bounds(cls, value: Any, info: Any) -> Any:
+        if value == "auto" or (problem := hyperparameter_problem(info.field_name, value)) is None:
             return value
-        raise ValueError(f"must be 'auto' or an integer from {low} to {high}")
+        raise ValueError(f"must be 'auto' or {problem.removeprefix('must be ')}")
 
-    @field_validator("learning_rate_multiplier", mode="before")
+    @field_validator("max_steps", mode="before")
     @classmethod
-    def _auto_or_positive(cls, value: Any) -> Any:
-        if value == "auto" or (type(value) in (int, float) and 0 < value <= 100):
+    def _unset_or_in_bounds(cls, value: Any) -> Any:
+        if value is None or (problem := hyperparameter_problem("max_steps", value)) is None:
             return value
-        raise ValueError("must be 'auto' or a number above 0 and at most 100")
+        raise ValueError(f"{problem} (or null)")
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> Hyperparameters:
         """The values a trainer runs with: every "auto" replaced."""
-        values = self.model_dump()
-        return {k: AUTO_HYPERPARAMETERS[k] if v == "auto" else v for k, v in values.items()}
+        values: dict[str, Any] = {
+            k: AUTO_HYPERPARAMETERS[k] if v == "auto" else v for k, v in self.model_dump().items()
+        }
+        return Hyperparameters(**values)
 
 
 class JobCreate(BaseModel):
@@ -49,7 +48,7 @@ class JobCreate(BaseModel):
 
     model: str = Field(description="The lineage to update.")
     training_file: str
-    hyperparameters: Hyperparameters = Field(default_factory=lambda: Hyperparameters())
+    hyperparameters: RequestedHyperparameters = Field(default_factory=lambda: RequestedHyperparameters())
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(None, max_length=64)

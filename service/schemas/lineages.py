@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 LINEAGE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
-class MethodSpec(BaseModel):
+class MethodChoice(BaseModel):
     """`{type, <type>: {...config}}`; the config is checked against the method's dataclass."""
 
     model_config = ConfigDict(extra="allow")
@@ -15,7 +15,7 @@ class MethodSpec(BaseModel):
     type: str = Field(description="lora | replay | ilora | titans | trc")
 
     @model_validator(mode="after")
-    def _only_own_config(self) -> "MethodSpec":
+    def _only_own_config(self) -> "MethodChoice":
         others = sorted(set(self.model_extra or {}) - {self.type})
         if others:
             raise ValueError(f"unexpected key(s) {others}: only '{self.type}' may hold a config")
@@ -91,7 +91,7 @@ class LineageCreate(BaseModel):
 
     name: str = Field(pattern=LINEAGE_NAME, description="Lowercase letters, digits, '.', '_', '-'.")
     base_model: str = Field(min_length=1, max_length=1024, description="HF hub id or local path.")
-    method: MethodSpec = Field(default_factory=lambda: MethodSpec(type="lora"))
+    method: MethodChoice = Field(default_factory=lambda: MethodChoice(type="lora"))
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 

@@ -1,4 +1,4 @@
-"""Health checks: an evaluation of one version, queued for workers (`service.queue`) like jobs."""
+"""Health checks: an evaluation of one version, queued for workers (`service.worker`) like jobs."""
 
 import secrets
 

@@ -1,7 +1,7 @@
 """Fine-tuning jobs: creation, listing, cancellation, and their events and checkpoints."""
 
-import math
 import secrets
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,12 @@ from eval.probes import Probes, ProbeSizes, build_probes_from_file
 from service.errors import ApiError, not_found
 from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
-from service.schemas.lineages import EvaluationConfig, HealthConfig
 from service.services.files import get_file
 from service.services.lineages import get_lineage
 from service.services.paging import page
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
+from trainers.contracts.job import Hyperparameters
 from trainers.contracts.statuses import JobStatus
 
 
@@ -25,7 +25,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
     """Queue a job on a lineage; it runs after every earlier job of that lineage."""
     lineage = get_lineage(session, tenant, request.model, param="model")
     training_file = get_file(session, tenant, request.training_file, param="training_file")
-    screen = HealthConfig(**lineage.health).data_screen
+    screen = lineage.health_config.data_screen
     junk = training_file.junk_ratio or 0.0  # None for files uploaded before the screen existed
     junky = junk > screen.threshold
     if junky and screen.action == "refuse":
@@ -38,7 +38,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
             code="junk_training_file",
         )
     hyperparameters = request.hyperparameters.resolved()
-    _check_processes(request.processes, hyperparameters["batch_size"], settings.max_job_processes)
+    _check_processes(request.processes, hyperparameters.batch_size, settings.max_job_processes)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     probes = job_probes(training_file, lineage, seed)
     _check_steps(hyperparameters, training_file.rows - len(probes.held_out_rows), settings.max_job_steps)
@@ -48,7 +48,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
         lineage_pk=lineage.pk,
         training_file=training_file.id,
         status=JobStatus.QUEUED,
-        hyperparameters=hyperparameters,
+        hyperparameters=asdict(hyperparameters),
         seed=seed,
         suffix=request.suffix,
         metadata_=request.metadata,
@@ -78,7 +78,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
 
 def job_probes(training_file: File, lineage: Lineage, seed: int) -> Probes:
     """The probes of a job on `training_file`, sized by the lineage's evaluation config."""
-    config = EvaluationConfig(**lineage.evaluation)
+    config = lineage.evaluation_config
     sizes = ProbeSizes(
         recall=config.recall_items,
         recognition=config.recognition_items,
@@ -109,13 +109,12 @@ def _check_processes(processes: int | None, batch_size: int, limit: int) -> None
         )
 
 
-def _check_steps(hyperparameters: dict[str, Any], trained_rows: int, limit: int) -> None:
+def _check_steps(hyperparameters: Hyperparameters, trained_rows: int, limit: int) -> None:
     """Refuse a job of more optimizer steps than `limit`, naming the hyperparameter that sets them."""
-    max_steps = hyperparameters["max_steps"]
-    steps = max_steps or hyperparameters["n_epochs"] * math.ceil(trained_rows / hyperparameters["batch_size"])
+    steps = hyperparameters.total_steps(trained_rows)
     if steps <= limit:
         return
-    param = "hyperparameters.max_steps" if max_steps else "hyperparameters.n_epochs"
+    param = "hyperparameters.max_steps" if hyperparameters.max_steps else "hyperparameters.n_epochs"
     raise ApiError(
         400,
         f"{param}: the job would run {steps} optimizer steps, over this service's limit of {limit} "

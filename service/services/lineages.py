@@ -14,14 +14,14 @@ from service.services.paging import page
 from service.services.paths import resolve_base_model
 from service.services.webhooks import emit, version_data
 from service.settings import Settings
+from trainers.contracts.methods import Method, MethodConfigError
 from trainers.contracts.statuses import VersionStatus
-from trainers.registry import MethodConfigError, resolve_method_config
 
 
 def create_lineage(session: Session, settings: Settings, tenant: Tenant, request: LineageCreate) -> Lineage:
     """Create a lineage after checking its base model (a local one: under an allowed root) and method."""
     try:
-        config = resolve_method_config(request.method.type, request.method.config)
+        config = Method.resolve(request.method.type, request.method.config).fields
     except MethodConfigError as error:
         raise ApiError(400, str(error), param=error.param, code="invalid_method") from error
     base_model = resolve_base_model(request.base_model, settings.base_model_roots, settings.hub_models)

@@ -60,7 +60,7 @@ def build_report(
         store: The artifact store (a remote one uploads the files after the commit).
         gating: This report decides a promotion: a `rot` verdict rejects the version.
     """
-    config = HealthConfig(**lineage.health)
+    config = lineage.health_config
     reference = reference_version(session, lineage, version)
     comparisons: dict[str, dict[str, Any]] = {}
     details: dict[str, Any] = {}

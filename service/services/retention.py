@@ -1,7 +1,7 @@
 """A lineage's retention matrix R[version][job], assembled from the scores workers stored.
 
 After each job the worker's evaluator scores the new version on every earlier job's probes and
-its own, the parent version and the base model on the new job's probes (`service.queue.evaluation`);
+its own, the parent version and the base model on the new job's probes (`service.worker.evaluation`);
 each score is one `RetentionScore` row. Rows of the matrix are versions 1..N; column j is the job
 that produced version j, so R[j-1][j] is that job's score just before it trained (forward transfer).
 """

@@ -3,7 +3,7 @@
 `emit` writes an event and one pending delivery per subscribed endpoint inside the caller's
 transaction, the one that makes the state change the event reports: the change and its event
 commit together or not at all, so no event is lost when a process dies. The deliverer
-(`service.queue.deliverer`) sends what is pending, signed, and retries with exponential backoff.
+(`service.background.deliverer`) sends what is pending, signed, and retries with exponential backoff.
 """
 
 import base64
@@ -197,7 +197,7 @@ def check_url(url: str, private_networks: bool) -> None:
     try:
         address = ipaddress.ip_address(parts.hostname)
     except ValueError:
-        return  # a name: resolved and checked at every delivery (`service.queue.deliverer`)
+        return  # a name: resolved and checked at every delivery (`service.background.deliverer`)
     if not private_networks and not is_public(address):
         raise ApiError(
             400,

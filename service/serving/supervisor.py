@@ -51,7 +51,7 @@ class Supervisor:
         """The command line of the backend server (the key travels in `environment`, not here,
         since any user of the machine can read a process's arguments)."""
         if self.replica.backend == "native":
-            server = [sys.executable, "-m", "service.serving.native", "--model", self.replica.base_model]
+            server = [sys.executable, "-m", "trainers.native_server", "--model", self.replica.base_model]
             limits = ["--max-tokens", str(self.settings.gateway_max_tokens)]
             limits += ["--max-seconds", str(self.settings.native_max_seconds)]
             return [*server, "--port", str(self.port), *limits]

@@ -8,7 +8,7 @@ def test_the_api_worker_and_cli_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from service.main import create_app\n"
-        "from service.queue.worker import Worker\n"
+        "from service.worker.worker import Worker\n"
         "from service.cli import app\n"
         "create_app()\n"
         "heavy = {'torch', 'transformers', 'peft', 'deepspeed', 'accelerate'} & set(sys.modules)\n"

@@ -1,6 +1,6 @@
 """The Postgres backend as an operator first meets it: an empty database, processes starting together.
 
-The queue and API tests run on Postgres too (tests/service/queue, tests/service/api).
+The queue and API tests run on Postgres too (tests/service/worker, tests/service/api).
 """
 
 import os

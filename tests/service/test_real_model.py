@@ -20,7 +20,7 @@ from service.local import local_service
 from tests.service.conftest import QUICK_GATE, finished_job
 from trainers.base_model.catalog import KNOWN_MODELS
 from trainers.base_model.fetch import default_cache_dir, fetch_base
-from trainers.registry import available_methods
+from trainers.contracts.methods import available_methods
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.real_model]
 

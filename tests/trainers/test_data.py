@@ -114,8 +114,3 @@ class TestBatchOrder:
         first, second = BatchOrder(10, 4, seed=0), BatchOrder(10, 4, seed=0)
         assert [first.batch(s) for s in range(7)] == [second.batch(s) for s in reversed(range(7))][::-1]
         assert BatchOrder(10, 4, seed=1).batch(0) != first.batch(0)
-
-    def test_max_steps_overrides_epochs(self) -> None:
-        order = BatchOrder(rows=10, batch_size=4, seed=0)
-        assert order.total_steps(n_epochs=3, max_steps=None) == 9
-        assert order.total_steps(n_epochs=3, max_steps=5) == 5

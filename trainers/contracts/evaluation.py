@@ -1,6 +1,6 @@
-"""The evaluator's spec: what `python -m eval.run` is asked to score (docs/evaluation.md).
+"""The evaluator's spec: what `python -m trainers.evaluate` is asked to score (docs/evaluation.md).
 
-Written by the worker (`service/queue/evaluation.py`) and the benchmarks, read by `eval/run.py`.
+Written by the worker (`service/worker/evaluation.py`) and the benchmarks, read by `trainers/evaluate.py`.
 Torch-free.
 """
 

@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.db import Database
 from service.main import create_app
-from service.queue.lease import JobQueue
-from service.queue.worker import Worker
 from service.services.keys import create_key
 from service.settings import Settings
+from service.worker.lease import JobQueue
+from service.worker.worker import Worker
 from tests.service.conftest import FACTS, QUICK_GATE, upload
 from tests.service.serving import fake_vllm as fake
 from tests.service.serving.conftest import publish, wait_serving

@@ -36,7 +36,7 @@ def records(stderr: pytest.CaptureFixture[str]) -> list[dict]:
 
 def test_json_lines_carry_the_context_and_tracebacks(stderr: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", "INFO")
-    log = logging.getLogger("service.queue.worker")
+    log = logging.getLogger("service.worker.worker")
     with log_context(job_id="ftjob-1", lineage="bot", version=None):
         with log_context(tenant="acme"):
             log.info("claimed %s", "ftjob-1")
@@ -49,7 +49,7 @@ def test_json_lines_carry_the_context_and_tracebacks(stderr: pytest.CaptureFixtu
 
     first, failed, outside = records(stderr)
     assert first["message"] == "claimed ftjob-1" and first["level"] == "INFO"
-    assert first["logger"] == "service.queue.worker"
+    assert first["logger"] == "service.worker.worker"
     assert (first["job_id"], first["lineage"], first["tenant"]) == ("ftjob-1", "bot", "acme")
     assert "version" not in first  # None values are left out
     assert first["timestamp"].endswith("+00:00")

@@ -14,12 +14,12 @@ from sqlalchemy import select
 from service.db import Database
 from service.local import free_port
 from service.models import Checkpoint, Job, JobEvent, Version
-from service.queue.worker import Worker
 from service.settings import Settings
+from service.worker.worker import Worker
 from tests.service.conftest import FACTS, QUICK_GATE, upload
-from tests.service.queue.test_worker import _count, _trainer_of, _wait_for
 from tests.service.storage.s3 import Bucket
 from tests.service.storage.test_store import FAIL_FAST
+from tests.service.worker.test_worker import _count, _trainer_of, _wait_for
 
 pytestmark = pytest.mark.slow
 

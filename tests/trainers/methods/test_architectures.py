@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 from tests.trainers.conftest import TrainerRun, run_trainer, write_spec
 from trainers.base_model.architectures import ARCHITECTURES
 from trainers.base_model.build import PRESETS, build_base
-from trainers.registry import available_methods
+from trainers.contracts.methods import Method, available_methods
 from trainers.servable import load_version
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def lineages(
                 parent_dir=parent,
                 max_steps=STEPS,
                 checkpoint_every=STEPS,
-                method={"type": method, method: {"r": 4}},
+                method=Method.resolve(method, {"r": 4}),
             )
             run = run_trainer(spec)
             lineage.runs.append(run)

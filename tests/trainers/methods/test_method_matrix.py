@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.trainers.conftest import run_trainer, write_spec
-from trainers.registry import available_methods, version_loader
+from trainers.contracts.methods import Method, available_methods, version_loader
 from trainers.servable import load_version
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _train(output_dir: Path, tiny_base: Path, data: Path, method: str, parent: P
         parent_dir=parent,
         max_steps=STEPS,
         checkpoint_every=EVERY,
-        method={"type": method, method: {"r": 4}},
+        method=Method.resolve(method, {"r": 4}),
     )
     run = run_trainer(spec)
     assert run.returncode == 0, run.stderr[-3000:]

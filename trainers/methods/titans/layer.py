@@ -30,8 +30,8 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from memory.neural_memory import NeuralMemory, NeuralMemoryState
+from trainers.contracts.methods import Method
 from trainers.methods.titans.config import TitansConfig
-from trainers.registry import method_config
 from trainers.servable import StatefulVersion
 
 __all__ = ["WEIGHTS_FILE", "MemoryBranch", "TitansForCausalLM", "load_version", "memory_layers"]
@@ -173,7 +173,7 @@ def load_version(base_model: PreTrainedModel, version_dir: Path) -> TitansForCau
     lineage trains one, and the memory branches from `memory/neural_memory.safetensors`.
     """
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    config: TitansConfig = method_config("titans", manifest["config"])
+    config: TitansConfig = Method.resolve("titans", manifest["config"]).config
     base_model.requires_grad_(False)
     lm = PeftModel.from_pretrained(base_model, version_dir / "adapter") if config.base_lora else base_model
     model = TitansForCausalLM(lm, base_model, config)

@@ -1,4 +1,4 @@
-"""One trainer or evaluator process (`python -m trainers.run|eval.run --spec …`) and its JSON lines.
+"""One trainer or evaluator process (`python -m trainers.run|trainers.evaluate --spec …`) and its JSON lines.
 
 A trainer of several processes runs under torchrun (`python -m torch.distributed.run`), which
 starts one rank per process and stops them all when one fails; rank 0 writes the protocol lines.
@@ -23,7 +23,7 @@ _EOF = object()
 
 
 class TrainerProcess:
-    """Spawns a trainer (or, with `module="eval.run"`, an evaluator) in its own process group and
+    """Spawns a trainer (or, with `module="trainers.evaluate"`, an evaluator) in its own process group and
     streams its protocol lines.
 
     The process is killed if the worker dies (Linux parent-death signal), so a re-claimed job
@@ -36,7 +36,7 @@ class TrainerProcess:
     Args:
         spec_path: The job's spec.json.
         log_path: Where stderr goes (appended): of the process, or of the launcher and all ranks.
-        module: `trainers.run` or `eval.run`.
+        module: `trainers.run` or `trainers.evaluate`.
         processes: Ranks to launch; 1 runs the module directly, without a launcher.
         threads: CPU threads of each process (`OMP_NUM_THREADS`); None leaves torch's default,
             every core for one process (torchrun gives each of several one thread).

@@ -27,10 +27,10 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import WebhookDelivery, WebhookEndpoint
-from service.queue import deliverer
 from service.services.keys import create_tenant
 from service.services.webhooks import emit
 from service.settings import Settings
+from service.background import deliverer
 
 NAME = "hooks.example"
 STAND_IN = "127.0.0.2"  # a "public" address where nothing listens

@@ -1,17 +1,11 @@
-"""The method registry: what the control plane validates lineage configs with."""
+"""The method registry and `Method`: a lineage's config is resolved once, where it is created."""
 
 import subprocess
 import sys
 
 import pytest
 
-from trainers.registry import (
-    MethodConfigError,
-    available_methods,
-    load_method,
-    method_config,
-    resolve_method_config,
-)
+from trainers.contracts.methods import Method, MethodConfigError, available_methods, load_method
 
 
 def test_every_method_is_available() -> None:
@@ -19,7 +13,7 @@ def test_every_method_is_available() -> None:
 
 
 def test_resolving_fills_every_default() -> None:
-    config = resolve_method_config("lora", {"r": 8})
+    config = Method.resolve("lora", {"r": 8}).fields
     assert config == {
         "r": 8,
         "alpha": 32.0,
@@ -31,7 +25,7 @@ def test_resolving_fills_every_default() -> None:
         "max_grad_norm": 1.0,
         "max_seq_len": 256,
     }
-    assert resolve_method_config("lora", config) == config  # resolving is idempotent
+    assert Method.resolve("lora", config).fields == config  # resolving is idempotent
 
 
 @pytest.mark.parametrize(
@@ -58,26 +52,44 @@ def test_resolving_fills_every_default() -> None:
 )
 def test_rejects_with_the_param_name(method_type: str, config: dict, param: str) -> None:
     with pytest.raises(MethodConfigError) as raised:
-        resolve_method_config(method_type, config)
+        Method.resolve(method_type, config)
     assert raised.value.param == param
     assert raised.value.message
 
 
 def test_accepts_a_list_of_module_names() -> None:
-    config = resolve_method_config("lora", {"target_modules": ["q_proj", "v_proj"]})
+    config = Method.resolve("lora", {"target_modules": ["q_proj", "v_proj"]}).fields
     assert config["target_modules"] == ["q_proj", "v_proj"]
 
 
 def test_load_method_gives_the_class_for_the_config() -> None:
-    method = load_method("lora")(method_config("lora", {"r": 4}))
+    method = load_method("lora")(Method.resolve("lora", {"r": 4}).config)
     assert method.config.r == 4
 
 
 def test_importing_the_registry_does_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "from trainers.registry import resolve_method_config\n"
-        "resolve_method_config('lora', {})\n"
+        "from trainers.contracts.methods import Method\n"
+        "Method.resolve('lora', {})\n"
         "assert not {'torch', 'transformers', 'peft'} & set(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_method_reads_back_what_it_writes() -> None:
+    method = Method.resolve("ilora", {"slow_lambda": 0.99})
+    assert Method.from_json(method.to_json()) == method
+    assert method.to_json()["ilora"]["slow_lambda"] == 0.99
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"lora": {}}, 'an object with a "type"'),
+        ({"type": "lora", "trc": {}}, r"unexpected key\(s\) \['trc'\]"),
+    ],
+)
+def test_a_malformed_method_object_is_refused(data: dict, message: str) -> None:
+    with pytest.raises(MethodConfigError, match=message):
+        Method.from_json(data)

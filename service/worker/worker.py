@@ -26,10 +26,15 @@ from sqlalchemy.orm import Session
 from service.db import Database
 from service.models import File, HealthCheck, Job, Lineage, Tenant, Version, now
 from service.observability.logs import log_context
-from service.queue.evaluation import (
+from service.services.gate import gate
+from service.services.jobs import add_event
+from service.services.reports import build_report
+from service.services.webhooks import emit, job_data
+from service.settings import Settings
+from service.storage.store import ArtifactStore
+from service.worker.evaluation import (
     PROBES_FILE,
     earlier_probes,
-    gate,
     health_check_spec,
     needed_versions,
     new_panels,
@@ -37,16 +42,11 @@ from service.queue.evaluation import (
     record_scores,
     retention_spec,
 )
-from service.queue.job_log import candidate_version, record_line, retention_message
-from service.queue.lease import JobQueue, Lease, LeaseLost
-from service.queue.trainer_process import TrainerProcess
-from service.schemas.lineages import EvaluationConfig
-from service.services.jobs import add_event
-from service.services.reports import build_report
-from service.services.webhooks import emit, job_data
-from service.settings import Settings
-from service.storage.store import ArtifactStore
+from service.worker.job_log import candidate_version, record_line, retention_message
+from service.worker.lease import JobQueue, Lease, LeaseLost
+from service.worker.trainer_process import TrainerProcess
 from trainers.contracts.evaluation import EvaluatorSpec
+from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
 from trainers.contracts.lines import (
     Completed,
@@ -55,7 +55,6 @@ from trainers.contracts.lines import (
     Scores,
 )
 from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
-from trainers.spec import Hyperparameters, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +245,7 @@ class Worker:
     def _run_evaluator(
         self, lease: Lease, spec: EvaluatorSpec, stop: threading.Event
     ) -> tuple[list[Scores | Panel], str | None]:
-        """Run `python -m eval.run` on `spec`; its `scores` and `panel` lines, and why it failed
+        """Run `python -m trainers.evaluate` on `spec`; its `scores` and `panel` lines, and why it failed
         (None if it did not)."""
         spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +253,7 @@ class Worker:
         evaluator = TrainerProcess(
             spec_path,
             self._log(lease),
-            module="eval.run",
+            module="trainers.evaluate",
             threads=self.settings.trainer_threads,
             offline=not self.settings.hub_models,
         )
@@ -324,15 +323,15 @@ class Worker:
                 )
             ).one()
             parent = self.store.local_version(location)
-        evaluation = EvaluationConfig(**lineage.evaluation)
+        evaluation = lineage.evaluation_config
         continual_eval = None
         if job.probes is not None and evaluation.continual_eval_every > 0:
-            continual_eval = {
-                "every": evaluation.continual_eval_every,
-                "items": evaluation.continual_eval_items,
-                "earlier": earlier_probes(session, lineage, number, self.store),
-                "current": str(staging / PROBES_FILE),
-            }
+            continual_eval = ContinualEvalSpec(
+                every=evaluation.continual_eval_every,
+                items=evaluation.continual_eval_items,
+                earlier=earlier_probes(session, lineage, number, self.store),
+                current=str(staging / PROBES_FILE),
+            )
         spec = JobSpec(
             job_id=job.id,
             tenant=tenant.name,
@@ -340,7 +339,7 @@ class Worker:
             version=number,
             parent_version=job.parent_version,
             base_model=lineage.base_model,
-            method={"type": lineage.method_type, lineage.method_type: lineage.method_config},
+            method=lineage.method,
             training_file=Path(training_file.path),
             training_file_sha256=training_file.sha256,
             parent_dir=parent,

@@ -72,7 +72,7 @@ def retention_message(scores: dict[str, Any] | None, entries: int) -> str:
 
 
 def candidate_version(lineage: Lineage, job: Job, path: str, manifest: dict[str, Any]) -> Version:
-    # A candidate until the health gate (service.queue.evaluation.gate) promotes or rejects it. The
+    # A candidate until the health gate (service.services.gate) promotes or rejects it. The
     # serving tier (docs/serving.md) then loads and warms up a promoted one before flipping the alias.
     return Version(
         lineage_pk=lineage.pk,

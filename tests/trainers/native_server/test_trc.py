@@ -9,9 +9,9 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from service.serving.native import NativeModel, create_app
 from trainers.data import Collator
 from trainers.methods.trc.layer import ThalamicRouter
+from trainers.native_server import NativeModel, create_app
 from trainers.servable import load_version
 
 NAME = "default/columns@1"

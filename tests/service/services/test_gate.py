@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import Job, Lineage, PanelResult, Version, WebhookEvent
-from service.queue.evaluation import gate
+from service.services.gate import gate
 from service.settings import Settings
 from service.storage.store import ArtifactStore
 from tests.service.api.test_health_checks import _published

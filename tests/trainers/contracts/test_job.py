@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from trainers.spec import JobSpec, SpecError
+from trainers.contracts.job import Hyperparameters, JobSpec, SpecError
+from trainers.contracts.methods import Method, MethodConfigError
 
 SPEC = {
     "job_id": "ftjob-1",
@@ -29,7 +30,7 @@ def test_a_protocol_spec_parses_with_paths() -> None:
     spec = JobSpec.from_dict(SPEC)
     assert spec.parent_dir == Path("/store/acme/bot/v1")
     assert spec.hyperparameters.batch_size == 8
-    assert (spec.method_type, spec.method_fields) == ("lora", {"r": 8})
+    assert (spec.method.type, spec.method.config.r) == ("lora", 8)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_a_protocol_spec_parses_with_paths() -> None:
         ({"hyperparameters": {"n_epochs": 3, "batch_size": 8}}, "missing fields: learning_rate_multiplier"),
         (
             {"hyperparameters": {"n_epochs": 3, "batch_size": 0, "learning_rate_multiplier": 1.0}},
-            "hyperparameters.batch_size must be a positive integer",
+            "hyperparameters.batch_size must be an integer from 1 to 512",
         ),
         ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
         ({"parent_dir": None}, "parent_dir and parent_version must be both set or both null"),
@@ -54,11 +55,27 @@ def test_mistakes_are_refused_with_a_reason(change: dict, message: str) -> None:
 def test_a_written_spec_reads_back_equal(tmp_path: Path) -> None:
     spec = JobSpec.from_dict(SPEC)
     assert JobSpec.load(spec.write(tmp_path / "spec.json")) == spec
-    assert spec.to_json() == {**SPEC, "held_out_rows": [], "continual_eval": None, "precision": "auto"}
+    resolved = Method.resolve("lora", {"r": 8}).to_json()  # every default written out
+    assert spec.to_json() == {
+        **SPEC,
+        "method": resolved,
+        "held_out_rows": [],
+        "continual_eval": None,
+        "precision": "auto",
+    }
 
 
-def test_a_spec_built_in_code_is_checked_as_a_read_one() -> None:
-    """Writers build JobSpec objects, so a bad method config fails where the spec is made."""
+def test_a_spec_built_in_code_carries_a_resolved_method() -> None:
+    """Writers build JobSpec objects from a `Method`, so a bad config fails where it is resolved."""
     built = JobSpec.from_dict(SPEC)
-    with pytest.raises(SpecError, match=r"method\.lora\.alpha: must be a number"):
-        JobSpec(**{**built.__dict__, "method": {"type": "lora", "lora": {"alpha": "big"}}})
+    with pytest.raises(SpecError, match="must be a Method, got dict"):
+        JobSpec(**{**built.__dict__, "method": {"type": "lora", "lora": {"r": 8}}})
+    with pytest.raises(MethodConfigError, match=r"method\.lora\.alpha: must be a number"):
+        Method.resolve("lora", {"alpha": "big"})
+
+
+def test_max_steps_overrides_epochs() -> None:
+    """The API's step limit and the trainer count steps with the same rule."""
+    epochs = Hyperparameters(n_epochs=3, batch_size=4, learning_rate_multiplier=1.0)
+    assert epochs.total_steps(rows=10) == 9  # 3 passes of ceil(10 / 4) steps
+    assert Hyperparameters(3, 4, 1.0, max_steps=5).total_steps(rows=10) == 5

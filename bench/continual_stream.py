@@ -1,6 +1,6 @@
 """Continual-learning benchmark: a stream of generated tasks taught one job at a time, per method.
 
-`neuroplast bench cl --methods lora,replay,ilora --seeds 3`. For each method and seed, a
+`python -m bench.continual --methods lora,replay,ilora --seeds 3`. For each method and seed, a
 lineage learns the default stream (`default_stream`: three fact sets about new people, one per
 domain, then a skill task) one version per task, each version trained by the trainer process
 jobs use (`python -m trainers.run`, its parent the previous version). After each task the
@@ -14,8 +14,6 @@ the defaults (the `trc` ablations). `step_times` measures the cost of a step aga
 import json
 import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,12 +25,14 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bench.jobs import job_spec, run_job
 from eval.metrics import ContinualMetrics, area_under_forgetting_curve, continual_metrics
 from eval.probes import ProbeSizes, build_probes
 from eval.recall import recall
 from trainers.base_model.corpus import MONTHS, fact_set
+from trainers.contracts.job import ContinualEvalSpec
+from trainers.contracts.methods import Method
 from trainers.servable import load_version
-from trainers.spec import Hyperparameters, JobSpec
 
 __all__ = ["BATCH_SIZE", "STEPS", "VARIANTS", "Task", "default_stream", "run_benchmark", "step_times"]
 
@@ -193,8 +193,8 @@ def step_times(
     Returns:
         Per method, milliseconds.
     """
+    from trainers.contracts.methods import load_method
     from trainers.data import Collator, render_row
-    from trainers.registry import load_method, method_config
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     stream = default_stream()
@@ -202,7 +202,7 @@ def step_times(
     new = [render_row(row, tokenizer, 256) for row in stream[1].rows]
     runners = {}
     for name in methods:
-        method = load_method(name)(method_config(name, {}))
+        method = load_method(name)(Method.resolve(name).config)
         model = method.prepare_model(AutoModelForCausalLM.from_pretrained(base_model), None)
         method.start_job("job-1", old, seed=0)
         method.start_job("job-2", new, seed=0)
@@ -261,12 +261,9 @@ def _run_lineage(
     parent: Path | None = None
     probes: dict[str, str] = {}  # job id -> probes.json of the tasks so far
     for i, (task, (training_file, probes_file)) in enumerate(zip(tasks, files, strict=True)):
-        continual_eval = {
-            "every": CONTINUAL_EVAL_EVERY,
-            "items": len(task.rows),
-            "earlier": dict(probes),
-            "current": str(probes_file),
-        }
+        continual_eval = ContinualEvalSpec(
+            every=CONTINUAL_EVAL_EVERY, items=len(task.rows), earlier=dict(probes), current=str(probes_file)
+        )
         output_dir = lineage_dir / f"v{i + 1}"
         job_id = _train(
             method,
@@ -299,7 +296,7 @@ def _train(
     output_dir: Path,
     cache_dir: Path,
     steps: int,
-    continual_eval: dict[str, Any],
+    continual_eval: ContinualEvalSpec,
 ) -> str:
     """One job, exactly as a worker runs it: a spec file and `python -m trainers.run`; returns its id.
 
@@ -308,36 +305,23 @@ def _train(
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     method_type, config = VARIANTS.get(method, (method, {}))
-    spec = JobSpec(
-        job_id=f"ftjob-bench-{method}-{seed}-{index}",
-        tenant="bench",
-        lineage=f"{method}-seed{seed}",
-        version=index + 1,
-        parent_version=index if parent else None,
-        base_model=str(base_model),
-        method={"type": method_type, method_type: config},
-        training_file=training_file,
-        training_file_sha256=f"{training_file.stem}-{training_file.stat().st_size}",
+    spec = job_spec(
+        output_dir,
+        base_model,
+        training_file,
+        steps=steps,
+        method=Method.resolve(method_type, config),
         parent_dir=parent,
-        output_dir=output_dir,
-        hyperparameters=Hyperparameters(
-            n_epochs=1,
-            batch_size=BATCH_SIZE,
-            learning_rate_multiplier=LEARNING_RATE_MULTIPLIER,
-            max_steps=steps,
-        ),
+        version=index + 1,
+        job_id=f"ftjob-bench-{method}-{seed}-{index}",
+        lineage=f"{method}-seed{seed}",
+        batch_size=BATCH_SIZE,
+        learning_rate_multiplier=LEARNING_RATE_MULTIPLIER,
         seed=seed,
-        checkpoint_every=steps,
         cache_dir=cache_dir,
-        continual_eval=continual_eval if continual_eval["earlier"] else None,
+        continual_eval=continual_eval if continual_eval.earlier else None,
     )
-    spec.write(output_dir / "spec.json")
-    process = subprocess.run(
-        [sys.executable, "-m", "trainers.run", "--spec", str(output_dir / "spec.json")],
-        capture_output=True,
-        text=True,
-    )
-    (output_dir / "progress.jsonl").write_text(process.stdout)
-    if process.returncode != 0:
-        raise RuntimeError(f"{spec.job_id} failed: {process.stderr.strip().splitlines()[-1:]}")
+    run = run_job(spec)
+    if run.returncode != 0:
+        raise RuntimeError(f"{spec.job_id} failed: {run.stderr.strip().splitlines()[-1:]}")
     return spec.job_id

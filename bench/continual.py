@@ -1,12 +1,22 @@
-"""The continual-learning benchmark's report: markdown table and retention plot (PNG)."""
+"""`python -m bench.continual`: the continual-learning benchmark, its markdown table and retention plot.
 
+    python -m bench.continual --methods lora,replay,ilora --seeds 3
+
+trains the lineages of `bench.continual_stream` (on the `small` base, built on first use), measures
+the step cost of each method against `lora`'s, writes the retention plot and replaces its section
+of docs/benchmarks.md. Run it from the repository root, on a machine that trains.
+"""
+
+import argparse
 import json
 import os
 import platform
+import shlex
+import sys
 from datetime import date
 from pathlib import Path
 
-from eval.cl_benchmark import (
+from bench.continual_stream import (
     BATCH_SIZE,
     LEARNING_RATE_MULTIPLIER,
     STEPS,
@@ -16,9 +26,56 @@ from eval.cl_benchmark import (
     step_times,
     summary,
 )
+from bench.report import REPORT, write_section
 from eval.metrics import continual_metrics
 
-__all__ = ["plot_retention", "report", "run_and_report"]
+__all__ = ["main", "plot_retention", "report", "run_and_report"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and write its section of docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.continual", description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="lora,replay,ilora", help="comma-separated methods or variants")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method (mean and spread)")
+    parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps per task")
+    parser.add_argument("--base", type=Path, default=Path(".bench/base-small"), help="base model folder")
+    parser.add_argument("--workdir", type=Path, default=Path(".bench/cl"), help="scratch folder")
+    parser.add_argument("--plot", type=Path, default=Path("docs/images/retention.png"), help="retention PNG")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="matrices.json of an earlier run: its other methods are reported, not rerun",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="lineages trained at once (with OMP_NUM_THREADS=1 on few cores)",
+    )
+    parser.add_argument("--section", default="continual-learning", help="section of docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.steps < 1 or args.parallel < 1:
+        parser.error("--seeds, --steps and --parallel must be at least 1")
+    markdown = run_and_report(
+        args.methods.split(","),
+        args.seeds,
+        args.base,
+        args.workdir,
+        args.plot,
+        steps=args.steps,
+        reuse=args.reuse,
+        parallel=args.parallel,
+        command=_command_line(argv),
+    )
+    write_section(args.section, markdown)
+    print(f"wrote its section of {REPORT} and {args.plot}")
+
+
+def _command_line(argv: list[str] | None) -> str:
+    """This command as typed, after the thread setting it ran with (it changes the step times)."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    prefix = [f"OMP_NUM_THREADS={threads}"] if threads else []
+    return shlex.join([*prefix, "python", "-m", "bench.continual", *(sys.argv[1:] if argv is None else argv)])
 
 
 def run_and_report(
@@ -35,7 +92,7 @@ def run_and_report(
     """Run the benchmark and the cost measurement; write the plot; return the markdown section.
 
     Args:
-        methods: Method names (or `eval.cl_benchmark.VARIANTS`).
+        methods: Method names (or `bench.continual_stream.VARIANTS`).
         seeds: Seeds per method.
         base_model: Base model folder; the `small` preset is built there when it is missing.
         workdir: Scratch folder for lineages and data.
@@ -45,7 +102,7 @@ def run_and_report(
             methods that `methods` does not name are reported from it, not run again.
         parallel: Lineages trained at once.
         command: The command line that ran it, for the report; by default the plain
-            `neuroplast bench cl` one for `methods` and `seeds`.
+            `python -m bench.continual` one for `methods` and `seeds`.
     """
     if not (base_model / "config.json").exists():
         from trainers.base_model.build import build_base
@@ -66,7 +123,7 @@ def run_and_report(
     cost = step_times(base_model)
     print(f"  {cost}", flush=True)
     plot_retention(results, plot)
-    command = command or f"neuroplast bench cl --methods {','.join(methods)} --seeds {seeds}"
+    command = command or f"python -m bench.continual --methods {','.join(methods)} --seeds {seeds}"
     return report(results, cost, seeds, steps, plot, command)
 
 
@@ -103,7 +160,7 @@ def report(
 
 `{command}` on {machine}.
 
-Stream (`eval/cl_benchmark.py`): {len(tasks)} tasks taught in order to one lineage per method and
+Stream (`bench/continual_stream.py`): {len(tasks)} tasks taught in order to one lineage per method and
 seed, one version per task: {", ".join(f"`{name}`" for name in tasks)} (three sets of 24 facts
 about new people, then a 24-row skill task). Each version is a {steps}-step job (batch
 {BATCH_SIZE}, learning-rate multiplier {LEARNING_RATE_MULTIPLIER}, each method's default config)
@@ -209,3 +266,7 @@ def _cell(matrix: list[list[float | None]], i: int, j: int) -> float:
     value = matrix[i][j]
     assert value is not None, f"R[{i}][{j}] was not measured"
     return value
+
+
+if __name__ == "__main__":
+    main()

@@ -7,10 +7,10 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import AutoTokenizer
 
-from service.serving import native as native_module
-from service.serving.native import NativeModel, create_app
 from tests.service.serving.adapters import make_adapter
 from tests.service.serving.titans_version import make_titans_version
+from trainers import native_server as native_module
+from trainers.native_server import NativeModel, create_app
 from trainers.servable import load_version
 
 NAME = "default/memo@1"

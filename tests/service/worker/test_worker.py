@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from service.db import Database
 from service.models import Checkpoint, Version
-from service.queue.worker import Worker
 from service.settings import Settings
+from service.worker.worker import Worker
 from tests.service.conftest import FACTS, QUICK_GATE, upload
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from service.background.scheduler import Scheduler
 from service.db import Database
 from service.models import HealthCheck, HealthCheckSchedule
-from service.queue.scheduler import Scheduler
 from service.services.schedules import next_run
 from service.settings import Settings
 from tests.service.api.test_health_checks import _published

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import File, Job, Lineage, Tenant
-from service.queue.lease import JobQueue, LeaseLost
 from service.settings import Settings
+from service.worker.lease import JobQueue, LeaseLost
 from tests.service.conftest import DATABASES
 
 

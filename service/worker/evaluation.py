@@ -1,5 +1,6 @@
-"""What a worker asks the evaluator process (`python -m eval.run`) after a job, and for a health check,
-and what it does with the answers: retention entries, panel results, the health gate.
+"""What a worker asks the evaluator process (`python -m trainers.evaluate`) after a job, and for a
+health check, and how it stores the answers: retention entries and panel results (the health gate
+that reads them is `service.services.gate`).
 
 After job N trains version N (still in its staging folder), the evaluator scores:
 
@@ -23,20 +24,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.models import HealthCheck, Job, Lineage, PanelResult, RetentionScore, Tenant, Version
-from service.schemas.lineages import HealthConfig
-from service.services.lineages import promote_version
-from service.services.reports import build_report, reference_version
-from service.services.webhooks import emit, version_data
+from service.models import HealthCheck, Job, Lineage, PanelResult, RetentionScore, Version
+from service.services.reports import reference_version
 from service.storage.store import ArtifactStore
 from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
 from trainers.contracts.lines import Panel, Scores
-from trainers.contracts.statuses import VersionStatus
 
 __all__ = [
     "PROBES_FILE",
     "earlier_probes",
-    "gate",
     "health_check_spec",
     "needed_versions",
     "new_panels",
@@ -75,7 +71,7 @@ def retention_spec(
     """The evaluator's spec for job N's version, staged in `staging` (see the module docstring)."""
     # A job queued before probes existed has none of its own.
     own = {job.id: str(staging / PROBES_FILE)} if job.probes is not None else {}
-    config = HealthConfig(**lineage.health)
+    config = lineage.health_config
     suites: list[str] = list(config.gate_suites) if config.gate else []
     number = job.version_number or 0
     earlier = earlier_probes(session, lineage, number, store)
@@ -129,42 +125,6 @@ def record_panel(session: Session, lineage: Lineage, lines: list[Panel]) -> None
     for line in lines:
         key = {"lineage_pk": lineage.pk, "version": line.version, "suite": line.suite}
         _replace(session, PanelResult(**key, scores=line.scores, details=line.details), key)
-
-
-def gate(
-    session: Session,
-    lineage: Lineage,
-    job: Job,
-    version: Version,
-    store: ArtifactStore,
-    evaluated: bool = True,
-) -> VersionStatus:
-    """The health gate on a job's new version: `promoted`, or `rejected` with a `rot` verdict.
-
-    Without a gate (`health.gate: false`) the version is promoted with no report. A version
-    whose evaluation failed (`evaluated` False) is rejected with no report: nothing shows it
-    healthy; a forced promote can still serve it.
-    """
-    config = HealthConfig(**lineage.health)
-    if not config.gate:
-        promote_version(session, lineage, version)
-        return VersionStatus.PROMOTED
-    if not evaluated:
-        version.status = VersionStatus.REJECTED
-        emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
-        return VersionStatus.REJECTED
-    tenant = session.get_one(Tenant, lineage.tenant_pk)
-    suites = ["retention", *config.gate_suites]
-    report = build_report(
-        session, tenant, lineage, version.number, suites, f"gate of {job.id}", store, gating=True
-    )
-    version.report_id = report.id
-    if report.verdict == "rot":
-        version.status = VersionStatus.REJECTED
-        emit(session, lineage.tenant_pk, "lineage.version.rejected", version_data(lineage, version))
-        return VersionStatus.REJECTED
-    promote_version(session, lineage, version)
-    return VersionStatus.PROMOTED
 
 
 def _add_reference_suites(

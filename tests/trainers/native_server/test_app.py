@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from transformers import AutoTokenizer
 from transformers.models.llama.modeling_llama import LlamaModel
 
-from service.serving.native import NativeModel, _token_texts, create_app
 from tests.service.serving.adapters import make_adapter
 from tests.service.serving.titans_version import make_titans_version
+from trainers.native_server import NativeModel, _token_texts, create_app
 
 PROMPT = "Q: Where does Velo3 live?\nA:"
 

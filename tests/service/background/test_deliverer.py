@@ -21,12 +21,12 @@ from service.db import Database
 from service.local import free_port
 from service.main import create_app
 from service.models import Job, Tenant, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from service.queue import deliverer
-from service.queue.lease import JobQueue
-from service.queue.worker import Worker
 from service.services.keys import create_key
 from service.services.webhooks import emit
 from service.settings import Settings
+from service.background import deliverer
+from service.worker.lease import JobQueue
+from service.worker.worker import Worker
 from tests.service.conftest import FACTS, upload
 from tests.service.serving.conftest import publish
 from tests.service.serving.fake_vllm import BASE

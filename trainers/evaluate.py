@@ -1,6 +1,6 @@
 """Run one evaluation as its own process, as workers run trainers (`docs/evaluation.md`).
 
-    python -m eval.run --spec eval-spec.json
+    python -m trainers.evaluate --spec eval-spec.json
 
 The spec (`trainers.contracts.evaluation.EvaluatorSpec`, which the worker builds and writes)
 names the lineage's base model and a list of evaluations, each a model (a version folder, or none
@@ -40,7 +40,7 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, run the evaluations, return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, required=True, help="path of the evaluation's spec.json")
     args = parser.parse_args(argv)
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """The continual-learning harness: lineages run in parallel, resume from `matrices.json`, and report.
 
 Training is replaced by a fake lineage here (each test names what it stands for); the real
-lineages are what `neuroplast bench cl` runs.
+lineages are what `python -m bench.continual` runs.
 """
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eval import cl_benchmark
-from eval.cl_benchmark import MethodResult, run_benchmark
-from eval.cl_report import report
+from bench import continual_stream
+from bench.continual import report
+from bench.continual_stream import MethodResult, run_benchmark
 from eval.metrics import continual_metrics
 
 
@@ -43,8 +43,8 @@ class FakeLineages:
 @pytest.fixture
 def lineages(monkeypatch: pytest.MonkeyPatch) -> FakeLineages:
     fake = FakeLineages(seconds=0.2)
-    monkeypatch.setattr(cl_benchmark, "_run_lineage", fake)
-    monkeypatch.setattr(cl_benchmark.AutoTokenizer, "from_pretrained", lambda path: None)
+    monkeypatch.setattr(continual_stream, "_run_lineage", fake)
+    monkeypatch.setattr(continual_stream.AutoTokenizer, "from_pretrained", lambda path: None)
     return fake
 
 
@@ -74,7 +74,7 @@ def test_a_rerun_keeps_finished_lineages_and_other_methods(lineages: FakeLineage
 
 def test_a_gap_in_seeds_is_not_saved_as_if_contiguous(tmp_path: Path) -> None:
     matrix = [[1.0]]
-    cl_benchmark._write_matrices({("trc", 0): matrix, ("trc", 2): matrix}, tmp_path / "matrices.json")
+    continual_stream._write_matrices({("trc", 0): matrix, ("trc", 2): matrix}, tmp_path / "matrices.json")
 
     assert json.loads((tmp_path / "matrices.json").read_text()) == {"trc": [matrix]}
 
@@ -91,10 +91,10 @@ def test_the_report_states_trc_against_its_targets(tmp_path: Path) -> None:
     results = {"lora": _result(0.8, 0.2), "trc": _result(0.3, 0.3)}
     cost = {"lora": 50.0, "ilora": 60.0, "trc": 90.0}
 
-    markdown = report(results, cost, 2, 100, tmp_path / "plot.png", "neuroplast bench cl --seeds 2")
+    markdown = report(results, cost, 2, 100, tmp_path / "plot.png", "python -m bench.continual --seeds 2")
 
     assert markdown.startswith("## Continual learning: `trc` and its ablations against the PEFT methods\n")
-    assert "`neuroplast bench cl --seeds 2`" in markdown
+    assert "`python -m bench.continual --seeds 2`" in markdown
     assert "30.0 / 80.0 =\n**0.38** (target at most 0.5)" in markdown
     assert "`trc` 30.0 against\n`lora` 20.0, +10.0 points" in markdown
     assert "**1.80** × `lora`, target at most 2" in markdown
@@ -104,7 +104,7 @@ def test_a_report_without_trc_states_no_trc_targets(tmp_path: Path) -> None:
     results = {"lora": _result(0.8, 0.2), "replay": _result(0.5, 0.2)}
     cost = {"lora": 50.0, "ilora": 60.0, "trc": 90.0}
 
-    markdown = report(results, cost, 2, 100, tmp_path / "plot.png", "neuroplast bench cl")
+    markdown = report(results, cost, 2, 100, tmp_path / "plot.png", "python -m bench.continual")
 
     assert "target at most 0.5" not in markdown
     assert markdown.startswith("## Continual learning: forgetting over a stream of tasks\n")

@@ -24,9 +24,9 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import Checkpoint, Job, JobEvent
-from service.queue.trainer_process import TrainerProcess, launch_command
-from service.queue.worker import Worker
 from service.settings import Settings
+from service.worker.trainer_process import TrainerProcess, launch_command
+from service.worker.worker import Worker
 from tests.service.conftest import FACTS, QUICK_GATE, upload
 from tests.trainers.conftest import REPO, write_jsonl, write_spec
 from trainers.base_model.corpus import fact_set
@@ -179,7 +179,7 @@ def test_ranks_die_with_a_killed_launcher(tmp_path: Path, tiny_base: Path) -> No
 _FOLLOW_TRAINER = """
 import sys
 from pathlib import Path
-from service.queue.trainer_process import TrainerProcess
+from service.worker.trainer_process import TrainerProcess
 trainer = TrainerProcess(Path(sys.argv[1]), Path(sys.argv[1]).with_name("trainer.log"), processes=2)
 for _ in trainer.lines(tick=1.0):
     pass

@@ -1,21 +1,59 @@
-"""The job spec a worker writes for a trainer (`docs/trainer-protocol.md`). Torch-free."""
+"""The job spec a worker writes for a trainer (`docs/trainer-protocol.md`). Torch-free.
+
+The control plane builds a `JobSpec` (every `"auto"` resolved, the lineage's `Method` carried
+typed), writes it as spec.json, and the trainer reads it back with `JobSpec.load`; both sides check
+the same bounds (`HYPERPARAMETER_LIMITS`), so a value the API accepts is one the trainer runs.
+"""
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trainers.registry import MethodConfigError, resolve_method_config
+from trainers.contracts.methods import Method, MethodConfigError
 
-__all__ = ["PRECISIONS", "Hyperparameters", "JobSpec", "SpecError"]
+__all__ = [
+    "AUTO_HYPERPARAMETERS",
+    "HYPERPARAMETER_LIMITS",
+    "PRECISIONS",
+    "ContinualEvalSpec",
+    "Hyperparameters",
+    "JobSpec",
+    "SpecError",
+    "hyperparameter_problem",
+]
 
 # "auto": bfloat16 compute where the hardware has it natively (a GPU, a CPU with AVX512-BF16 or
 # AMX), float32 elsewhere (docs/training.md, "Precision").
 PRECISIONS = ("auto", "float32", "bfloat16")
 
+# What "auto" resolves to. Fact-teaching jobs on small models need hundreds of steps
+# (docs/training.md, small base), so users usually raise n_epochs or set max_steps.
+AUTO_HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
+# (lowest, highest) of each hyperparameter; learning_rate_multiplier must be above its lowest.
+HYPERPARAMETER_LIMITS: dict[str, tuple[float, float]] = {
+    "n_epochs": (1, 1000),
+    "batch_size": (1, 512),
+    "learning_rate_multiplier": (0, 100),
+    "max_steps": (1, 1_000_000),
+}
+
 
 class SpecError(ValueError):
     """spec.json is unreadable, misses a field, has an unknown one or an impossible value."""
+
+
+def hyperparameter_problem(name: str, value: Any) -> str | None:
+    """Why `value` is not a resolved value of hyperparameter `name`, or None when it is one."""
+    low, high = HYPERPARAMETER_LIMITS[name]
+    if name == "learning_rate_multiplier":
+        if type(value) in (int, float) and low < value <= high:
+            return None
+        return f"must be a number above {low} and at most {high}"
+    if type(value) is int and low <= value <= high:
+        return None
+    return f"must be an integer from {low} to {high}"
 
 
 @dataclass(frozen=True)
@@ -35,17 +73,47 @@ class Hyperparameters:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_epochs", "batch_size", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise SpecError(f"hyperparameters.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.learning_rate_multiplier, int | float) or not (
-            self.learning_rate_multiplier > 0
-        ):
-            raise SpecError(
-                "hyperparameters.learning_rate_multiplier must be a positive number, "
-                f"got {self.learning_rate_multiplier!r}"
-            )
+        for spec_field in fields(self):
+            value = getattr(self, spec_field.name)
+            if value is None and spec_field.name == "max_steps":
+                continue
+            if problem := hyperparameter_problem(spec_field.name, value):
+                raise SpecError(f"hyperparameters.{spec_field.name} {problem}, got {value!r}")
+
+    def total_steps(self, rows: int) -> int:
+        """Optimizer steps of a job that trains on `rows` rows: `max_steps` when set, else
+        `n_epochs` passes of `ceil(rows / batch_size)` steps."""
+        return self.max_steps or self.n_epochs * math.ceil(rows / self.batch_size)
+
+
+@dataclass(frozen=True)
+class ContinualEvalSpec:
+    """How a job scores earlier jobs' probes while it trains (`eval.continual`).
+
+    Attributes:
+        every: Steps between evaluations, or `"log"` for a log-spaced schedule.
+        items: Probes per job scored each time.
+        earlier: Job id -> that job's probes.json, oldest first.
+        current: This job's probes.json.
+        recognition: Also score earlier jobs' recognition pairs (triples the cost).
+    """
+
+    every: int | str
+    items: int
+    earlier: dict[str, str]
+    current: str
+    recognition: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every != "log" and (type(self.every) is not int or self.every < 1):
+            raise SpecError(f'continual_eval.every must be a positive integer or "log", got {self.every!r}')
+        if type(self.items) is not int or self.items < 1:
+            raise SpecError(f"continual_eval.items must be a positive integer, got {self.items!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ContinualEvalSpec":
+        """Read the `continual_eval` object of a spec.json."""
+        return cls(**_check_fields(cls, data, "continual_eval"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +127,7 @@ class JobSpec:
         version: Version this job produces.
         parent_version: Version it starts from, or None for the first job.
         base_model: Hub id or local path of the lineage's base model.
-        method: `{"type": name, name: {config fields}}`.
+        method: The lineage's method and its resolved config.
         training_file: The JSONL training file.
         training_file_sha256: Its hash (keys the tokenized-data cache).
         parent_dir: Folder of the parent version, or None for the first job.
@@ -70,9 +138,7 @@ class JobSpec:
         cache_dir: Where tokenized training files are cached.
         held_out_rows: Rows of the training file (line numbers from 0, blank lines not counted)
             kept out of training: the job's held-out split (`eval.probes`).
-        continual_eval: None, or how to evaluate earlier jobs during training:
-            `{"every": steps, "items": probes per job, "earlier": {job_id: probes.json, ...},
-            "current": this job's probes.json}` (`eval.continual`).
+        continual_eval: None, or how to evaluate earlier jobs during training.
         precision: One of `PRECISIONS`: the compute precision of the forward passes.
     """
 
@@ -82,7 +148,7 @@ class JobSpec:
     version: int
     parent_version: int | None
     base_model: str
-    method: dict[str, Any]
+    method: Method
     training_file: Path
     training_file_sha256: str
     parent_dir: Path | None
@@ -92,32 +158,21 @@ class JobSpec:
     checkpoint_every: int
     cache_dir: Path
     held_out_rows: list[int] = field(default_factory=list)
-    continual_eval: dict[str, Any] | None = None
+    continual_eval: ContinualEvalSpec | None = None
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.method, dict) or "type" not in self.method:
-            raise SpecError('spec.method must be an object with a "type"')
-        try:
-            resolve_method_config(self.method_type, self.method_fields)
-        except MethodConfigError as error:
-            raise SpecError(str(error)) from error
+        if not isinstance(self.method, Method):
+            raise SpecError(f"spec.method must be a Method, got {type(self.method).__name__}")
+        if not isinstance(self.hyperparameters, Hyperparameters):
+            kind = type(self.hyperparameters).__name__
+            raise SpecError(f"spec.hyperparameters must be Hyperparameters, got {kind}")
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise SpecError(f"checkpoint_every must be a positive integer, got {self.checkpoint_every!r}")
         if (self.parent_dir is None) != (self.parent_version is None):
             raise SpecError("parent_dir and parent_version must be both set or both null")
-
-    @property
-    def method_type(self) -> str:
-        """The method's name, e.g. `"lora"`."""
-        return self.method["type"]
-
-    @property
-    def method_fields(self) -> dict[str, Any]:
-        """The method's config fields as given in the spec."""
-        return self.method.get(self.method_type, {})
 
     @classmethod
     def load(cls, path: Path) -> "JobSpec":
@@ -143,6 +198,12 @@ class JobSpec:
         values["hyperparameters"] = Hyperparameters(
             **_check_fields(Hyperparameters, values["hyperparameters"], "hyperparameters")
         )
+        try:
+            values["method"] = Method.from_json(values["method"])
+        except MethodConfigError as error:
+            raise SpecError(str(error)) from error
+        if values.get("continual_eval") is not None:
+            values["continual_eval"] = ContinualEvalSpec.from_dict(values["continual_eval"])
         for name in _PATHS:
             if values[name] is not None:
                 values[name] = Path(values[name])
@@ -152,6 +213,9 @@ class JobSpec:
         """The spec as spec.json holds it; `from_dict` reads it back."""
         values = {spec_field.name: getattr(self, spec_field.name) for spec_field in fields(self)}
         values["hyperparameters"] = asdict(self.hyperparameters)
+        values["method"] = self.method.to_json()
+        if self.continual_eval is not None:
+            values["continual_eval"] = asdict(self.continual_eval)
         for name in _PATHS:
             if values[name] is not None:
                 values[name] = str(values[name])

@@ -1,6 +1,6 @@
 """The native backend: transformers + peft behind vLLM's routes, for methods vLLM cannot run.
 
-Run as its own process (`python -m service.serving.native --model BASE --port P`); the control
+Run as its own process (`python -m trainers.native_server --model BASE --port P`); the control
 plane never imports this module, since it imports torch. It speaks the subset of vLLM's API the
 serving tier uses: `/health`, `/v1/models`, `/v1/load_lora_adapter`, `/v1/unload_lora_adapter`,
 `/v1/completions` and `/v1/chat/completions` (streaming included), with vLLM's bodies.
@@ -12,7 +12,7 @@ Given `VLLM_API_KEY` (as vLLM reads it), the `/v1` routes answer only requests t
 
 A version is loaded from the `adapter/` folder the tier names. A plain PEFT adapter joins the
 shared multi-adapter `PeftModel`; a version whose method names its own loader in
-`trainers.registry` (`titans`, `trc`) is loaded by `trainers.servable.load_version` as a model of
+`trainers.contracts.methods` (`titans`, `trc`) is loaded by `trainers.servable.load_version` as a model of
 its own. A version that carries a memory across calls (`trainers.servable.StatefulVersion`) reads
 every request from a fresh memory, or, when the body names a `session_id`, from the memory the
 previous request of that session left (kept for each tenant's `MAX_SESSIONS` most recent
@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainers.registry import version_loader
+from trainers.contracts.methods import version_loader
 from trainers.servable import StatefulVersion, load_version, version_method
 
 # Session memories kept per tenant, least recently used dropped first. A titans session with the

@@ -1,0 +1,118 @@
+"""Jobs run as a worker runs them, outside the service: a spec.json and `python -m trainers.run`.
+
+The benchmarks that train (and the trainer tests) build their jobs here, so a change to
+`JobSpec` has one place to follow outside the worker.
+"""
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
+from trainers.contracts.methods import Method
+
+__all__ = ["TrainerRun", "job_spec", "run_job"]
+
+
+def job_spec(
+    output_dir: Path,
+    base_model: Path,
+    training_file: Path,
+    *,
+    steps: int | None,
+    method: Method | None = None,
+    parent_dir: Path | None = None,
+    version: int | None = None,
+    job_id: str | None = None,
+    lineage: str = "bench",
+    batch_size: int = 8,
+    learning_rate_multiplier: float = 1.0,
+    seed: int = 0,
+    checkpoint_every: int | None = None,
+    cache_dir: Path | None = None,
+    held_out_rows: Sequence[int] = (),
+    continual_eval: ContinualEvalSpec | None = None,
+    precision: str = "auto",
+) -> JobSpec:
+    """A one-epoch job (or `steps` optimizer steps) writing its version into `output_dir`.
+
+    Its version is `version`, by default 1, or 2 when it continues `parent_dir` (the version
+    before it); its id is
+    `ftjob-<lineage>-<output_dir's name>` unless given; tokenized data is cached beside
+    `output_dir`'s parent unless `cache_dir` says where.
+    """
+    return JobSpec(
+        job_id=job_id or f"ftjob-{lineage}-{output_dir.name}",
+        tenant="bench",
+        lineage=lineage,
+        version=version or (2 if parent_dir else 1),
+        parent_version=(version or 2) - 1 if parent_dir else None,
+        base_model=str(base_model),
+        method=method or Method.resolve("lora"),
+        training_file=training_file.resolve(),
+        training_file_sha256=hashlib.sha256(training_file.read_bytes()).hexdigest(),
+        parent_dir=parent_dir.resolve() if parent_dir else None,
+        output_dir=output_dir.resolve(),
+        hyperparameters=Hyperparameters(
+            n_epochs=1,
+            batch_size=batch_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            max_steps=steps,
+        ),
+        seed=seed,
+        checkpoint_every=checkpoint_every or steps or 1000,
+        cache_dir=(cache_dir or output_dir.parent.parent / "cache").resolve(),
+        held_out_rows=list(held_out_rows),
+        continual_eval=continual_eval,
+        precision=precision,
+    )
+
+
+@dataclass
+class TrainerRun:
+    """What a trainer process left: exit status, protocol lines, stderr and wall time."""
+
+    returncode: int
+    lines: list[dict[str, Any]]
+    stderr: str
+    seconds: float = 0.0
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """The protocol lines of one type, in order."""
+        return [line for line in self.lines if line["type"] == kind]
+
+    def check(self) -> "TrainerRun":
+        """Raise `RuntimeError` with the end of stderr unless the trainer succeeded."""
+        if self.returncode != 0:
+            raise RuntimeError(f"trainer failed ({self.returncode}):\n{self.stderr[-3000:]}")
+        return self
+
+
+def run_job(
+    spec: JobSpec | Path, env: dict[str, str] | None = None, timeout: float | None = None
+) -> TrainerRun:
+    """Write the spec into its output folder (unless given as a written spec.json) and run the trainer
+    on it to its end; its protocol lines are also kept in `progress.jsonl` beside the spec."""
+    if isinstance(spec, JobSpec):
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        path = spec.write(spec.output_dir / "spec.json")
+    else:
+        path = spec
+    started = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, "-m", "trainers.run", "--spec", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    seconds = time.monotonic() - started
+    (path.parent / "progress.jsonl").write_text(process.stdout)
+    lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    return TrainerRun(process.returncode, lines, process.stderr, seconds)

@@ -1,1 +1,0 @@
-"""The durable job queue: leased job rows, the workers that run them, the trainer processes they spawn."""
