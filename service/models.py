@@ -142,7 +142,11 @@ class Job(Leased, Base):
     created_at: Mapped[int] = mapped_column(default=now)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)  # past 2**31 in big jobs
     version_number: Mapped[int | None] = mapped_column(default=None)
+    # The version it trains from (None: the base model), set when it first starts, and why; or the
+    # version it named itself (`model: "<lineage>@<N>"`), kept from its creation.
     parent_version: Mapped[int | None] = mapped_column(default=None)
+    requested_parent: Mapped[int | None] = mapped_column(default=None)
+    parent_reason: Mapped[str | None] = mapped_column(Text, default=None)
     junk_ratio: Mapped[float | None] = mapped_column(Float, default=None)  # of its training file
     # Trainer processes: as asked for (None: the worker's default), then as its first attempt ran;
     # a resumed job keeps the count, since its checkpoints hold one optimizer shard per process.

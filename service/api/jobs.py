@@ -74,6 +74,8 @@ def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
         error=job.error,  # type: ignore[arg-type]
         hyperparameters=job.hyperparameters,
         trained_tokens=job.trained_tokens,
+        parent_version=job.parent_version if job.parent_reason else job.requested_parent,
+        parent_reason=job.parent_reason,
         junk_ratio=job.junk_ratio,
         processes=job.processes,
         training_file=job.training_file,

@@ -108,7 +108,8 @@ def lineage_public(session: Session, row: Lineage) -> LineagePublic:
         evaluation=row.evaluation_config,
         health=row.health_config,
         created_at=row.created_at,
-        head_version=row.promoted_version,
+        head_version=(parent := lineages.next_parent(session, row)).version,
+        head_reason=parent.reason,
         promoted_version=row.promoted_version,
         latest_version=lineages.latest_version(session, row),
     )

@@ -46,13 +46,19 @@ class RequestedHyperparameters(BaseModel):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="The lineage to update.")
+    model: str = Field(
+        description="The lineage to update: `<lineage>` trains from its promoted version (or the base "
+        "model), `<lineage>@<N>` from version N."
+    )
     training_file: str
     hyperparameters: RequestedHyperparameters = Field(default_factory=lambda: RequestedHyperparameters())
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(None, max_length=64)
     validation_file: None = Field(None, description="Not supported; held-out data is split off.")
+    force: bool = Field(
+        False, description="Train from a version the health gate rejected (`model: <lineage>@<N>`)."
+    )
     processes: int | None = Field(
         None,
         ge=1,
@@ -91,6 +97,10 @@ class JobPublic(BaseModel):
     error: JobError | None
     hyperparameters: dict[str, Any]
     trained_tokens: int | None
+    parent_version: int | None = Field(
+        None, description="The version the job trains from (null: the base model, or not started yet)."
+    )
+    parent_reason: str | None = Field(None, description="Why that parent, once the job started.")
     junk_ratio: float | None = Field(
         None, description="The training file's junk ratio (training-data screen)."
     )

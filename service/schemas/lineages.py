@@ -105,7 +105,10 @@ class LineagePublic(BaseModel):
     evaluation: EvaluationConfig
     health: HealthConfig
     created_at: int
-    head_version: int | None = Field(description="The version the next job starts from.")
+    head_version: int | None = Field(
+        description="The version the next job starts from (null: the base model)."
+    )
+    head_reason: str = Field(description="Why: the promoted version, and any newer version passed over.")
     promoted_version: int | None = Field(description="The version served under the lineage name.")
     latest_version: int | None = Field(description="The newest published version.")
 

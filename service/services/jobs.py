@@ -13,7 +13,7 @@ from service.errors import ApiError, not_found
 from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
 from service.services.files import get_file
-from service.services.lineages import get_lineage
+from service.services.lineages import get_lineage, parent_version
 from service.services.paging import page
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
@@ -23,7 +23,11 @@ from trainers.contracts.statuses import JobStatus
 
 def create_job(session: Session, settings: Settings, tenant: Tenant, request: JobCreate) -> Job:
     """Queue a job on a lineage; it runs after every earlier job of that lineage."""
-    lineage = get_lineage(session, tenant, request.model, param="model")
+    name, at, number = request.model.partition("@")
+    if at and not (number.isdigit() and 0 < int(number) < 2**31):
+        raise ApiError(400, f"'{request.model}': a version is `<lineage>@<N>`, N from 1.", param="model")
+    lineage = get_lineage(session, tenant, name, param="model")
+    requested = parent_version(session, lineage, int(number), request.force).number if at else None
     training_file = get_file(session, tenant, request.training_file, param="training_file")
     screen = lineage.health_config.data_screen
     junk = training_file.junk_ratio or 0.0  # None for files uploaded before the screen existed
@@ -55,6 +59,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
         probes=probes.to_json(),
         junk_ratio=training_file.junk_ratio,
         processes=request.processes,
+        requested_parent=requested,
     )
     session.add(job)
     session.flush()

@@ -2,6 +2,7 @@
 
 import secrets
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -83,6 +84,67 @@ def latest_version(session: Session, lineage: Lineage) -> int | None:
     return session.scalar(select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk))
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What a lineage's next job trains from, and why.
+
+    Attributes:
+        version: The version, or None for the base model.
+        reason: Why, in words (a job's first event when it starts).
+        passes_over: Whether newer versions than `version` exist (rejected or rolled back).
+    """
+
+    version: int | None
+    reason: str
+    passes_over: bool = False
+
+
+def next_parent(session: Session, lineage: Lineage, requested: int | None = None) -> Parent:
+    """What the lineage's next job trains from: the version it names (`model: "<lineage>@<N>"`),
+    else the promoted version, else the base model. The reason names every newer version passed
+    over and why (rejected by the health gate, with its report; rolled back), so a lineage never
+    changes parent silently."""
+    if requested is not None:
+        return Parent(
+            requested, f"Training from v{requested}, the version the job named ({lineage.name}@{requested})."
+        )
+    parent = lineage.promoted_version
+    newer = session.scalars(
+        select(Version)
+        .where(Version.lineage_pk == lineage.pk, Version.number > (parent or 0))
+        .order_by(Version.number.desc())
+    ).all()
+    if not newer:
+        why = "the lineage's promoted version" if parent else "the lineage's first version"
+        return Parent(parent, f"Training from {f'v{parent}' if parent else 'the base model'}: {why}.")
+    passed_over = "; ".join(_passed_over(version) for version in newer)
+    if parent is None:
+        return Parent(None, f"Training from the base model: no version is promoted ({passed_over}).", True)
+    return Parent(parent, f"Training from v{parent}, the promoted version: {passed_over}.", True)
+
+
+def parent_version(session: Session, lineage: Lineage, number: int, force: bool) -> Version:
+    """Version `number` of the lineage, for a job to train from; a rejected one only with `force`.
+
+    Raises:
+        ApiError: 404 when there is no such version, 409 when the health gate rejected it.
+    """
+    version = session.scalar(
+        select(Version).where(Version.lineage_pk == lineage.pk, Version.number == number)
+    )
+    if version is None:
+        raise not_found("version", f"{lineage.name}@{number}", "model")
+    if version.status == VersionStatus.REJECTED and not force:
+        raise ApiError(
+            409,
+            f"Version {lineage.name}@{number} was rejected by the health gate (report {version.report_id}); "
+            "pass force: true to train from it anyway.",
+            param="force",
+            code="version_rejected",
+        )
+    return version
+
+
 def promote(session: Session, lineage: Lineage, number: int, force: bool = False) -> Version:
     """Make version `number` the one served under the lineage name (the swap happens in serving).
 
@@ -130,6 +192,16 @@ def promote_version(session: Session, lineage: Lineage, version: Version) -> Non
     version.status, version.promoted_at = VersionStatus.PROMOTED, time.time()
     lineage.promoted_version = version.number
     emit(session, lineage.tenant_pk, "lineage.version.promoted", version_data(lineage, version))
+
+
+def _passed_over(version: Version) -> str:
+    if version.status == VersionStatus.REJECTED and version.report_id:
+        return f"v{version.number} was rejected by the health gate ({version.report_id})"
+    if version.status == VersionStatus.REJECTED:
+        return f"v{version.number} was rejected (its evaluation failed)"
+    if version.status == VersionStatus.RETIRED:
+        return f"v{version.number} was rolled back"
+    return f"v{version.number} is {version.status}"
 
 
 def _version(session: Session, lineage: Lineage, number: int) -> Version:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 from service.db import Database
 from service.models import HealthCheck, Job, Leased, Lineage, Version
 from service.services.jobs import add_event
+from service.services.lineages import next_parent
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from trainers.contracts.statuses import JobStatus
@@ -139,7 +140,10 @@ class JobQueue:
                 lineage = session.get_one(Lineage, row.lineage_pk)
                 newest = select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk)
                 row.version_number = (session.scalar(newest) or 0) + 1
-                row.parent_version = lineage.promoted_version
+                parent = next_parent(session, lineage, row.requested_parent)
+                row.parent_version, row.parent_reason = parent.version, parent.reason
+                level = "warn" if parent.passes_over else "info"
+                add_event(session, row, parent.reason, level=level, data={"parent_version": parent.version})
             verb = "Started" if row.attempts == 1 else f"Resumed (attempt {row.attempts})"
             add_event(session, row, f"{verb} on worker {owner}.")
         return Lease(work, row.pk, row.id, token, row.attempts)
