@@ -184,7 +184,10 @@ and are scored on {EVAL_ROWS} held-out sequences (chance {100 / VALUES:.1f}%).
 
 **Update speed.** The memory of the default `titans` config (4 heads of 64, MLP depth 2,
 expansion 4) on a 256-wide input, {SPEED_SEQ} tokens read and written, batch 1, no gradient;
-token by token is the same module with `chunk_size=1`, i.e. the paper's recurrence itself.
+token by token is the same module with `chunk_size=1`, i.e. the paper's recurrence itself. A chunk
+is one sequential step whatever its length (its queries and keys through the memory, the keys'
+gradients, one write of weights and momentum per layer), so chunks of b are at most b times
+faster than token by token.
 
 | update | tokens per second | against token by token |
 |---|---|---|
