@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,14 +20,14 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from bench.jobs import job_spec
+from bench.jobs import job_spec, run_job
 from bench.report import write_section
 from eval.probes import Probes
 from eval.retention import score_probes
 from eval.runners import InProcessRunner
 from service.local import small_base
-from service.worker.trainer_process import launch_command
 from trainers.base_model.corpus import fact_set
+from trainers.contracts.lines import Completed, Metrics, Started
 from trainers.servable import load_version
 
 WORKDIR = Path(".bench") / "distributed"
@@ -68,26 +66,15 @@ def measure(process_counts: list[int]) -> dict[str, Any]:
     for label, processes, env in runs:
         output_dir = WORKDIR / f"processes-{label.replace(', ', '-').replace(' ', '-')}"
         spec = _write_spec(output_dir, base, data, held_out_rows=list(range(ROWS - HELD_OUT, ROWS)))
-        started = time.monotonic()
-        finished = subprocess.run(
-            launch_command("trainers.run", spec, processes),
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
-        (output_dir / "trainer.log").write_text(finished.stderr)
-        if finished.returncode != 0:
-            raise RuntimeError(f"{label}-process run failed:\n{finished.stderr[-3000:]}")
-        lines = [json.loads(line) for line in finished.stdout.splitlines()]
-        metrics = [line for line in lines if line["type"] == "metrics"]
+        run = run_job(spec, processes, env).check()
+        metrics = run.typed(Metrics)
         results["runs"][label] = {
-            "backend": lines[0]["backend"],
+            "backend": run.typed(Started)[0].backend,
             "held_out_loss": _held_out_loss(base, output_dir, held_out),
-            "train_loss": lines[-1]["train_loss"],
+            "train_loss": run.typed(Completed)[0].train_loss,
             # Between the metrics lines of steps 10 and STEPS: set-up and checkpoints at the ends left out.
-            "step_s": (metrics[-1]["elapsed_s"] - metrics[1]["elapsed_s"])
-            / (metrics[-1]["step"] - metrics[1]["step"]),
-            "process_s": time.monotonic() - started,
+            "step_s": (metrics[-1].elapsed_s - metrics[1].elapsed_s) / (metrics[-1].step - metrics[1].step),
+            "process_s": run.seconds,
         }
     results["load_average_end"] = os.getloadavg()[0]
     results["gpu"] = torch.cuda.is_available()

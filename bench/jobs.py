@@ -6,18 +6,22 @@ The benchmarks that train (and the trainer tests) build their jobs here, so a ch
 
 import hashlib
 import json
+import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from service.worker.trainer_process import launch_command
 from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
+from trainers.contracts.lines import Line, parse_line
 from trainers.contracts.methods import Method
 
 __all__ = ["TrainerRun", "job_spec", "run_job"]
+
+L = TypeVar("L", bound=Line)
 
 
 def job_spec(
@@ -56,7 +60,7 @@ def job_spec(
         base_model=str(base_model),
         method=method or Method.resolve("lora"),
         training_file=training_file.resolve(),
-        training_file_sha256=hashlib.sha256(training_file.read_bytes()).hexdigest(),
+        training_file_sha256=_sha256(training_file),
         parent_dir=parent_dir.resolve() if parent_dir else None,
         output_dir=output_dir.resolve(),
         hyperparameters=Hyperparameters(
@@ -74,6 +78,11 @@ def job_spec(
     )
 
 
+def _sha256(path: Path) -> str:
+    """The file's hash, as the service keeps it; a missing file (the trainer reports it) hashes its name."""
+    return hashlib.sha256(path.read_bytes() if path.exists() else str(path).encode()).hexdigest()
+
+
 @dataclass
 class TrainerRun:
     """What a trainer process left: exit status, protocol lines, stderr and wall time."""
@@ -84,8 +93,13 @@ class TrainerRun:
     seconds: float = 0.0
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
-        """The protocol lines of one type, in order."""
+        """The protocol lines of one type, in order, as the JSON they were written in."""
         return [line for line in self.lines if line["type"] == kind]
+
+    def typed(self, kind: type[L]) -> list[L]:
+        """The protocol lines of one type, in order, read as the worker reads them."""
+        parsed = (parse_line(json.dumps(line)) for line in self.of_type(kind.kind))
+        return [line for line in parsed if isinstance(line, kind)]
 
     def check(self) -> "TrainerRun":
         """Raise `RuntimeError` with the end of stderr unless the trainer succeeded."""
@@ -95,10 +109,17 @@ class TrainerRun:
 
 
 def run_job(
-    spec: JobSpec | Path, env: dict[str, str] | None = None, timeout: float | None = None
+    spec: JobSpec | Path,
+    processes: int = 1,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> TrainerRun:
-    """Write the spec into its output folder (unless given as a written spec.json) and run the trainer
-    on it to its end; its protocol lines are also kept in `progress.jsonl` beside the spec."""
+    """Run the trainer (`processes` ranks) on `spec` to its end, as a worker launches it.
+
+    A `JobSpec` is first written into its output folder; a path names a spec.json already
+    written. The protocol lines are also kept in `progress.jsonl` beside the spec, and what the
+    trainer printed on stderr in `trainer.log`.
+    """
     if isinstance(spec, JobSpec):
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         path = spec.write(spec.output_dir / "spec.json")
@@ -106,13 +127,14 @@ def run_job(
         path = spec
     started = time.monotonic()
     process = subprocess.run(
-        [sys.executable, "-m", "trainers.run", "--spec", str(path)],
+        launch_command("trainers.run", path, processes),
         capture_output=True,
         text=True,
-        env=env,
+        env=None if env is None else {**os.environ, **env},
         timeout=timeout,
     )
     seconds = time.monotonic() - started
     (path.parent / "progress.jsonl").write_text(process.stdout)
+    (path.parent / "trainer.log").write_text(process.stderr)
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     return TrainerRun(process.returncode, lines, process.stderr, seconds)

@@ -33,6 +33,7 @@ from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
 from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
+from trainers.contracts.lines import Metrics, Panel, Started, parse_line
 from trainers.contracts.methods import Method
 from trainers.contracts.statuses import JobStatus
 
@@ -133,14 +134,14 @@ def trainer_run(base: Path, method: str, precision: str) -> dict[str, Any]:
         precision=precision,
     )
     started = time.monotonic()
-    lines = run_job(spec).check().lines
-    (precision_used,) = (line["precision"] for line in lines if line["type"] == "started")
-    first, last = (line for line in lines if line["type"] == "metrics" and line["step"] in (1, STEPS))
-    seconds = last["elapsed_s"] - first["elapsed_s"]
+    run = run_job(spec).check()
+    (started_line,) = run.typed(Started)
+    first, last = (line for line in run.typed(Metrics) if line.step in (1, STEPS))
+    seconds = last.elapsed_s - first.elapsed_s
     result = {
-        "precision": precision_used,
+        "precision": started_line.precision,
         "step_s": seconds / (STEPS - 1),
-        "tokens_per_s": (last["trained_tokens"] - first["trained_tokens"]) / seconds,
+        "tokens_per_s": (last.trained_tokens - first.trained_tokens) / seconds,
         "process_s": time.monotonic() - started,
     }
     print(f"  {method} ({precision}): {result}", flush=True)
@@ -211,13 +212,13 @@ def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
     if process.returncode != 0:
         raise RuntimeError(f"trainers.evaluate failed:\n{process.stderr[-3000:]}")
     panel = {}
-    for line in map(json.loads, process.stdout.splitlines()):
-        if line["type"] == "panel":
-            panel[line["suite"]] = {
-                "score": statistics.fmean(line["scores"]),
-                "items": len(line["scores"]),
-                "details": line["details"],
-                "seconds": line["seconds"],
+    for line in map(parse_line, process.stdout.splitlines()):
+        if isinstance(line, Panel):
+            panel[line.suite] = {
+                "score": statistics.fmean(line.scores),
+                "items": len(line.scores),
+                "details": line.details,
+                "seconds": line.seconds,
             }
     print(f"  panel: { {suite: round(p['score'], 3) for suite, p in panel.items()} }", flush=True)
     return panel

@@ -24,6 +24,7 @@ from bench.report import machine, write_section
 from eval.probes import ProbeSizes, build_probes
 from trainers.base_model.corpus import fact_set
 from trainers.contracts.job import ContinualEvalSpec
+from trainers.contracts.lines import Evaluation
 from trainers.contracts.methods import Method
 
 WORKDIR = Path(".bench/retention")
@@ -71,8 +72,7 @@ def _curve(seed: int) -> list[dict[str, Any]]:
     )["evaluations"]
     job1 = f"ftjob-{lineage.name}-1"
     return [
-        {"step": e["step"], "recall": e["accuracy"][job1], "recognition": e["recognition"][job1]}
-        for e in evaluations
+        {"step": e.step, "recall": e.accuracy[job1], "recognition": e.recognition[job1]} for e in evaluations
     ]
 
 
@@ -131,9 +131,7 @@ def _job(
     run = run_job(spec)
     if run.returncode != 0:
         raise RuntimeError(f"{spec.job_id} failed: {run.stderr.strip().splitlines()[-1:]}")
-    seconds, lines = run.seconds, run.lines
-    evaluations = [line for line in lines if line["type"] == "evaluation"]
-    return {"dir": output, "seconds": seconds, "evaluations": evaluations}
+    return {"dir": output, "seconds": run.seconds, "evaluations": run.typed(Evaluation)}
 
 
 def _ensure_base() -> None:
