@@ -1,5 +1,6 @@
 """The shared loop, run as trainer processes: train, checkpoint, resume, publish, continue."""
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -80,14 +81,16 @@ class TestFirstVersion:
         adapted = PeftModel.from_pretrained(base, first_version / "adapter").eval()
         assert not torch.allclose(adapted(ids).logits, expected, atol=1e-3)
 
-    def test_writes_manifest_and_empty_memory(self, first_version: Path, tiny_base: Path) -> None:
+    def test_writes_manifest_and_empty_memory(
+        self, first_version: Path, tiny_base: Path, facts_file: Path
+    ) -> None:
         manifest = json.loads((first_version / "manifest.json").read_text())
         assert manifest["job_id"] == "ftjob-v1.partial"
         assert (manifest["lineage"], manifest["version"], manifest["parent_version"]) == ("bot", 1, None)
         assert manifest["method"] == "lora"
         assert manifest["config"]["r"] == 16
         assert manifest["base_model"] == str(tiny_base)
-        assert manifest["data"]["training_file_sha256"] == "sha-of-facts.jsonl"
+        assert manifest["data"]["training_file_sha256"] == hashlib.sha256(facts_file.read_bytes()).hexdigest()
         assert manifest["metrics"]["steps"] == STEPS
         assert manifest["processes"] == 1
         assert manifest["metrics"]["trained_tokens"] == _lines(first_version).lines[-1]["trained_tokens"]
