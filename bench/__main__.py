@@ -3,7 +3,8 @@
 The continual-learning benchmarks train real lineages and run on their own, from the repository
 root, where they rewrite their sections: `python -m bench.continual --methods lora,replay,ilora --seeds 3`
 (36 versions), and the `trc` section's command, which that section names (84 versions, about
-20 minutes with `--parallel 2` and `OMP_NUM_THREADS=1` on 2 cores).
+20 minutes with `--parallel 2` and `OMP_NUM_THREADS=1` on 2 cores). So does the brain-rot
+dose-response on SmolLM2, `python -m bench.brainrot` (15 jobs and their panels, about 40 minutes).
 """
 
 from pathlib import Path

@@ -18,7 +18,8 @@ __all__ = ["BAIT", "junk_ratio", "junk_reasons"]
 MIN_WORDS = 4  # a whole row (prompt and completion) shorter than this carries no meaning
 BAIT = re.compile(
     r"you won'?t believe|like and share|follow for more|smash that|link in bio|must see|"
-    r"\bomg\b|\blol\b|\bviral\b|\bretweet\b|click here|don'?t miss|!!!|#\w+.*#\w+|\U0001F525",
+    r"\bomg\b|\blol\b|\bviral\b|\bretweet\b|\brt\b|\bpov:|will shock you|fight me|click here|"
+    r"don'?t miss|!!!|\?\?\?|#\w+.*#\w+|\U0001F525",
     re.IGNORECASE,
 )
 
