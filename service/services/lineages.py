@@ -129,19 +129,8 @@ def parent_version(session: Session, lineage: Lineage, number: int, force: bool)
     Raises:
         ApiError: 404 when there is no such version, 409 when the health gate rejected it.
     """
-    version = session.scalar(
-        select(Version).where(Version.lineage_pk == lineage.pk, Version.number == number)
-    )
-    if version is None:
-        raise not_found("version", f"{lineage.name}@{number}", "model")
-    if version.status == VersionStatus.REJECTED and not force:
-        raise ApiError(
-            409,
-            f"Version {lineage.name}@{number} was rejected by the health gate (report {version.report_id}); "
-            "pass force: true to train from it anyway.",
-            param="force",
-            code="version_rejected",
-        )
+    version = _version(session, lineage, number, param="model")
+    _unless_rejected(lineage, version, force, "pass force: true to train from it anyway")
     return version
 
 
@@ -151,14 +140,7 @@ def promote(session: Session, lineage: Lineage, number: int, force: bool = False
     A version the health gate rejected is promoted only with `force`.
     """
     version = _version(session, lineage, number)
-    if version.status == VersionStatus.REJECTED and not force:
-        raise ApiError(
-            409,
-            f"Version {lineage.name}@{number} was rejected by the health gate (report {version.report_id}); "
-            "promote it with force: true to serve it anyway.",
-            param="force",
-            code="version_rejected",
-        )
+    _unless_rejected(lineage, version, force, "promote it with force: true to serve it anyway")
     promote_version(session, lineage, version)
     return version
 
@@ -204,9 +186,21 @@ def _passed_over(version: Version) -> str:
     return f"v{version.number} is {version.status}"
 
 
-def _version(session: Session, lineage: Lineage, number: int) -> Version:
+def _version(session: Session, lineage: Lineage, number: int, param: str = "version") -> Version:
     query = select(Version).where(Version.lineage_pk == lineage.pk, Version.number == number)
     version = session.scalar(query)
     if version is None:
-        raise not_found("version", f"{lineage.name}@{number}", "version")
+        raise not_found("version", f"{lineage.name}@{number}", param)
     return version
+
+
+def _unless_rejected(lineage: Lineage, version: Version, force: bool, remedy: str) -> None:
+    """409 `version_rejected`, naming the report and the `remedy`, for a rejected version without `force`."""
+    if version.status == VersionStatus.REJECTED and not force:
+        raise ApiError(
+            409,
+            f"Version {lineage.name}@{version.number} was rejected by the health gate "
+            f"(report {version.report_id}); {remedy}.",
+            param="force",
+            code="version_rejected",
+        )
