@@ -40,11 +40,24 @@ class Client:
         body = {"name": name, "base_model": base_model, "method": method, "evaluation": evaluation or {}}
         return self._call("POST", "/lineages", json=body)
 
+    def files_page(self, limit: int = 20) -> dict[str, Any]:
+        """The newest `limit` training files as the API's list page."""
+        return self._call("GET", "/files", params={"limit": limit})
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/files/{file_id}")
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/files/{file_id}")
+
     def get_lineage(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/lineages/{name}")
 
+    def lineages_page(self, limit: int = 100) -> dict[str, Any]:
+        return self._call("GET", "/lineages", params={"limit": limit})
+
     def list_lineages(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/lineages", params={"limit": 100})["data"]  # type: ignore[no-any-return]
+        return self.lineages_page()["data"]  # type: ignore[no-any-return]
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/lineages/{name}/versions")["data"]  # type: ignore[no-any-return]
@@ -59,8 +72,12 @@ class Client:
             json={"model": lineage, "training_file": training_file, **fields},
         )
 
+    def jobs_page(self, limit: int = 20) -> dict[str, Any]:
+        """The newest `limit` jobs as the API's list page."""
+        return self._call("GET", "/fine_tuning/jobs", params={"limit": limit})
+
     def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._call("GET", "/fine_tuning/jobs", params={"limit": limit})["data"]  # type: ignore[no-any-return]
+        return self.jobs_page(limit)["data"]  # type: ignore[no-any-return]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/fine_tuning/jobs/{job_id}")
@@ -68,16 +85,45 @@ class Client:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/fine_tuning/jobs/{job_id}/cancel")
 
+    def events_page(self, job_id: str, limit: int = 100) -> dict[str, Any]:
+        """The newest `limit` events of a job, newest first, as the API's list page."""
+        return self._call("GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})
+
     def list_events(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The newest `limit` events of a job, newest first."""
-        return self._call("GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})["data"]  # type: ignore[no-any-return]
+        return self.events_page(job_id, limit)["data"]  # type: ignore[no-any-return]
+
+    def checkpoints_page(self, job_id: str, limit: int = 10) -> dict[str, Any]:
+        """A job's newest `limit` checkpoints as the API's list page."""
+        return self._call("GET", f"/fine_tuning/jobs/{job_id}/checkpoints", params={"limit": limit})
 
     def promote(self, lineage: str, version: int, force: bool = False) -> dict[str, Any]:
         body = {"version": version, "force": force}
         return self._call("POST", f"/lineages/{lineage}/promote", json=body)
 
+    def create_health_check(
+        self, lineage: str, version: int | None = None, suites: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Queue a health check of a version (the promoted one if None) on some suites (all if None)."""
+        body: dict[str, Any] = {"lineage": lineage}
+        if version is not None:
+            body["version"] = version
+        if suites:
+            body["suites"] = suites
+        return self._call("POST", "/health_checks", json=body)
+
+    def get_health_check(self, check_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/health_checks/{check_id}")
+
     def get_report(self, report_id: str) -> dict[str, Any]:
         return self._call("GET", f"/reports/{report_id}")
+
+    def report_html(self, report_id: str) -> str:
+        """A health report as its self-contained HTML page."""
+        response = self._http.get(f"/reports/{report_id}.html")
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _body(response))
+        return response.text
 
     def rollback(self, lineage: str) -> dict[str, Any]:
         return self._call("POST", f"/lineages/{lineage}/rollback")
@@ -94,7 +140,15 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)
-        body = response.json()
+        body = _body(response)
         if response.status_code >= 400:
             raise ApiError(response.status_code, body)
         return body  # type: ignore[no-any-return]
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body, or an error envelope around the text when a proxy in front answered otherwise."""
+    try:
+        return response.json()  # type: ignore[no-any-return]
+    except ValueError:
+        return {"error": {"message": response.text.strip()[:200] or response.reason_phrase}}

