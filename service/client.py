@@ -24,9 +24,8 @@ class Client:
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.url = (url or os.environ.get("NEUROPLAST_URL", "http://127.0.0.1:8000")).rstrip("/")
         key = api_key or os.environ.get("NEUROPLAST_API_KEY", "")
-        self._http = httpx.Client(
-            base_url=f"{self.url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=timeout
-        )
+        headers = {"Authorization": f"Bearer {key}"} if key else {}  # no key: the API's 401 says so
+        self._http = httpx.Client(base_url=f"{self.url}/v1", headers=headers, timeout=timeout)
 
     def upload_file(self, path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
