@@ -13,7 +13,7 @@ from transformers.models.llama.modeling_llama import LlamaModel
 
 from tests.service.serving.adapters import make_adapter
 from tests.service.serving.titans_version import make_titans_version
-from trainers.native_server import NativeModel, _token_texts, create_app
+from trainers.native_server import NativeModel, Sampling, create_app, token_texts
 
 PROMPT = "Q: Where does Velo3 live?\nA:"
 
@@ -92,10 +92,10 @@ def test_decoding_reads_one_new_token_per_step_and_detokenizes_in_linear_time(
     for decoder in decoders:
         decoder.register_forward_pre_hook(record, with_kwargs=True)
     prompt_tokens = len(native.tokenizer(PROMPT).input_ids)
-    body = {"max_tokens": 12, "temperature": 0.0, "ignore_eos": True}
+    greedy = Sampling(max_tokens=12, temperature=0.0, ignore_eos=True)
     for model in (str(tiny_base), *versions):
         widths.clear()
-        native.generate(model, PROMPT, body)
+        native.complete(model, PROMPT, greedy)
         assert widths == [prompt_tokens] + [1] * 11, model  # the key-value cache holds the rest
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
@@ -109,7 +109,7 @@ def test_decoding_reads_one_new_token_per_step_and_detokenizes_in_linear_time(
         return str(decode(tokens, **kwargs))
 
     tokenizer.decode = counting  # type: ignore[method-assign]
-    texts = _token_texts(tokenizer, ids)
+    texts = token_texts(tokenizer, ids)
     assert "".join(texts) == decode(ids, skip_special_tokens=True)
     assert len(texts) == 400
     assert decoded < 10 * 400  # decoding the whole answer at each token would be 80,000

@@ -9,8 +9,7 @@ from transformers import AutoTokenizer
 
 from tests.service.serving.adapters import make_adapter
 from tests.service.serving.titans_version import make_titans_version
-from trainers import native_server as native_module
-from trainers.native_server import NativeModel, create_app
+from trainers.native_server import NativeModel, create_app, engine
 from trainers.servable import load_version
 
 NAME = "default/memo@1"
@@ -74,7 +73,7 @@ def test_a_titans_version_answers_from_its_own_memory_and_a_session_keeps_it(
 def test_a_tenant_keeps_its_sessions_however_many_another_one_opens(
     tiny_base: Path, titans_version: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(native_module, "MAX_SESSIONS", 2)
+    monkeypatch.setattr(engine, "MAX_SESSIONS", 2)
     native = NativeModel(str(tiny_base))
     api = TestClient(create_app(native))
     for tenant in ("acme", "rival"):
