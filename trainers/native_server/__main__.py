@@ -6,7 +6,7 @@ import os
 import uvicorn
 
 from trainers.native_server.app import create_app
-from trainers.native_server.engine import MAX_SECONDS, MAX_TOKENS, NativeModel
+from trainers.native_server.engine import MAX_BATCH, MAX_SECONDS, MAX_TOKENS, NativeModel
 
 
 def main() -> None:
@@ -16,8 +16,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="largest max_tokens of a request")
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="longest generation")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH, help="most rows decoded together")
     args = parser.parse_args()
-    native = NativeModel(args.model, args.max_tokens, args.max_seconds)
+    native = NativeModel(args.model, args.max_tokens, args.max_seconds, max_batch=args.max_batch)
     app = create_app(native, os.environ.get("VLLM_API_KEY") or None)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

@@ -4,7 +4,7 @@ Requests become rows (one per prompt and choice) in a queue. One scheduler threa
 row, waits `WINDOW_SECONDS` for company when the backend was idle (requests that arrive while a
 batch runs simply wait for the next one), and decodes together every waiting row that can share
 its batch: the same model and, for a version that carries a memory, the same chunk alignment
-(`trainers/native_server/memory.py`), at most one row per session and `MAX_BATCH` rows in all.
+(`trainers/native_server/memory.py`), at most one row per session and `max_batch` rows in all.
 Each batch runs to its end (dynamic batching; docs/serving.md says why not continuous batching).
 """
 
@@ -66,6 +66,7 @@ class NativeModel:
         max_tokens: Largest `max_tokens` of one request.
         max_seconds: Longest generation of one batch.
         window: Seconds an idle backend waits for more requests before it starts a batch.
+        max_batch: Most rows decoded together (1: one request at a time).
     """
 
     def __init__(
@@ -74,9 +75,11 @@ class NativeModel:
         max_tokens: int = MAX_TOKENS,
         max_seconds: float = MAX_SECONDS,
         window: float = WINDOW_SECONDS,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.base = base
         self.max_tokens, self.max_seconds, self.window = max_tokens, max_seconds, window
+        self.max_batch = max_batch
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.model: Any = AutoModelForCausalLM.from_pretrained(base).eval()
         self.adapters: dict[str, str] = {}
@@ -168,7 +171,7 @@ class NativeModel:
                 continue  # a session's requests run one after the other, each from the last one's memory
             if session is not None:
                 sessions.add(session)
-            if len(batch) < MAX_BATCH and (item is first or self._group(item) == group):
+            if len(batch) < self.max_batch and (item is first or self._group(item) == group):
                 batch.append(item)
                 waiting.remove(item)
         return batch
