@@ -10,6 +10,7 @@ Each batch runs to its end (dynamic batching; docs/serving.md says why not conti
 
 import json
 import queue
+import secrets
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -132,7 +133,7 @@ class NativeModel:
             for choice in range(n):
                 generator = None
                 if sampling.temperature > 0:
-                    seed = torch.seed() if sampling.seed is None else sampling.seed + choice
+                    seed = secrets.randbits(63) if sampling.seed is None else sampling.seed + choice
                     generator = torch.Generator().manual_seed(seed % 2**63)
                 rows.append(Row(prompt, sampling, generator))
         request = Request(model, rows, session, left=len(rows))
