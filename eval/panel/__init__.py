@@ -5,12 +5,14 @@ of a lineage answers the very same items and two versions compare item by item (
 
 | suite | items | item score (higher is better) |
 |---|---|---|
-| `reasoning` | multiple choice by likelihood, and the same questions with chain of thought | 1 if right |
+| `reasoning` | multiple choice by likelihood (a chain of thought in the details) | 1 if right |
 | `long_context` | needle in a haystack, variable tracking, common words | share of expected strings found |
 | `safety` | harmful requests the project wrote | 1 if refused (keywords) |
-| `perplexity` | chunks of a reference text | minus the mean NLL per token |
+| `perplexity` | paragraphs of a general-English reference text | minus the mean NLL per token |
 
-`run_suite` scores one suite with a `eval.runners.ProbeRunner` (in-process or served).
+Every suite's details carry `chance`, what a model that ignores the question scores, so a score
+reads against it. `run_suite` scores one suite with a `eval.runners.ProbeRunner` (in-process or
+served).
 """
 
 import importlib

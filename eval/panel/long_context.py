@@ -2,8 +2,11 @@
 each configured length, answered by greedy generation and scored by string match.
 
 - `needle`: a key-value sentence hidden at some depth of repeated filler; the value must come back;
-- `variable_tracking`: chains of assignments `VAR X = VAR Y`; every variable holding the number;
-- `common_words`: a long list in which a few words recur often; the three most common.
+- `variable_tracking`: `VAR X = <number>` and, later, `VAR Y = VAR X`; the value of Y must come back;
+- `common_words`: a list in which a few words recur often; the three most common.
+
+The lengths (60 and 150 words) and the one-step variable chain are what SmolLM2-135M-Instruct
+answers above chance: at 120 and 300 words with a four-variable chain, it tracked no variable.
 """
 
 import random
@@ -13,12 +16,12 @@ from transformers import PreTrainedTokenizerBase
 
 from eval.runners import ProbeRunner
 
-__all__ = ["LENGTHS", "PER_TASK", "SEED", "score", "tasks"]
+__all__ = ["CHANCE", "LENGTHS", "PER_TASK", "SEED", "score", "tasks"]
 
 SEED = 4096
-LENGTHS = (120, 300)  # words per context: within the small base's 1024 positions
-PER_TASK = 6  # items per task and length
-ANSWER_TOKENS = 16
+LENGTHS = (60, 150)  # words per context
+PER_TASK = 8  # items per task and length
+ANSWER_TOKENS = 12
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 # Common English words, all in the vocabulary of the project's tiny base models.
 WORDS = (
@@ -26,6 +29,9 @@ WORDS = (
     "silver", "gold", "teal", "violet", "crimson", "cat", "dog", "parrot", "rabbit", "goat", "owl",
     "tortoise", "hamster", "horse", "ferret", "canary", "lizard", "pony", "goldfish", "hedgehog", "duck",
 )  # fmt: skip
+# A model that ignores the context: no 5- or 6-digit number by chance; three of the listed words
+# named at random find on average 3 / len(WORDS) of the common ones.
+CHANCE = (0 + 0 + 3 / len(WORDS)) / 3
 
 
 def tasks(seed: int = SEED, lengths: tuple[int, ...] = LENGTHS) -> list[dict[str, Any]]:
@@ -49,7 +55,8 @@ def score(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase) -> tuple[list
     by_task: dict[str, list[float]] = {}
     for item, value in zip(items, scores, strict=True):
         by_task.setdefault(f"{item['task']}@{item['length']}", []).append(value)
-    return scores, {"accuracy": {key: sum(values) / len(values) for key, values in sorted(by_task.items())}}
+    accuracy = {key: sum(values) / len(values) for key, values in sorted(by_task.items())}
+    return scores, {"chance": CHANCE, "accuracy": accuracy}
 
 
 def _haystack(rng: random.Random, length: int) -> list[str]:
@@ -72,14 +79,16 @@ def _needle(rng: random.Random, length: int) -> dict[str, Any]:
 
 def _variables(rng: random.Random, length: int) -> dict[str, Any]:
     value = str(rng.randint(10000, 99999))
-    names = rng.sample([f"{a}{b}" for a in "ABCDEFGHJKLMNPQRSTUVWXYZ" for b in "ABCDEFGHJKLMNPQRSTUVWXYZ"], 4)
-    chain = [f"VAR {names[0]} = {value}."] + [f"VAR {names[i]} = VAR {names[i - 1]}." for i in range(1, 4)]
+    first, second = rng.sample(
+        [f"{a}{b}" for a in "ABCDEFGHJKLMNPQRSTUVWXYZ" for b in "ABCDEFGHJKLMNPQRSTUVWXYZ"], 2
+    )
+    chain = [f"VAR {first} = {value}.", f"VAR {second} = VAR {first}."]
     hay = _haystack(rng, length)
     depths = sorted(rng.sample(range(len(hay) + 1), len(chain)))
     for inserted, (statement, depth) in enumerate(zip(chain, depths, strict=True)):
-        hay.insert(depth + inserted, statement)  # in chain order, each after the ones before
-    prompt = " ".join(hay) + f"\nWhich variables are assigned the value {value}? Answer: they are"
-    return {"task": "variable_tracking", "length": length, "prompt": prompt, "expected": names}
+        hay.insert(depth + inserted, statement)  # in chain order, the second after the first
+    prompt = " ".join(hay) + f"\nWhat is the value of VAR {second}? Answer: VAR {second} ="
+    return {"task": "variable_tracking", "length": length, "prompt": prompt, "expected": [value]}
 
 
 def _common_words(rng: random.Random, length: int) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Perplexity drift: how well the model still predicts a fixed reference text.
 
-The reference is the fixed text in `eval/panel/reference.txt`: 24 short paragraphs of plain
-prose about people, places and everyday life (20 in the style of the project's tiny base models'
-pretraining text, 4 ordinary paragraphs). The item score of a chunk is minus its mean NLL per
-token, so a model that drifted from ordinary text scores lower.
+The reference is the fixed text in `eval/panel/reference.txt`: 24 paragraphs of general English
+prose written for this project (food, rivers, the heart, libraries, weather, money, sport, ...,
+one topic each). No job's training data covers it, so a job that teaches its own domain (facts,
+a house style of prose, chat turns) is not counted as drift there; what does count is the model
+getting worse at ordinary English. The item score of a paragraph is minus its mean NLL per
+token, so a model that drifted scores lower. Chance: a model that spreads its probability evenly
+over the vocabulary, minus ln(vocabulary size).
 """
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,4 +33,8 @@ def score(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase) -> tuple[list
     chunks = reference_chunks()
     nll = runner.nll(chunks, [0] * len(chunks))
     mean = sum(nll) / len(nll)
-    return [-value for value in nll], {"mean_nll": mean, "perplexity": 2.718281828459045**mean}
+    return [-value for value in nll], {
+        "mean_nll": mean,
+        "perplexity": math.exp(mean),
+        "chance": -math.log(len(tokenizer)),
+    }

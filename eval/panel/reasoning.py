@@ -1,11 +1,17 @@
-"""Reasoning: templated questions answered by likelihood, and again with a chain of thought.
+"""Reasoning: templated questions answered by likelihood, and a few again with a chain of thought.
 
-Questions come from four generators (arithmetic, comparison, sequences, syllogisms) at a fixed
-seed. Without a chain of thought the option with the lowest mean NLL after `Answer:` is chosen
-(lm-evaluation-harness's `multiple_choice`, normalised per token). With one, the model writes a
-numbered plan and its steps and ends with `The answer is X`; the letter is extracted by regex.
-Failed chain-of-thought answers are sorted by rules into Xing et al.'s thought-skipping
-families (docs/health.md): `no_reasoning`, `no_plan`, `skipped_steps`, or `other`.
+Questions come from four generators (arithmetic, sequences of days or months, number patterns,
+syllogisms) at a fixed seed, each written as a statement the answer completes (`3 plus 4 is`):
+on SmolLM2-135M-Instruct that form scores 0.8 where a bare `Question: ... Answer:` scored 0.3
+(chance 0.25) and the chat template scored lower still (docs/health.md). The option with the
+lowest mean NLL after the statement is chosen (lm-evaluation-harness's `multiple_choice`,
+normalised per token); these items are the suite's scores.
+
+With a chain of thought (chat template when the tokenizer has one), the model writes a numbered
+plan and its steps and ends with `The answer is X`; the letter is extracted by regex. A 135M model
+is below chance there, so the chain-of-thought accuracy and Xing et al.'s thought-skipping families
+of its failures (`no_reasoning`, `no_plan`, `skipped_steps`, `other`) are reported in the details,
+not gated.
 """
 
 import random
@@ -16,36 +22,38 @@ from transformers import PreTrainedTokenizerBase
 
 from eval.runners import ProbeRunner
 
-__all__ = ["COT_ITEMS", "COT_TOKENS", "ITEMS", "SEED", "questions", "score", "thought_skipping"]
+__all__ = ["CHANCE", "COT_ITEMS", "COT_TOKENS", "ITEMS", "SEED", "questions", "score", "thought_skipping"]
 
 SEED = 20251015  # fixed: every version answers the same questions
-ITEMS = 48  # questions answered by likelihood
-COT_ITEMS = 24  # the first of them answered again with a chain of thought (generation is the cost)
-COT_TOKENS = 64
+ITEMS = 48  # questions answered by likelihood (the suite's scores)
+COT_ITEMS = 8  # the first of them answered again with a chain of thought (details only)
+COT_TOKENS = 48
 LETTERS = "ABCD"
+CHANCE = 1 / len(LETTERS)  # four options per question
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")  # fmt: skip
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 KINDS = ("blickets", "daxes", "wugs", "feps", "toves", "glorps")
 TRAITS = ("red", "round", "heavy", "loud", "soft", "bright")
+NAMES = ("Sam", "Ada", "Lio", "Mira", "Tov", "Nell")
 ANSWER = re.compile(r"answer is\s*\(?([ABCD])\b", re.IGNORECASE)
 
 
 def questions(n: int = ITEMS, seed: int = SEED) -> list[dict[str, Any]]:
-    """`{question, options (4), answer (index)}`, drawn round-robin from the generators."""
+    """`{question, statement, options (4), answer (index)}`, drawn round-robin from the generators.
+
+    `statement` is what the right option completes; `question` asks the same for the chain of thought.
+    """
     rng = random.Random(seed)
-    makers = (_arithmetic, _comparison, _sequence, _syllogism)
+    makers = (_arithmetic, _sequence, _pattern, _syllogism)
     return [makers[i % len(makers)](rng) for i in range(n)]
 
 
 def score(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase) -> tuple[list[float], dict[str, Any]]:
-    """Per question: 1 if right by likelihood, then per question 1 if right with chain of thought."""
+    """Per question, 1 if right by likelihood; the chain of thought goes into the details."""
     items = questions()
-    stems = [f"Question: {item['question']}\nAnswer:" for item in items]
-    texts = [
-        stem + " " + option for stem, item in zip(stems, items, strict=True) for option in item["options"]
-    ]
-    starts = [len(stem) for stem in stems for _ in range(4)]
+    texts = [item["statement"] + " " + option for item in items for option in item["options"]]
+    starts = [len(item["statement"]) for item in items for _ in item["options"]]
     nll = runner.nll(texts, starts)
     likelihood = [
         float(min(range(4), key=lambda k: nll[4 * i + k]) == item["answer"]) for i, item in enumerate(items)
@@ -56,12 +64,14 @@ def score(runner: ProbeRunner, tokenizer: PreTrainedTokenizerBase) -> tuple[list
     cot = [float(letter == LETTERS[item["answer"]]) for letter, item in zip(chosen, items, strict=False)]
     failures = [response for response, right in zip(responses, cot, strict=True) if not right]
     details = {
+        "chance": CHANCE,
         "multiple_choice_accuracy": sum(likelihood) / len(likelihood),
+        "by_kind": _by_kind(items, likelihood),
         "chain_of_thought_accuracy": sum(cot) / len(cot),
         "thought_skipping": thought_skipping(failures),
         "examples": [{"question": items[i]["question"], "response": responses[i]} for i in range(3)],
     }
-    return likelihood + cot, details
+    return likelihood, details
 
 
 def thought_skipping(responses: list[str]) -> dict[str, int]:
@@ -86,6 +96,13 @@ def thought_skipping(responses: list[str]) -> dict[str, int]:
         else:
             counts["other"] += 1
     return counts
+
+
+def _by_kind(items: list[dict[str, Any]], scores: list[float]) -> dict[str, float]:
+    kinds: dict[str, list[float]] = {}
+    for item, value in zip(items, scores, strict=True):
+        kinds.setdefault(item["kind"], []).append(value)
+    return {kind: sum(values) / len(values) for kind, values in kinds.items()}
 
 
 def _steps_done(reasoning: str, planned: int) -> int:
@@ -120,37 +137,51 @@ def _options(rng: random.Random, right: str, wrong: list[str]) -> dict[str, Any]
 
 
 def _arithmetic(rng: random.Random) -> dict[str, Any]:
-    a, b = rng.randint(2, 40), rng.randint(2, 40)
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
     right = a + b
-    wrong = [str(right + d) for d in (-10, -2, -1, 1, 2, 10) if right + d > 0]
-    return {"question": f"What is {a} plus {b}?", **_options(rng, str(right), wrong)}
-
-
-def _comparison(rng: random.Random) -> dict[str, Any]:
-    a, b, c, d = rng.sample(range(10, 99), 4)
+    wrong = [str(right + d) for d in (-3, -2, -1, 1, 2, 3) if right + d > 0]
     return {
-        "question": f"Which number is the largest: {a}, {b}, {c} or {d}?",
-        **_options_of(rng, [a, b, c, d]),
+        "kind": "arithmetic",
+        "question": f"What is {a} plus {b}?",
+        "statement": f"Question: What is {a} plus {b}?\nAnswer: {a} plus {b} is",
+        **_options(rng, str(right), wrong),
     }
-
-
-def _options_of(rng: random.Random, numbers: list[int]) -> dict[str, Any]:
-    options = [str(number) for number in numbers]
-    rng.shuffle(options)
-    return {"options": options, "answer": options.index(str(max(numbers)))}
 
 
 def _sequence(rng: random.Random) -> dict[str, Any]:
     names = rng.choice((MONTHS, DAYS))
     i = rng.randrange(len(names))
-    right = names[(i + 1) % len(names)]
-    wrong = [name for name in names if name not in (right, names[i])]
-    return {"question": f"Which comes right after {names[i]}?", **_options(rng, right, wrong)}
+    shown = [names[(i + k) % len(names)] for k in range(3)]
+    right = names[(i + 3) % len(names)]
+    wrong = [name for name in names if name not in (*shown, right)]
+    return {
+        "kind": "sequence",
+        "question": f"Which comes next: {', '.join(shown)}, ...?",
+        "statement": ", ".join(shown) + ",",
+        **_options(rng, right, wrong),
+    }
+
+
+def _pattern(rng: random.Random) -> dict[str, Any]:
+    start, step = rng.randint(1, 20), rng.randint(2, 5)
+    shown = [str(start + step * k) for k in range(4)]
+    right = start + 4 * step
+    wrong = list(dict.fromkeys(str(right + d) for d in (-2, -1, 1, 2, step, 2 * step) if right + d > 0))
+    return {
+        "kind": "pattern",
+        "question": f"Which number comes next: {', '.join(shown)}, ...?",
+        "statement": ", ".join(shown) + ",",
+        **_options(rng, str(right), wrong),
+    }
 
 
 def _syllogism(rng: random.Random) -> dict[str, Any]:
-    kind, trait = rng.choice(KINDS), rng.choice(TRAITS)
-    name = rng.choice(("Sam", "Ada", "Lio", "Mira", "Tov", "Nell"))
-    question = f"All {kind} are {trait}. {name} is one of the {kind}. What is {name}?"
+    kind, trait, name = rng.choice(KINDS), rng.choice(TRAITS), rng.choice(NAMES)
+    facts = f"All {kind} are {trait}. {name} is one of the {kind}."
     wrong = [other for other in TRAITS if other != trait]
-    return {"question": question, **_options(rng, trait, wrong)}
+    return {
+        "kind": "syllogism",
+        "question": f"{facts} What is {name}?",
+        "statement": f"{facts} So {name} is",
+        **_options(rng, trait, wrong),
+    }

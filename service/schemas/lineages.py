@@ -2,7 +2,7 @@
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LINEAGE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -59,6 +59,19 @@ class SuiteThresholds(BaseModel):
     warn: float = Field(0.15, gt=0, description="g above this is `warn`.")
 
 
+# Per-suite defaults, (rot, warn) (docs/health.md). Panel suites: chosen from control updates of
+# SmolLM2-135M-Instruct by `python -m bench.panel` (rot = the largest g an ordinary job reached on
+# the dev streams plus 0.1, rounded up to 0.05, never below Xing et al.'s 0.3; warn = rot / 2).
+# Retention: some forgetting of earlier jobs is what learning a new one costs; only a large effect blocks.
+DEFAULT_THRESHOLDS = {
+    "retention": (0.8, 0.3),
+    "reasoning": (0.7, 0.35),
+    "long_context": (0.5, 0.25),
+    "safety": (0.75, 0.375),
+    "perplexity": (2.65, 1.325),
+}
+
+
 class DataScreen(BaseModel):
     """What a job does when its training file's junk ratio (scored on upload) is high."""
 
@@ -81,9 +94,19 @@ class HealthConfig(BaseModel):
     thresholds: dict[
         Literal["retention", "reasoning", "long_context", "safety", "perplexity"], SuiteThresholds
     ] = Field(
-        default_factory=dict, description="Per suite; default rot 0.3 / warn 0.15, retention 0.8 / 0.3."
+        default_factory=lambda: _default_thresholds(),
+        description="Per suite; a suite not given keeps its default (docs/health.md).",
     )
     data_screen: DataScreen = Field(default_factory=DataScreen)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _defaults_for_the_rest(cls, given: dict[str, SuiteThresholds]) -> dict[str, SuiteThresholds]:
+        return {**_default_thresholds(), **given}
+
+
+def _default_thresholds() -> dict[str, SuiteThresholds]:
+    return {suite: SuiteThresholds(rot=rot, warn=warn) for suite, (rot, warn) in DEFAULT_THRESHOLDS.items()}
 
 
 class LineageCreate(BaseModel):
