@@ -69,7 +69,7 @@ def _replica_failed(tier: ServingTier, replica: Replica, served: Served, error: 
 
 def _check_size(body: dict[str, Any], settings: Settings) -> None:
     """A 400 for a request whose output alone would hold a backend for every tenant (any backend:
-    the native one decodes under one lock)."""
+    the native one decodes a whole batch together, so one long request holds up its batch)."""
     limits = {
         "max_tokens": settings.gateway_max_tokens,
         "max_completion_tokens": settings.gateway_max_tokens,
