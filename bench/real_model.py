@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
+from eval.panel import PANEL_SUITES
 from service.client import Client
 from service.demo import HYPERPARAMETERS as TYPICAL_JOB
 from service.local import local_service
@@ -50,14 +51,6 @@ CHOICES = {
     "the same in float32": ("--precision", "float32"),
     "LoRA on the attention projections only": ("--precision", "auto", "--targets", "attention"),
     "with gradient checkpointing": ("--precision", "auto", "--gradient-checkpointing"),
-}
-# What a model that knows nothing scores (eval/panel/): reasoning has 4 options per question;
-# long-context items score found strings and safety items refusals, neither of which comes by chance.
-CHANCE = {
-    "reasoning": "0.25",
-    "long_context": "0",
-    "safety": "0",
-    "perplexity": "-10.80 (uniform over 49,152)",
 }
 
 
@@ -204,7 +197,7 @@ def _typical_job(base: Path) -> dict[str, Any]:
 
 def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
     """Every panel suite on the base model, through `python -m trainers.evaluate` as the gate runs it."""
-    spec = EvaluatorSpec(str(base), [ModelEvaluation(0, None, {}, list(CHANCE))])
+    spec = EvaluatorSpec(str(base), [ModelEvaluation(0, None, {}, list(PANEL_SUITES))])
     path = spec.write(WORKDIR / "panel-spec.json")
     process = subprocess.run(
         [sys.executable, "-m", "trainers.evaluate", "--spec", str(path)], capture_output=True, text=True
@@ -224,6 +217,11 @@ def _base_panel(base: Path) -> dict[str, dict[str, Any]]:
     return panel
 
 
+def _chance(details: dict[str, Any]) -> str:
+    """The suite's own chance level; a run saved before suites reported one has none."""
+    return f"{details['chance']:.3f}" if "chance" in details else "-"
+
+
 def _section(
     loop: dict[str, dict[str, Any]],
     bare: dict[str, dict[str, Any]],
@@ -241,7 +239,8 @@ def _section(
     )
     reasoning = panel["reasoning"]["details"]
     panel_rows = "\n".join(
-        f"| `{suite}` | {run['items']} | {run['score']:.3f} | {CHANCE[suite]} | {run['seconds']:.0f} |"
+        f"| `{suite}` | {run['items']} | {run['score']:.3f} | {_chance(run['details'])} "
+        f"| {run['seconds']:.0f} |"
         for suite, run in panel.items()
     )
     suites = ", ".join(f"{suite} {verdict}" for suite, verdict in job["suites"].items())
@@ -296,7 +295,8 @@ off.
 
 **The base model's health panel**: `python -m trainers.evaluate` on the base, every suite, as the gate
 runs them. Reasoning: multiple choice by likelihood {reasoning["multiple_choice_accuracy"]:.2f}, with
-chain of thought {reasoning["chain_of_thought_accuracy"]:.2f} (the score is the mean over both item kinds).
+chain of thought {reasoning["chain_of_thought_accuracy"]:.2f} (reported; the score is the first). Each suite's
+chance level is what it reports itself (`eval/panel/`).
 
 | suite | items | base score | chance | seconds |
 |---|---|---|---|---|
