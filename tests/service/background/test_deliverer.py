@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from service.background import deliverer
 from service.db import Database
 from service.local import free_port
 from service.main import create_app
@@ -24,7 +25,6 @@ from service.models import Job, Tenant, WebhookDelivery, WebhookEndpoint, Webhoo
 from service.services.keys import create_key
 from service.services.webhooks import emit
 from service.settings import Settings
-from service.background import deliverer
 from service.worker.lease import JobQueue
 from service.worker.worker import Worker
 from tests.service.conftest import FACTS, upload

@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from service.background import deliverer
 from service.db import Database
 from service.models import WebhookDelivery, WebhookEndpoint
 from service.services.keys import create_tenant
 from service.services.webhooks import emit
 from service.settings import Settings
-from service.background import deliverer
 
 NAME = "hooks.example"
 STAND_IN = "127.0.0.2"  # a "public" address where nothing listens

@@ -80,7 +80,8 @@ def test_when_no_version_is_promoted_the_job_starts_from_the_base_and_says_why(
     job = _start(api, settings, database, "bot")
     assert job["parent_version"] is None
     assert job["parent_reason"] == (
-        "Training from the base model: no version is promoted (v1 was rejected by the health gate (report-1))."
+        "Training from the base model: no version is promoted "
+        "(v1 was rejected by the health gate (report-1))."
     )
 
 
@@ -92,7 +93,8 @@ def test_a_job_may_name_its_parent_and_a_rejected_one_needs_force(
     file_id = upload(api, FACTS)["id"]
     refused = api.post("/v1/fine_tuning/jobs", json={"model": "bot@2", "training_file": file_id})
     assert refused.status_code == 409
-    assert refused.json()["error"]["code"] == "version_rejected" and "report-2" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert error["code"] == "version_rejected" and "report-2" in error["message"]
     missing = api.post("/v1/fine_tuning/jobs", json={"model": "bot@7", "training_file": file_id})
     assert (missing.status_code, missing.json()["error"]["param"]) == (404, "model")
     malformed = api.post("/v1/fine_tuning/jobs", json={"model": "bot@latest", "training_file": file_id})
