@@ -63,7 +63,8 @@ class SuiteThresholds(BaseModel):
 # SmolLM2-135M-Instruct by `python -m bench.panel` (rot = the largest g an ordinary job reached on
 # the dev streams plus 0.1, rounded up to 0.05, never below Xing et al.'s 0.3; warn = rot / 2).
 # Retention: some forgetting of earlier jobs is what learning a new one costs; only a large effect blocks.
-DEFAULT_THRESHOLDS = {
+GateSuite = Literal["retention", "reasoning", "long_context", "safety", "perplexity"]
+DEFAULT_THRESHOLDS: dict[GateSuite, tuple[float, float]] = {
     "retention": (0.8, 0.3),
     "reasoning": (0.7, 0.35),
     "long_context": (0.5, 0.25),
@@ -91,9 +92,7 @@ class HealthConfig(BaseModel):
         default_factory=lambda: list(get_args(PanelSuite)),
         description="Panel suites the gate runs after every job, beside the retention probes.",
     )
-    thresholds: dict[
-        Literal["retention", "reasoning", "long_context", "safety", "perplexity"], SuiteThresholds
-    ] = Field(
+    thresholds: dict[GateSuite, SuiteThresholds] = Field(
         default_factory=lambda: _default_thresholds(),
         description="Per suite; a suite not given keeps its default (docs/health.md).",
     )
@@ -101,11 +100,13 @@ class HealthConfig(BaseModel):
 
     @field_validator("thresholds")
     @classmethod
-    def _defaults_for_the_rest(cls, given: dict[str, SuiteThresholds]) -> dict[str, SuiteThresholds]:
+    def _defaults_for_the_rest(
+        cls, given: dict[GateSuite, SuiteThresholds]
+    ) -> dict[GateSuite, SuiteThresholds]:
         return {**_default_thresholds(), **given}
 
 
-def _default_thresholds() -> dict[str, SuiteThresholds]:
+def _default_thresholds() -> dict[GateSuite, SuiteThresholds]:
     return {suite: SuiteThresholds(rot=rot, warn=warn) for suite, (rot, warn) in DEFAULT_THRESHOLDS.items()}
 
 
