@@ -1,4 +1,4 @@
-"""`/v1/fine_tuning/jobs`: create, list, get and cancel jobs; their events and checkpoints."""
+"""`/v1/fine_tuning/jobs`: create, list, get, cancel, pause and resume jobs; their events and checkpoints."""
 
 from typing import Annotated
 
@@ -40,6 +40,16 @@ def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
     return job_public(session, tenant, jobs.cancel_job(session, tenant, job_id))
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic)
+def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    return job_public(session, tenant, jobs.pause_job(session, tenant, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    return job_public(session, tenant, jobs.resume_job(session, tenant, job_id))
 
 
 @router.get("/{job_id}/events", response_model=ListPage[EventPublic])

@@ -48,13 +48,17 @@ class JobCreate(BaseModel):
 
     model: str = Field(
         description="The lineage to update: `<lineage>` trains from its promoted version (or the base "
-        "model), `<lineage>@<N>` from version N."
+        "model), `<lineage>@<N>` from version N. A base model the service knows (a model folder's or "
+        "a fetched model's name) starts a lineage of it, named `suffix` (else after the base model), "
+        "or continues that lineage when it exists on the same base model."
     )
     training_file: str
     hyperparameters: RequestedHyperparameters = Field(default_factory=lambda: RequestedHyperparameters())
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
-    suffix: str | None = Field(None, max_length=64)
+    suffix: str | None = Field(
+        None, max_length=64, description="Names the lineage a job on a base model starts (see `model`)."
+    )
     validation_file: None = Field(None, description="Not supported; held-out data is split off.")
     force: bool = Field(
         False, description="Train from a version the health gate rejected (`model: <lineage>@<N>`)."

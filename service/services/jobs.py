@@ -5,7 +5,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from eval.probes import Probes, ProbeSizes, build_probes_from_file
@@ -13,7 +13,7 @@ from service.errors import ApiError, not_found
 from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
 from service.schemas.jobs import JobCreate
 from service.services.files import get_file
-from service.services.lineages import get_lineage, parent_version
+from service.services.lineages import get_lineage, lineage_for_job, parent_version
 from service.services.paging import page
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
@@ -22,11 +22,17 @@ from trainers.contracts.statuses import JobStatus
 
 
 def create_job(session: Session, settings: Settings, tenant: Tenant, request: JobCreate) -> Job:
-    """Queue a job on a lineage; it runs after every earlier job of that lineage."""
+    """Queue a job on a lineage; it runs after every earlier job of that lineage.
+
+    A job whose `model` names a base model instead starts a lineage of it (`lineage_for_job`).
+    """
     name, at, number = request.model.partition("@")
     if at and not (number.isdigit() and 0 < int(number) < 2**31):
         raise ApiError(400, f"'{request.model}': a version is `<lineage>@<N>`, N from 1.", param="model")
-    lineage = get_lineage(session, tenant, name, param="model")
+    if at:
+        lineage = get_lineage(session, tenant, name, param="model")
+    else:
+        lineage = lineage_for_job(session, settings, tenant, name, request.suffix)
     requested = parent_version(session, lineage, int(number), request.force).number if at else None
     training_file = get_file(session, tenant, request.training_file, param="training_file")
     screen = lineage.health_config.data_screen
@@ -155,6 +161,78 @@ def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
     add_event(session, job, "Job cancelled.")
     emit(session, job.tenant_pk, "fine_tuning.job.cancelled", job_data(session, job))
     return job
+
+
+def pause_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+    """Pause a queued or running job: no worker claims it until it is resumed.
+
+    A running job's worker sees its lease gone at its next heartbeat and stops the trainer; the
+    staging folder with the job's checkpoints stays, and the attempt does not count (as on shutdown).
+    The row changes only if it is still queued or running, so a job that finishes meanwhile stays
+    finished.
+    """
+    job = get_job(session, tenant, job_id)
+    _refuse_unless(job, PAUSABLE, "pause")
+    paused = session.execute(
+        update(Job)
+        .where(Job.pk == job.pk, Job.status.in_(PAUSABLE))
+        .values(
+            status=JobStatus.PAUSED,
+            lease_token=None,
+            lease_expires_at=None,
+            attempts=case((Job.status == JobStatus.RUNNING, Job.attempts - 1), else_=Job.attempts),
+        )
+    )
+    session.refresh(job)
+    if paused.rowcount != 1:  # type: ignore[attr-defined]
+        _refuse_unless(job, (), "pause")
+    add_event(session, job, PAUSED_EVENT)
+    return job
+
+
+def resume_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+    """Queue a paused job again; it resumes from its newest checkpoint on whichever worker claims it.
+
+    Time spent paused does not count towards NEUROPLAST_JOB_TIMEOUT_SECONDS: the job's start moves
+    forward by it.
+    """
+    job = get_job(session, tenant, job_id)
+    _refuse_unless(job, (JobStatus.PAUSED,), "resume")
+    paused_at = session.scalar(
+        select(JobEvent.created_at)
+        .where(JobEvent.job_pk == job.pk, JobEvent.message == PAUSED_EVENT)
+        .order_by(JobEvent.pk.desc())
+        .limit(1)
+    )
+    paused_for = max(0, now() - (paused_at or now()))
+    resumed = session.execute(
+        update(Job)
+        .where(Job.pk == job.pk, Job.status == JobStatus.PAUSED)
+        .values(status=JobStatus.QUEUED, started_at=Job.started_at + paused_for)
+    )
+    session.refresh(job)
+    if resumed.rowcount != 1:  # type: ignore[attr-defined]
+        _refuse_unless(job, (), "resume")
+    add_event(session, job, "Job resumed.")
+    return job
+
+
+PAUSABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # evaluating: the version is trained, and nearly done
+PAUSED_EVENT = "Job paused."
+
+
+def _refuse_unless(job: Job, statuses: tuple[JobStatus, ...], verb: str) -> None:
+    """A 409 naming the job's status unless it is one of `statuses`: `job_finished` for a finished job."""
+    if job.status in statuses:
+        return
+    if job.status in JobStatus.terminal():
+        raise ApiError(
+            409, f"Job '{job.id}' has already finished with status '{job.status}'.", code="job_finished"
+        )
+    which = "a queued or running" if verb == "pause" else "a paused"
+    raise ApiError(
+        409, f"Job '{job.id}' is {job.status}; only {which} job can be {verb}d.", code=f"cannot_{verb}"
+    )
 
 
 def list_events(session: Session, job: Job, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:

@@ -1,5 +1,6 @@
 """Lineages (continually adapted models) and their immutable versions."""
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from service.errors import ApiError, not_found
 from service.models import Lineage, Tenant, Version
-from service.schemas.lineages import LineageCreate
+from service.schemas.lineages import LINEAGE_NAME, LineageCreate
 from service.services.paging import page
-from service.services.paths import resolve_base_model
+from service.services.paths import find_base_model, resolve_base_model
+from service.services.quotas import check_quota
 from service.services.webhooks import emit, version_data
 from service.settings import Settings
 from trainers.contracts.methods import Method, MethodConfigError
@@ -56,6 +58,47 @@ def create_lineage(session: Session, settings: Settings, tenant: Tenant, request
             code="lineage_exists",
         ) from error
     return lineage
+
+
+def lineage_for_job(
+    session: Session, settings: Settings, tenant: Tenant, model: str, suffix: str | None
+) -> Lineage:
+    """The lineage a job's `model` names: a lineage of the tenant's, else a base model the service
+    knows (`find_base_model`), for which the lineage named `suffix` (else after the base model) is
+    created with the default method, or reused when it already exists on that base model.
+
+    Raises:
+        ApiError: 404 on `model` when it names neither; 400 on `suffix` when it is no lineage name;
+            409 on `suffix` when that lineage exists on another base model.
+    """
+    lineage = session.scalar(select(Lineage).where(Lineage.tenant_pk == tenant.pk, Lineage.name == model))
+    if lineage is not None:
+        return lineage
+    base_model = find_base_model(model, settings.base_model_roots, settings.hub_models)
+    if base_model is None:
+        raise not_found("lineage or base model", model, "model")
+    name = suffix if suffix is not None else re.sub(r"[^a-z0-9._-]", "-", model.rpartition("/")[2].lower())
+    if not re.fullmatch(LINEAGE_NAME, name):
+        raise ApiError(
+            400,
+            f"suffix '{name}' names the new lineage: lowercase letters, digits, '.', '_', '-', "
+            "at most 63, starting with a letter or digit.",
+            param="suffix",
+            code="invalid_value",
+        )
+    lineage = session.scalar(select(Lineage).where(Lineage.tenant_pk == tenant.pk, Lineage.name == name))
+    if lineage is not None and lineage.base_model == base_model:
+        return lineage
+    if lineage is not None:
+        raise ApiError(
+            409,
+            f"Lineage '{name}' already exists on another base model ({lineage.base_model}); "
+            "choose another suffix, or name the lineage as the job's model.",
+            param="suffix",
+            code="lineage_exists",
+        )
+    check_quota(session, settings, tenant, "max_lineages")
+    return create_lineage(session, settings, tenant, LineageCreate(name=name, base_model=base_model))
 
 
 def get_lineage(session: Session, tenant: Tenant, name: str, param: str | None = None) -> Lineage:

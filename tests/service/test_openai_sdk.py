@@ -78,3 +78,23 @@ def test_sdk_errors_carry_the_envelope(sdk: openai.OpenAI) -> None:
     assert bad.value.param == "file" and "line 2" in bad.value.message
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=str(sdk.base_url), api_key="np_wrong_key", max_retries=0).files.list()
+
+
+def test_the_sdk_alone_trains_a_base_model_and_pauses_and_resumes_its_job(
+    sdk: openai.OpenAI, service: LocalService
+) -> None:
+    """No lineage created first: the job names a base model the service holds, as OpenAI's do."""
+    base = service.data_dir / "models" / "sdk-base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    uploaded = sdk.files.create(file=("facts.jsonl", FACTS.encode()), purpose="fine-tune")
+
+    job = sdk.fine_tuning.jobs.create(model="sdk-base", training_file=uploaded.id, suffix="sdk-support")
+
+    assert job.status == "queued" and job.model == "sdk-support"
+    assert sdk.fine_tuning.jobs.pause(job.id).status == "paused"
+    assert sdk.fine_tuning.jobs.resume(job.id).status == "queued"
+    sdk.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.ConflictError) as finished:
+        sdk.fine_tuning.jobs.pause(job.id)
+    assert finished.value.code == "job_finished"

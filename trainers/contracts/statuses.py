@@ -17,6 +17,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     EVALUATING = "evaluating"  # trained; its version is being probed and gated
+    PAUSED = "paused"  # by its owner; keeps its checkpoints and is not claimed until resumed
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -29,7 +30,7 @@ class JobStatus(StrEnum):
     @classmethod
     def active(cls) -> tuple["JobStatus", ...]:
         """Not finished: the job holds a quota slot and later jobs of its lineage wait for it."""
-        return (cls.VALIDATING_FILES, cls.QUEUED, *cls.working())
+        return (cls.VALIDATING_FILES, cls.QUEUED, *cls.working(), cls.PAUSED)
 
     @classmethod
     def terminal(cls) -> tuple["JobStatus", ...]:

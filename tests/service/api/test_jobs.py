@@ -1,4 +1,8 @@
-"""`/v1/fine_tuning/jobs`: creation, validation, paging, events, cancel."""
+"""`/v1/fine_tuning/jobs`: creation (on a lineage or a base model), validation, paging, events,
+cancel, pause and resume."""
+
+import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -159,3 +163,102 @@ def test_a_file_in_use_cannot_be_deleted(api: TestClient, lineage: str, training
 def test_checkpoints_start_empty(api: TestClient, lineage: str, training_file: str) -> None:
     job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
     assert api.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"] == []
+
+
+def _base(root: Path, folder: str, provenance_name: str | None = None) -> Path:
+    path = root / folder
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    if provenance_name is not None:
+        (path / "provenance.json").write_text(json.dumps({"model": provenance_name}))
+    return path
+
+
+def test_a_job_on_a_base_model_starts_a_lineage_named_by_its_suffix(
+    api: TestClient, settings: Settings, training_file: str
+) -> None:
+    base = _base(settings.data_dir / "models", "smollm2", provenance_name="smollm2-135m-instruct")
+    body = {"model": "smollm2-135m-instruct", "training_file": training_file, "suffix": "support"}
+
+    job = api.post("/v1/fine_tuning/jobs", json=body).json()
+
+    assert job["status"] == "queued" and job["model"] == "support", job
+    lineage = api.get("/v1/lineages/support").json()
+    assert lineage["base_model"] == str(base.resolve()) and lineage["method"]["type"] == "lora"
+    again = api.post("/v1/fine_tuning/jobs", json={**body, "model": "smollm2"}).json()
+    assert again["model"] == "support"  # the same base model by its folder's name: the same lineage
+    assert [row["name"] for row in api.get("/v1/lineages").json()["data"]] == ["support"]
+
+
+def test_a_job_on_a_base_model_without_suffix_names_the_lineage_after_it(
+    api: TestClient, settings: Settings, training_file: str
+) -> None:
+    _base(settings.data_dir, "Tiny_Llama")
+    job = api.post("/v1/fine_tuning/jobs", json={"model": "Tiny_Llama", "training_file": training_file})
+    assert job.json()["model"] == "tiny_llama", job.json()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "status", "code"),
+    [("bot", 409, "lineage_exists"), ("Not A Name", 400, "invalid_value")],
+)
+def test_a_suffix_that_cannot_name_the_new_lineage_is_refused(
+    api: TestClient,
+    settings: Settings,
+    lineage: str,
+    training_file: str,
+    suffix: str,
+    status: int,
+    code: str,
+) -> None:
+    _base(settings.data_dir / "models", "other-base")
+    body = {"model": "other-base", "training_file": training_file, "suffix": suffix}
+
+    response = api.post("/v1/fine_tuning/jobs", json=body)
+
+    assert response.status_code == status, response.json()
+    assert response.json()["error"]["param"] == "suffix" and response.json()["error"]["code"] == code
+    assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_a_name_of_no_lineage_and_no_base_model_is_a_404(api: TestClient, training_file: str) -> None:
+    response = api.post(
+        "/v1/fine_tuning/jobs", json={"model": "nothing-here", "training_file": training_file}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "model"
+    assert "lineage or base model" in response.json()["error"]["message"]
+    assert api.get("/v1/lineages").json()["data"] == []
+
+
+def test_pause_and_resume_a_queued_job(api: TestClient, lineage: str, training_file: str) -> None:
+    job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
+
+    paused = api.post(f"/v1/fine_tuning/jobs/{job['id']}/pause").json()
+    assert paused["status"] == "paused" and paused["finished_at"] is None
+    again = api.post(f"/v1/fine_tuning/jobs/{job['id']}/pause")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "cannot_pause"
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "paused"
+
+    assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/resume").json()["status"] == "queued"
+    not_paused = api.post(f"/v1/fine_tuning/jobs/{job['id']}/resume")
+    assert not_paused.status_code == 409 and not_paused.json()["error"]["code"] == "cannot_resume"
+    messages = [e["message"] for e in api.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]]
+    assert messages[:2] == ["Job resumed.", "Job paused."]
+
+
+def test_a_finished_job_cannot_be_paused_or_resumed(
+    api: TestClient, lineage: str, training_file: str
+) -> None:
+    job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
+    api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+    for verb in ("pause", "resume"):
+        response = api.post(f"/v1/fine_tuning/jobs/{job['id']}/{verb}")
+        assert response.status_code == 409 and response.json()["error"]["code"] == "job_finished"
+        assert "cancelled" in response.json()["error"]["message"]
+
+
+def test_a_paused_job_can_be_cancelled(api: TestClient, lineage: str, training_file: str) -> None:
+    job = api.post("/v1/fine_tuning/jobs", json={"model": lineage, "training_file": training_file}).json()
+    api.post(f"/v1/fine_tuning/jobs/{job['id']}/pause")
+    assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").json()["status"] == "cancelled"

@@ -1,4 +1,4 @@
-"""Leases: per-lineage order, exclusivity under racing workers, expiry, cancel and guarded writes.
+"""Leases: per-lineage order, exclusivity under racing workers, expiry, cancel, pause and guarded writes.
 
 Each test runs on SQLite (compare-and-swap claims) and Postgres (`SELECT … FOR UPDATE SKIP LOCKED`).
 """
@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import File, Job, Lineage, Tenant
+from service.services.jobs import pause_job, resume_job
 from service.settings import Settings
 from service.worker.lease import JobQueue, LeaseLost
 from tests.service.conftest import DATABASES
@@ -286,3 +287,27 @@ class TestLeaseLoss:
         queue.release(lease)  # type: ignore[arg-type]
         again = queue.claim("w2")
         assert again is not None and again.attempt == 1
+
+    def test_a_paused_job_holds_its_lineage_until_resumed_without_spending_attempts(
+        self, database: Database, settings: Settings
+    ) -> None:
+        ids = _jobs(database, {"a": 2})["a"]
+        queue = JobQueue(database, settings.model_copy(update={"max_attempts": 2}))
+        for _ in range(3):  # more pauses than max_attempts
+            lease = queue.claim("w1")
+            assert lease is not None and lease.id == ids[0] and lease.attempt == 1
+            _by_owner(database, pause_job, ids[0])
+            assert not queue.renew(lease)  # the worker stops its trainer
+            assert queue.claim("w2") is None  # the lineage's next job waits for the paused one
+            assert _status(database, ids[0]) == "paused"
+            _by_owner(database, resume_job, ids[0])
+        assert _status(database, ids[0]) == "queued"
+        with database.session() as session:
+            assert session.scalars(select(Job.version_number).where(Job.id == ids[0])).one() == 1
+
+
+def _by_owner(database: Database, action, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    """`action` (pause_job, resume_job) as the job's tenant calls it through the API."""
+    with database.session() as session:
+        job = session.scalars(select(Job).where(Job.id == job_id)).one()
+        action(session, session.get_one(Tenant, job.tenant_pk), job_id)

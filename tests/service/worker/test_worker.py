@@ -161,3 +161,30 @@ def test_a_job_past_the_time_limit_fails_and_its_trainer_stops(
     assert job["status"] == "failed" and job["error"]["code"] == "job_timeout"
     assert "NEUROPLAST_JOB_TIMEOUT_SECONDS" in job["error"]["message"]
     assert _count(database, Version) == 0
+
+
+def test_a_paused_job_stops_its_trainer_and_resumes_from_its_checkpoint(
+    api: TestClient, settings: Settings, database: Database, tiny_base: Path
+) -> None:
+    api.post("/v1/lineages", json={"name": "bot", "base_model": str(tiny_base), **QUICK_GATE})
+    body = {"model": "bot", "training_file": upload(api, FACTS)["id"], "hyperparameters": {"max_steps": 60}}
+    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    thread = threading.Thread(target=Worker(settings, database).run_once)
+    thread.start()
+    trainer = _wait_for(lambda: _trainer_of(os.getpid()), "a trainer process")
+    _wait_for(lambda: _count(database, Checkpoint), "a first checkpoint", timeout=300)
+
+    assert api.post(f"/v1/fine_tuning/jobs/{job_id}/pause").json()["status"] == "paused"
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not trainer.is_running() or trainer.status() == psutil.STATUS_ZOMBIE
+    assert list(settings.artifact_dir.rglob("*.partial"))  # its checkpoints stay
+    assert not Worker(settings, database).run_once()  # nothing to claim while it is paused
+
+    assert api.post(f"/v1/fine_tuning/jobs/{job_id}/resume").json()["status"] == "queued"
+    assert Worker(settings, database).run_once()
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["fine_tuned_model"] == "bot@1", job["error"]
+    events = api.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+    starts = [e["data"] for e in reversed(events) if e["message"].startswith("Training started")]
+    assert [start["resumed_from_step"] > 0 for start in starts] == [False, True]
