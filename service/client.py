@@ -84,6 +84,12 @@ class Client:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/fine_tuning/jobs/{job_id}/cancel")
 
+    def pause_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/fine_tuning/jobs/{job_id}/pause")
+
+    def resume_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/fine_tuning/jobs/{job_id}/resume")
+
     def events_page(self, job_id: str, limit: int = 100) -> dict[str, Any]:
         """The newest `limit` events of a job, newest first, as the API's list page."""
         return self._call("GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})
@@ -113,6 +119,16 @@ class Client:
 
     def get_health_check(self, check_id: str) -> dict[str, Any]:
         return self._call("GET", f"/health_checks/{check_id}")
+
+    def health_checks_page(self, lineage: str | None = None, limit: int = 20) -> dict[str, Any]:
+        """The newest `limit` health checks of a lineage (every lineage's if None) as the API's list page."""
+        params: dict[str, Any] = {"limit": limit} | ({"lineage": lineage} if lineage else {})
+        return self._call("GET", "/health_checks", params=params)
+
+    def report_link(self, report_id: str, expires_in: int | None = None) -> dict[str, Any]:
+        """A signed link to a report's HTML page that a browser opens without a key."""
+        body = {} if expires_in is None else {"expires_in": expires_in}
+        return self._call("POST", f"/reports/{report_id}/link", json=body)
 
     def get_report(self, report_id: str) -> dict[str, Any]:
         return self._call("GET", f"/reports/{report_id}")

@@ -3,7 +3,8 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.db import Database
@@ -12,6 +13,10 @@ from service.models import ApiKey, Tenant
 from service.observability.logs import bind
 from service.services.keys import KEY_MANAGERS, authenticate
 from service.settings import Settings
+
+# Declares the bearer key in the OpenAPI document, so /docs has an "Authorize" button and "Try it
+# out" sends the key; `bearer_key` reads it, with this service's own error for a missing one.
+BEARER = HTTPBearer(auto_error=False, description="An API key (`neuroplast keys create`).")
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,7 +30,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def get_caller(
-    request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
+    request: Request,
+    session: Annotated[Session, Depends(get_session, scope="function")],
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> ApiKey:
     key = authenticate(session, bearer_key(request))
     if key is None:

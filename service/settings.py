@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         description="Key of the serving replicas: sent to each as a bearer token, and supervised ones "
         "demand it (unset: each supervised replica gets a random key of its own).",
     )
+    report_link_secret: str | None = Field(
+        None,
+        description="Signs the short-lived links to report pages (POST /v1/reports/{id}/link); unset: a "
+        "random secret kept in data_dir. API processes that share a database need the same one.",
+    )
     native_max_seconds: float = Field(
         60.0, gt=0, description="Longest generation of one request in the native backend; it stops there."
     )

@@ -1,10 +1,13 @@
-"""`/v1/health_checks`: queue an evaluation of a version and read its result."""
+"""`/v1/health_checks`: queue an evaluation of a version, read its result, list a lineage's or tenant's."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import HealthCheck, Lineage
+from service.schemas.common import ListPage
 from service.schemas.health_checks import HealthCheckCreate, HealthCheckPublic
 from service.services import health_checks, quotas
 
@@ -17,6 +20,18 @@ def create_health_check(
 ) -> HealthCheckPublic:
     quotas.check_quota(session, settings, tenant, "max_active_health_checks")
     return health_check_public(session, health_checks.create_health_check(session, tenant, request))
+
+
+@router.get("", response_model=ListPage[HealthCheckPublic])
+def list_health_checks(
+    session: SessionDep,
+    tenant: TenantDep,
+    lineage: Annotated[str | None, Query(description="Only this lineage's checks.")] = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ListPage[HealthCheckPublic]:
+    rows, has_more = health_checks.list_health_checks(session, tenant, lineage, after, limit)
+    return ListPage(data=[health_check_public(session, row) for row in rows], has_more=has_more)
 
 
 @router.get("/{check_id}", response_model=HealthCheckPublic)

@@ -14,7 +14,7 @@ from service.cli.connection import Json, api_command, show
 from service.cli.errors import API_ERROR, json_object, one_of
 from service.cli.follow import follow_job
 from service.client import Client
-from service.schemas.health_checks import SUITES
+from service.schemas.health_checks import DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS, SUITES
 from trainers.contracts.methods import available_methods
 from trainers.contracts.statuses import JobStatus
 
@@ -23,7 +23,8 @@ lineages = typer.Typer(
     help="Create and inspect lineages; promote, roll back, see what they retain.", no_args_is_help=True
 )
 jobs = typer.Typer(
-    help="Submit, watch and cancel fine-tuning jobs; read their events and checkpoints.", no_args_is_help=True
+    help="Submit, watch, pause, resume and cancel fine-tuning jobs; read their events and checkpoints.",
+    no_args_is_help=True,
 )
 health = typer.Typer(help="Health checks: evaluate a version against its reference.", no_args_is_help=True)
 reports = typer.Typer(help="Health reports.", no_args_is_help=True)
@@ -205,6 +206,18 @@ def cancel(client: Client, job_id: str) -> None:
     typer.echo(client.cancel_job(job_id)["status"])
 
 
+@api_command(jobs, "pause")
+def pause(client: Client, job_id: str) -> None:
+    """Pause a queued or running job; it keeps its checkpoints (`jobs resume` continues from them)."""
+    typer.echo(client.pause_job(job_id)["status"])
+
+
+@api_command(jobs, "resume")
+def resume(client: Client, job_id: str) -> None:
+    """Queue a paused job again; it resumes from its newest checkpoint."""
+    typer.echo(client.resume_job(job_id)["status"])
+
+
 @api_command(health, "run")
 def run_health_check(
     client: Client,
@@ -227,12 +240,22 @@ def get_health_check(client: Client, check_id: str, json_output: Json = False) -
     check = client.get_health_check(check_id)
     if json_output:
         return show(check)
-    verdict = (check["result"] or {}).get("verdict")
-    line = f"{check['id']}  {check['lineage']}@{check['version']} {check['status']}"
-    line += f" verdict={verdict}" if verdict else ""
-    line += f" report={check['report_id']}" if check["report_id"] else ""
-    line += f" error={check['error'].get('message')}" if check["error"] else ""
-    typer.echo(line)
+    typer.echo(_health_check_line(check))
+
+
+@api_command(health, "list")
+def list_health_checks(
+    client: Client,
+    lineage: Annotated[str | None, typer.Option(help="Only this lineage's checks.")] = None,
+    limit: Limit = 20,
+    json_output: Json = False,
+) -> None:
+    """List health checks, newest first: id, version, status, verdict and report."""
+    page = client.health_checks_page(lineage, limit)
+    if json_output:
+        return show(page)
+    for check in page["data"]:
+        typer.echo(_health_check_line(check))
 
 
 @api_command(reports, "open")
@@ -248,6 +271,27 @@ def open_report(
     page = client.report_html(report_id)
     path.write_text(page)
     typer.echo(path.resolve())
+
+
+@api_command(reports, "link")
+def report_link(
+    client: Client,
+    report_id: str,
+    expires_in: Annotated[
+        int, typer.Option(min=1, max=MAX_LINK_SECONDS, help="Seconds the link stays valid.")
+    ] = DEFAULT_LINK_SECONDS,
+) -> None:
+    """Print a short-lived signed link to a health report's page: any browser opens it, no key needed."""
+    typer.echo(client.report_link(report_id, expires_in)["url"])
+
+
+def _health_check_line(check: dict[str, Any]) -> str:
+    verdict = (check["result"] or {}).get("verdict")
+    line = f"{check['id']}  {check['lineage']}@{check['version']} {check['status']}"
+    line += f" verdict={verdict}" if verdict else ""
+    line += f" report={check['report_id']}" if check["report_id"] else ""
+    line += f" error={check['error'].get('message')}" if check["error"] else ""
+    return line
 
 
 def _serving(serving: dict[str, Any]) -> None:

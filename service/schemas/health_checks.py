@@ -6,6 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.lineages import LINEAGE_NAME
 
+DEFAULT_LINK_SECONDS = 15 * 60  # a report link: long enough to open and read, short enough to leak little
+MAX_LINK_SECONDS = 24 * 3600
+
 Suite = Literal["retention", "reasoning", "long_context", "safety", "perplexity"]
 SUITES: tuple[Suite, ...] = ("retention", "reasoning", "long_context", "safety", "perplexity")
 
@@ -72,3 +75,18 @@ class ReportPublic(BaseModel):
     reference_version: int
     verdict: str
     created_at: int
+
+
+class ReportLinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: int = Field(
+        DEFAULT_LINK_SECONDS, ge=1, le=MAX_LINK_SECONDS, description="Seconds the link stays valid."
+    )
+
+
+class ReportLinkPublic(BaseModel):
+    object: Literal["health_report.link"] = "health_report.link"
+    report_id: str
+    url: str = Field(description="The report's HTML page; a browser opens it without an API key.")
+    expires_at: int = Field(description="Unix seconds after which the link no longer opens.")

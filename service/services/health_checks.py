@@ -9,6 +9,7 @@ from service.errors import ApiError, not_found
 from service.models import HealthCheck, Tenant, Version
 from service.schemas.health_checks import HealthCheckCreate
 from service.services.lineages import get_lineage
+from service.services.paging import page
 from trainers.contracts.statuses import HealthCheckStatus
 
 
@@ -39,6 +40,16 @@ def create_health_check(session: Session, tenant: Tenant, request: HealthCheckCr
     session.add(check)
     session.flush()
     return check
+
+
+def list_health_checks(
+    session: Session, tenant: Tenant, lineage_name: str | None, after: str | None, limit: int
+) -> tuple[list[HealthCheck], bool]:
+    """The tenant's health checks, or one lineage's, newest first."""
+    scope = HealthCheck.tenant_pk == tenant.pk
+    if lineage_name is not None:
+        scope &= HealthCheck.lineage_pk == get_lineage(session, tenant, lineage_name, param="lineage").pk
+    return page(session, HealthCheck, scope, after, limit)
 
 
 def get_health_check(session: Session, tenant: Tenant, check_id: str) -> HealthCheck:

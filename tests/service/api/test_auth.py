@@ -52,3 +52,18 @@ def test_a_tenant_sees_only_its_own_objects(
     assert borrowed.status_code == 404
     reused = api.post("/v1/lineages", headers=other_tenant, json={"name": "bot", "base_model": model_path})
     assert reused.status_code == 200
+
+
+def test_the_api_docs_declare_the_bearer_key(api: TestClient) -> None:
+    """/docs shows an "Authorize" button, and "Try it out" sends the key to every keyed route."""
+    document = api.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`neuroplast keys create`).",
+    }
+    keyed = {"HTTPBearer": []}
+    assert keyed in document["paths"]["/v1/fine_tuning/jobs"]["post"]["security"]
+    assert keyed in document["paths"]["/v1/reports/{report_id}.html"]["get"]["security"]
+    assert "security" not in document["paths"]["/healthz"]["get"]
+    assert api.get("/docs").status_code == 200

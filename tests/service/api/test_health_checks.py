@@ -81,3 +81,21 @@ def test_another_tenants_check_is_not_found(
     response = api.post("/v1/health_checks", json={"lineage": lineage}, headers=other_tenant)
     assert response.status_code == 404
     assert api.get("/v1/health_checks/hc-nope").status_code == 404
+
+
+def test_checks_are_listed_per_lineage_or_for_the_tenant(
+    api: TestClient, database: Database, lineage: str, model_path: str
+) -> None:
+    _published(database, versions=2)
+    api.post("/v1/lineages", json={"name": "other", "base_model": model_path}).raise_for_status()
+    first = api.post("/v1/health_checks", json={"lineage": lineage, "version": 1}).json()
+    second = api.post("/v1/health_checks", json={"lineage": lineage}).json()
+
+    listed = api.get("/v1/health_checks", params={"lineage": lineage}).json()
+    assert [check["id"] for check in listed["data"]] == [second["id"], first["id"]]
+    assert listed["data"][1] == first and not listed["has_more"]
+    assert api.get("/v1/health_checks", params={"lineage": "other"}).json()["data"] == []
+    page = api.get("/v1/health_checks", params={"limit": 1}).json()
+    assert [check["id"] for check in page["data"]] == [second["id"]] and page["has_more"]
+    unknown = api.get("/v1/health_checks", params={"lineage": "nope"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "lineage"

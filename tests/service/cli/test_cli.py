@@ -5,6 +5,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -133,7 +134,9 @@ def test_promote_rollback_retention(cli: CliRunner, service: LocalService, tmp_p
     assert retention["object"] == "lineage.retention" and retention["versions"] == [1, 2]
 
 
-def test_health_run_get_and_report_open(cli: CliRunner, service: LocalService, tmp_path: Path) -> None:
+def test_health_run_get_list_and_report_open_and_link(
+    cli: CliRunner, service: LocalService, tmp_path: Path
+) -> None:
     _lineage_with_versions(cli, service, tmp_path, "checked-bot", versions=1)
 
     queued = cli.invoke(app, ["health", "run", "--lineage", "checked-bot", "--suite", "perplexity"])
@@ -152,6 +155,36 @@ def test_health_run_get_and_report_open(cli: CliRunner, service: LocalService, t
     assert "Health report: checked-bot@1" in out.read_text()
     unknown = cli.invoke(app, ["reports", "open", "rep-nope", "--out", str(tmp_path / "x.html")])
     assert unknown.exit_code == 1 and "HTTP 404" in unknown.stderr and not (tmp_path / "x.html").exists()
+
+    link = cli.invoke(app, ["reports", "link", report_id, "--expires-in", "60"])
+    assert link.exit_code == 0, link.output
+    page = httpx.get(link.output.strip())  # a browser's request: no key
+    assert page.status_code == 200 and "Health report: checked-bot@1" in page.text
+    unlinked = cli.invoke(app, ["reports", "link", "rep-nope"])
+    assert unlinked.exit_code == 1 and unlinked.stderr.count("\n") == 1 and "HTTP 404" in unlinked.stderr
+
+    listed = cli.invoke(app, ["health", "list", "--lineage", "checked-bot"])
+    assert listed.exit_code == 0 and listed.output.splitlines() == [f"{check_id}  checked-bot@1 queued"]
+    page_json = json.loads(cli.invoke(app, ["health", "list", "--json"]).output)
+    assert check_id in [row["id"] for row in page_json["data"]]
+    unknown_lineage = cli.invoke(app, ["health", "list", "--lineage", "nope"])
+    assert unknown_lineage.exit_code == 1 and "Traceback" not in unknown_lineage.output
+    assert "HTTP 404" in unknown_lineage.stderr and "param: lineage" in unknown_lineage.stderr
+
+
+def test_jobs_pause_and_resume(cli: CliRunner, tmp_path: Path) -> None:
+    job_id = _queued_job(cli, tmp_path, "paused-bot")
+
+    paused = cli.invoke(app, ["jobs", "pause", job_id])
+    assert paused.exit_code == 0 and paused.output.strip() == "paused"
+    again = cli.invoke(app, ["jobs", "pause", job_id])
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    (line,) = again.stderr.splitlines()
+    assert line.startswith("error: HTTP 409") and "paused" in line
+    assert cli.invoke(app, ["jobs", "resume", job_id]).output.strip() == "queued"
+    cli.invoke(app, ["jobs", "cancel", job_id])
+    finished = cli.invoke(app, ["jobs", "resume", job_id])
+    assert finished.exit_code == 1 and "already finished" in finished.stderr
 
 
 def test_url_and_key_options_override_the_environment(

@@ -84,9 +84,9 @@ def test_every_command_a_group_promises_exists() -> None:
     for group, commands in {
         "files": ["upload", "list", "get", "delete"],
         "lineages": ["create", "list", "get", "promote", "rollback", "retention"],
-        "jobs": ["create", "list", "get", "events", "checkpoints", "follow", "cancel"],
-        "health": ["run", "get"],
-        "reports": ["open"],
+        "jobs": ["create", "list", "get", "events", "checkpoints", "follow", "cancel", "pause", "resume"],
+        "health": ["run", "get", "list"],
+        "reports": ["open", "link"],
     }.items():
         for command in commands:
             result = CliRunner().invoke(app, [group, command, "--help"])
