@@ -37,7 +37,7 @@ def open_link(settings: Settings, session: Session, report_id: str, expires: int
         ApiError: 403 when the signature does not match or the link has expired; 404 when the
             report is gone.
     """
-    if not hmac.compare_digest(sign(settings, report_id, expires), signature):
+    if not hmac.compare_digest(sign(settings, report_id, expires).encode(), signature.encode()):
         raise ApiError(403, "This report link is not valid.", param="signature", code="invalid_link")
     if expires < time.time():
         raise ApiError(

@@ -78,3 +78,12 @@ def test_links_are_only_for_the_tenants_own_reports(
     assert api.post("/v1/reports/report-nope/link").status_code == 404
     too_long = api.post(f"/v1/reports/{report_id}/link", json={"expires_in": 2 * 24 * 3600})
     assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "expires_in"
+
+
+def test_a_made_up_signature_of_any_characters_is_a_403(api: TestClient, report_id: str) -> None:
+    api.headers.pop("Authorization")
+    for signature in ("0" * 64, "é" * 64, ""):
+        answer = api.get(
+            f"/v1/reports/{report_id}.html", params={"expires": now() + 60, "signature": signature}
+        )
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "invalid_link", signature
