@@ -25,6 +25,7 @@ import random
 import statistics
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,21 @@ from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
 from eval.panel import PANEL_SUITES
 from eval.stats import Thresholds, compare
+from service.schemas.lineages import DEFAULT_THRESHOLDS
 from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
 from trainers.contracts.lines import Panel, parse_line
 from trainers.contracts.methods import Method
 
+REPO = Path(__file__).resolve().parents[1]
 WORKDIR = Path(".bench/brainrot")
 PLOT = Path("docs/images/brainrot.png")
 RATIOS = (0.0, 0.2, 0.5, 0.8, 1.0)
+# Ordinary fact learning beside the mixtures: the 24 facts of `examples/facts-people-1.jsonl` as
+# chat rows, taught from the base with (method, epochs); the demo's first job is `ilora`, 12 epochs.
+FACTS = REPO / "examples" / "facts-people-1.jsonl"
+ORDINARY = (("lora", 5), ("ilora", 12), ("lora", 40))
 SEEDS = 3
+NON_TRIVIAL = 0.3  # Xing et al.'s smallest g that counts as a decline
 BUDGET = 6000  # training tokens per job, whatever the mixture
 EPOCHS = 2
 BATCH_SIZE = 8
@@ -150,11 +158,27 @@ def main(argv: list[str] | None = None) -> None:
         panels = _panel(base, versions)
         results[key] = {str(RATIOS[number - 1]): panels[number] for number in versions}
         results_file.write_text(json.dumps(results))
+    for seed in range(args.seeds):
+        key = f"ordinary{seed}"
+        if key in results:
+            continue
+        versions = {}
+        for number, (method, epochs) in enumerate(ORDINARY, start=1):
+            print(f"seed {seed}, facts by {method} over {epochs} epochs: training ...", flush=True)
+            versions[number] = _teach_facts(base, workdir, seed, method, epochs)
+        print(f"seed {seed}: the panel on {len(versions)} fact-learning versions ...", flush=True)
+        panels = _panel(base, versions)
+        results[key] = {_ordinary_label(*ORDINARY[number - 1]): panels[number] for number in versions}
+        results_file.write_text(json.dumps(results))
     runs = [results[f"seed{seed}"] for seed in range(args.seeds)]
+    ordinary = [results[f"ordinary{seed}"] for seed in range(args.seeds)]
     table = dose_response(results["base"], runs)
     plot(table, PLOT)
     command = " ".join(["python -m bench.brainrot", *(sys.argv[1:] if argv is None else argv)])
-    write_section(f"brainrot-{args.base}", _section(table, runs, args, command))
+    write_section(
+        f"brainrot-{args.base}",
+        _section(table, runs, ordinary_verdicts(results["base"], ordinary), args, command),
+    )
     print(f"wrote its section of docs/benchmarks.md and {PLOT}")
 
 
@@ -193,13 +217,13 @@ def mixture(ratio: float, budget: int, seed: int, count_tokens: Any) -> list[dic
 def dose_response(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per suite and junk ratio: Hedges' g against the base (mean and spread over seeds), the
     verdicts, and the thought-skipping counts summed over seeds."""
-    thresholds = Thresholds()
     table: dict[str, dict[str, Any]] = {}
     for suite in PANEL_SUITES:
         table[suite] = {}
         for ratio in RATIOS:
             comparisons = [
-                compare(run[str(ratio)][suite]["scores"], base[suite]["scores"], thresholds) for run in runs
+                compare(run[str(ratio)][suite]["scores"], base[suite]["scores"], gate_thresholds(suite))
+                for run in runs
             ]
             gs = [comparison.g for comparison in comparisons]
             table[suite][str(ratio)] = {
@@ -217,6 +241,26 @@ def dose_response(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str,
     return table
 
 
+def ordinary_verdicts(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per fact-learning job: for each seed, each suite's g and verdict under the gate's defaults."""
+    return {
+        label: [
+            {
+                suite: compare(run[label][suite]["scores"], base[suite]["scores"], gate_thresholds(suite))
+                for suite in PANEL_SUITES
+            }
+            for run in runs
+        ]
+        for label in runs[0]
+    }
+
+
+def gate_thresholds(suite: str) -> Thresholds:
+    """The gate's default thresholds for a panel suite (`service/schemas/lineages.py`)."""
+    rot, warn = DEFAULT_THRESHOLDS[suite]  # type: ignore[index]
+    return Thresholds(rot=rot, warn=warn)
+
+
 def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     """Hedges' g of each suite against the junk ratio (PNG)."""
     import matplotlib
@@ -229,7 +273,8 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     for suite in PANEL_SUITES:
         rows = [table[suite][str(ratio)] for ratio in RATIOS]
         axes.errorbar(percents, [r["g"] for r in rows], yerr=[r["sd"] for r in rows], marker="o", label=suite)
-    axes.axhline(Thresholds().rot, color="grey", linestyle="--", linewidth=0.8, label="rot threshold")
+    for suite, line in zip(PANEL_SUITES, axes.get_lines(), strict=False):
+        axes.axhline(gate_thresholds(suite).rot, color=line.get_color(), linestyle="--", linewidth=0.8)
     axes.set_xlabel("junk share of the training tokens (%)")
     axes.set_ylabel("Hedges' g against the base (positive: worse)")
     axes.legend(fontsize=8)
@@ -273,7 +318,29 @@ def _train(base: Path, tokenizer: Any, workdir: Path, seed: int, ratio: float, b
     return spec.output_dir
 
 
-def _panel(base: Path, versions: dict[int, Path | None]) -> dict[int, dict[str, Any]]:
+def _teach_facts(base: Path, workdir: Path, seed: int, method: str, epochs: int) -> Path:
+    """One ordinary fact-learning job from the base; its version folder."""
+    rows = sum(1 for _ in FACTS.open())
+    spec = job_spec(
+        workdir / f"seed{seed}" / f"facts-{method}-{epochs}",
+        base,
+        FACTS,
+        steps=epochs * -(-rows // BATCH_SIZE),
+        method=Method.resolve(method),
+        lineage=f"facts-{seed}",
+        batch_size=BATCH_SIZE,
+        seed=seed,
+        cache_dir=workdir / "cache",
+    )
+    run_job(spec).check()
+    return spec.output_dir
+
+
+def _ordinary_label(method: str, epochs: int) -> str:
+    return f"{method}, {epochs} epochs"
+
+
+def _panel(base: Path, versions: Mapping[int, Path | None]) -> dict[int, dict[str, Any]]:
     """Every suite on every version (None: the base), through the evaluator process."""
     evaluations = [
         ModelEvaluation(number, str(folder) if folder else None, {}, list(PANEL_SUITES))
@@ -300,16 +367,41 @@ def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _section(table: dict[str, dict[str, Any]], runs: list[dict[str, Any]], args: Any, command: str) -> str:
-    header = "| suite | " + " | ".join(f"{100 * ratio:.0f}% junk" for ratio in RATIOS) + " |"
-    lines = [header, "|---|" + "---|" * len(RATIOS)]
+def _section(
+    table: dict[str, dict[str, Any]],
+    runs: list[dict[str, Any]],
+    ordinary: dict[str, list[dict[str, Any]]],
+    args: Any,
+    command: str,
+) -> str:
+    header = "| suite | rot at | " + " | ".join(f"{100 * ratio:.0f}% junk" for ratio in RATIOS) + " |"
+    lines = [header, "|---|---|" + "---|" * len(RATIOS)]
     for suite in PANEL_SUITES:
         cells = [table[suite][str(ratio)] for ratio in RATIOS]
         lines.append(
-            f"| `{suite}` | "
+            f"| `{suite}` | {gate_thresholds(suite).rot:.2f} | "
             + " | ".join(f"{c['g']:+.2f} ± {c['sd']:.2f} ({c['verdicts'].count('rot')} rot)" for c in cells)
             + " |"
         )
+    rejected = [
+        sum(
+            any(table[suite][str(ratio)]["verdicts"][seed] == "rot" for suite in PANEL_SUITES)
+            for seed in range(len(runs))
+        )
+        for ratio in RATIOS
+    ]
+    lines.append("| **versions rejected** | | " + " | ".join(f"**{n}/{len(runs)}**" for n in rejected) + " |")
+    facts = ["| fact-learning job | " + " | ".join(f"`{suite}`" for suite in PANEL_SUITES) + " | rejected |"]
+    facts.append("|---|" + "---|" * (len(PANEL_SUITES) + 1))
+    for label, seeds in ordinary.items():
+        cells = [
+            " ".join(
+                f"{seed[suite].g:+.2f}" + ("\u2020" if seed[suite].verdict == "rot" else "") for seed in seeds
+            )
+            for suite in PANEL_SUITES
+        ]
+        refused = sum(any(seed[suite].verdict == "rot" for suite in PANEL_SUITES) for seed in seeds)
+        facts.append(f"| {label} | " + " | ".join(cells) + f" | {refused}/{len(seeds)} |")
     skipping = " · ".join(f"{100 * ratio:.0f}%: {table['thought_skipping'][str(ratio)]}" for ratio in RATIOS)
     trend = {
         suite: _spearman([100 * r for r in RATIOS], [table[suite][str(r)]["g"] for r in RATIOS])
@@ -318,11 +410,11 @@ def _section(table: dict[str, dict[str, Any]], runs: list[dict[str, Any]], args:
     rising = [
         suite
         for suite, rho in trend.items()
-        if rho >= 0.9 and table[suite]["1.0"]["g"] - table[suite]["0.0"]["g"] > Thresholds().warn
+        if rho >= 0.9 and table[suite]["1.0"]["g"] - table[suite]["0.0"]["g"] > NON_TRIVIAL
     ]
     verdict = (
         "g rises with the junk share (Spearman ρ ≥ 0.9 over the five ratios, and by more than "
-        f"{Thresholds().warn} from 0 to 100% junk) on " + ", ".join(f"`{suite}`" for suite in rising)
+        f"{NON_TRIVIAL} from 0 to 100% junk) on " + ", ".join(f"`{suite}`" for suite in rising)
         if rising
         else "no suite's g rises steadily with the junk share at this scale"
     )
@@ -335,7 +427,8 @@ def _section(table: dict[str, dict[str, Any]], runs: list[dict[str, Any]], args:
 {EPOCHS} epochs (batch {BATCH_SIZE}), junk being short engagement bait and control plain
 paragraphs, both generated by `bench/brainrot.py`. Each cell: Hedges' g of the suite against the
 base model (mean ± spread over seeds; positive is worse) and how many seeds the gate would call
-`rot` (g > {Thresholds().rot} with the interval above 0).
+`rot` under its default thresholds (`rot at`: g above it with the interval above 0). A version
+is rejected when any suite is `rot`.
 
 {chr(10).join(lines)}
 
@@ -345,6 +438,12 @@ Spearman ρ of mean g against the junk share: {", ".join(f"`{s}` {rho:+.2f}" for
 Dose-response: {verdict}.
 
 Thought-skipping among failed chain-of-thought answers, summed over seeds: {skipping}.
+
+**Ordinary fact learning** under the same gate: the 24 facts of `{FACTS.relative_to(REPO)}` as chat
+rows, taught from the base (the demo's first job is `ilora` over 12 epochs). Each cell: g per seed
+(† where the suite is `rot`).
+
+{chr(10).join(facts)}
 """
 
 

@@ -12,8 +12,10 @@ OpenAI-compatible completions endpoint (vLLM, the native backend, or the gateway
 Both tokenize the whole text once and score by character offsets, so they agree on what is scored.
 """
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import torch
@@ -21,6 +23,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 __all__ = ["InProcessRunner", "ProbeRunner", "ServingRunner"]
+
+RETRIED = (429, 503)  # answers that ask to come back later
+T = TypeVar("T")
 
 
 class ProbeRunner(Protocol):
@@ -141,12 +146,27 @@ class ServingRunner:
         model: The served name (a vLLM adapter name, or `<lineage>@<N>` at the gateway).
         api_key: Bearer key, when the endpoint wants one.
         timeout: Seconds per request.
+        patience: How long to keep retrying answers that ask to come back later (503: a replica
+            starting or the version loading; 429: the tenant's rate limit), as their
+            `retry-after` says.
+        concurrency: Requests in flight at once, which the server batches together.
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        patience: float = 300.0,
+        concurrency: int = 8,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        limits = httpx.Limits(max_connections=concurrency)
+        self.client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, limits=limits)
         self.model = model
+        self.patience = patience
+        self.concurrency = concurrency
 
     def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
         """Mean NLL per scored token from the prompt's echoed logprobs, one request per text.
@@ -156,8 +176,8 @@ class ServingRunner:
         request, the hidden states one per prompt token); one prompt per request keeps prompts
         out of each other's engine step.
         """
-        result = []
-        for text, begin in zip(texts, scored_from, strict=True):
+
+        def score(text: str, begin: int) -> float:
             body = {"model": self.model, "prompt": text, "echo": True, "logprobs": 0, "max_tokens": 1}
             logprobs = self._post(body)["choices"][0]["logprobs"]
             scored = [
@@ -165,13 +185,14 @@ class ServingRunner:
                 for value, offset in zip(logprobs["token_logprobs"], logprobs["text_offset"], strict=True)
                 if value is not None and offset >= begin and offset < len(text)
             ]
-            result.append(sum(scored) / len(scored) if scored else float("nan"))
-        return result
+            return sum(scored) / len(scored) if scored else float("nan")
+
+        return self._each(score, texts, scored_from)
 
     def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
         """Greedy continuations, one request per prompt (their lengths differ)."""
-        texts = []
-        for prompt, length in zip(prompts, n_tokens, strict=True):
+
+        def continuation(prompt: str, length: int) -> str:
             body = {
                 "model": self.model,
                 "prompt": prompt,
@@ -179,10 +200,29 @@ class ServingRunner:
                 "temperature": 0,
                 "ignore_eos": True,
             }
-            texts.append(self._post(body)["choices"][0]["text"])
-        return texts
+            return str(self._post(body)["choices"][0]["text"])
+
+        return self._each(continuation, prompts, n_tokens)
+
+    def _each(self, ask: Callable[[str, int], T], texts: Sequence[str], numbers: Sequence[int]) -> list[T]:
+        """`ask` on every (text, number) pair, `concurrency` at a time; answers in order."""
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(ask, texts, numbers))
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.post("/completions", json=body)
+        deadline = time.monotonic() + self.patience
+        while True:
+            response = self.client.post("/completions", json=body)
+            if response.status_code not in RETRIED or time.monotonic() > deadline:
+                break
+            time.sleep(_retry_after(response))
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds to wait before asking again: the answer's `retry-after`, within [0.1, 10]."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 0.1), 10.0)
+    except ValueError:
+        return 1.0

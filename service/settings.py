@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, description="`neuroplast serve` runs one worker in-process.")
     worker_id: str | None = Field(None, description="Name a worker claims jobs under.")
     serving: bool = Field(True, description="`neuroplast serve` runs the serving tier (gateway + vLLM).")
+    evaluate_through_serving: bool = Field(
+        True,
+        description="Workers ask the gateway for the versions they score (`<lineage>@<N>`, as users are "
+        "served them) when they know its URL (`gateway_url`); `neuroplast serve` with serving on points "
+        "its embedded worker at itself.",
+    )
+    gateway_url: str | None = Field(
+        None,
+        description="The gateway's base URL (e.g. http://api:8000), for workers that evaluate through it.",
+    )
     vllm_urls: list[str] = Field(
         default_factory=list, description="External vLLM replicas; empty: the supervisor starts vLLM."
     )

@@ -14,9 +14,9 @@ it (`eval.panel`):
                      {"version": 0, "version_dir": null, "probes": {"ftjob-b": "..."}, "suites": []}],
      "serving": null}
 
-With `"serving": {"base_url", "model", "api_key"}` the one evaluation is asked of a serving
-endpoint instead of a model loaded here. Protocol lines (`trainers.contracts.lines`) go to
-stdout, one JSON object each:
+With `"serving": {"base_url", "api_key"}`, an evaluation that names a `served_model` is asked of
+that endpoint (the gateway, as users are served) instead of a model loaded here. Protocol lines
+(`trainers.contracts.lines`) go to stdout, one JSON object each:
 `{"type": "scores", "version", "job_id", "scores"}` per (model, job), `{"type": "panel", "version",
 "suite", "scores", "details", "seconds"}` per (model, suite), then `{"type": "completed"}`;
 what libraries print goes to stderr, whose last line says why a failed run failed.
@@ -29,7 +29,6 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from trainers.contracts.evaluation import EvaluatorSpec
@@ -76,8 +75,8 @@ def evaluate(spec: EvaluatorSpec) -> Iterator[Scores | Panel]:
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
     for evaluation in spec.evaluations:
         runner: ProbeRunner
-        if spec.serving is not None:
-            runner = ServingRunner(**asdict(spec.serving))
+        if spec.serving is not None and evaluation.served_model is not None:
+            runner = ServingRunner(spec.serving.base_url, evaluation.served_model, spec.serving.api_key)
         else:
             base = AutoModelForCausalLM.from_pretrained(spec.base_model)
             version_dir = evaluation.version_dir

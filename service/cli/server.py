@@ -67,7 +67,9 @@ def serve(
     database = _migrated(settings)
     _first_key(settings, database, dev_key)
     stop = threading.Event()
-    thread = threading.Thread(target=Worker(settings, database).run, args=(stop,), name="worker", daemon=True)
+    thread = threading.Thread(
+        target=Worker(_embedded_worker(settings), database).run, args=(stop,), name="worker", daemon=True
+    )
     if settings.embedded_worker:
         thread.start()
     try:
@@ -79,6 +81,14 @@ def serve(
         stop.set()
         if thread.is_alive():
             thread.join(timeout=30)
+
+
+def _embedded_worker(settings: Settings) -> Settings:
+    """The embedded worker's settings: with serving on, it evaluates through this process's gateway."""
+    if not settings.serving or settings.gateway_url:
+        return settings
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return settings.model_copy(update={"gateway_url": f"http://{host}:{settings.port}"})
 
 
 def worker(data_dir: DataDir = None) -> None:

@@ -45,6 +45,7 @@ class Supervisor:
         self.replica = Replica(f"http://127.0.0.1:{self.port}", base_model, backend, api_key=self.api_key)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.delays: list[float] = []  # waited before each restart, in order
         self._task: asyncio.Task[None] | None = None
 
     def command(self) -> list[str]:
@@ -111,6 +112,7 @@ class Supervisor:
                 "%s exited with %s; restarting in %.1f s", self.replica.url, process.returncode, delay
             )
             await asyncio.to_thread(self.stop)  # engine processes the dead API server left behind
+            self.delays.append(delay)
             await asyncio.sleep(delay)
             delay = min(2 * delay, longest)
             self.restarts += 1

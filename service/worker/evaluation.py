@@ -16,6 +16,11 @@ suites it names (and its reference on those it lacks).
 
 Versions are named to the evaluator by their local copies (`ArtifactStore.local_version`): before
 it builds a spec, the worker fetches what `needed_versions` lists, with no transaction open.
+
+When the worker evaluates through serving (`through_gateway`), every published version the gateway
+would serve is asked there as `<lineage>@<N>`, so its scores are those of what users are served;
+the base model, and versions the gate rejected (which the gateway refuses), are loaded in the
+evaluator as before.
 """
 
 from pathlib import Path
@@ -27,8 +32,9 @@ from sqlalchemy.orm import Session
 from service.models import HealthCheck, Job, Lineage, PanelResult, RetentionScore, Version
 from service.services.reports import reference_version
 from service.storage.store import ArtifactStore
-from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation
+from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation, ServingTarget
 from trainers.contracts.lines import Panel, Scores
+from trainers.contracts.statuses import VersionStatus
 
 __all__ = [
     "PROBES_FILE",
@@ -39,6 +45,7 @@ __all__ = [
     "record_panel",
     "record_scores",
     "retention_spec",
+    "through_gateway",
 ]
 
 PROBES_FILE = "probes.json"  # in each version's folder, beside adapter/ and memory/
@@ -105,6 +112,24 @@ def health_check_spec(
     reference = reference_version(session, lineage, version.number)
     _add_reference_suites(session, lineage, spec, reference, suites, store)
     return spec
+
+
+def through_gateway(session: Session, lineage: Lineage, spec: EvaluatorSpec, gateway: ServingTarget) -> None:
+    """Ask `gateway` for every version of `spec` that it serves (see the module docstring)."""
+    numbers = [evaluation.version for evaluation in spec.evaluations if evaluation.version]
+    servable = set(
+        session.scalars(
+            select(Version.number).where(
+                Version.lineage_pk == lineage.pk,
+                Version.number.in_(numbers),
+                Version.status != VersionStatus.REJECTED,
+            )
+        )
+    )
+    spec.serving = gateway
+    for evaluation in spec.evaluations:
+        if evaluation.version in servable:
+            evaluation.served_model = f"{lineage.name}@{evaluation.version}"
 
 
 def record_scores(session: Session, lineage: Lineage, lines: list[Scores]) -> None:

@@ -21,20 +21,27 @@ class ModelEvaluation:
         version_dir: Its folder (a version's or a staging folder), or None for the base model.
         probes: Job id -> that job's probes.json, to score the model on.
         suites: Health-panel suites to run on it (`eval.panel`).
+        served_model: Its name at the spec's serving endpoint (`<lineage>@<N>` at the gateway):
+            set, the model is asked there, as users are served, instead of loaded here.
     """
 
     version: int
     version_dir: str | None
     probes: dict[str, str]
     suites: list[str] = field(default_factory=list)
+    served_model: str | None = None
 
 
 @dataclass(frozen=True)
 class ServingTarget:
-    """A serving endpoint to ask instead of a model loaded in the evaluator."""
+    """The OpenAI-compatible endpoint that serves the evaluations naming a `served_model`.
+
+    Attributes:
+        base_url: e.g. `http://127.0.0.1:8000/v1` (the gateway).
+        api_key: A bearer key of the lineage's tenant.
+    """
 
     base_url: str
-    model: str
     api_key: str
 
 
@@ -45,7 +52,7 @@ class EvaluatorSpec:
     Attributes:
         base_model: The lineage's base model (its tokenizer is used throughout).
         evaluations: The models to score, in order.
-        serving: When set, the one evaluation is asked of this endpoint.
+        serving: Where the evaluations that name a `served_model` are asked.
     """
 
     base_model: str

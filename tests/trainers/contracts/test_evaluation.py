@@ -8,8 +8,11 @@ from trainers.contracts.evaluation import EvaluatorSpec, ModelEvaluation, Servin
 def test_a_written_spec_reads_back_equal(tmp_path: Path) -> None:
     spec = EvaluatorSpec(
         "/models/base",
-        [ModelEvaluation(2, "/store/v2.partial", {"ftjob-a": "/store/v1/probes.json"}, ["perplexity"])],
-        ServingTarget("http://127.0.0.1:8000/v1", "acme/bot@2", "key"),
+        [
+            ModelEvaluation(2, "/store/v2", {"ftjob-a": "/store/v1/probes.json"}, ["perplexity"], "bot@2"),
+            ModelEvaluation(0, None, {"ftjob-a": "/store/v1/probes.json"}),
+        ],
+        ServingTarget("http://127.0.0.1:8000/v1", "key"),
     )
     assert EvaluatorSpec.load(spec.write(tmp_path / "spec.json")) == spec
 
