@@ -7,7 +7,7 @@ Layout, under `output_dir/checkpoints/`:
       scheduler.bin           learning-rate schedule
       random_states_<rank>.pkl
       memory/                 the method's state (`save_memory`)
-      trainer_state.json      step, trained tokens, last reported loss
+      trainer_state.json      step, trained tokens, last reported metrics
 
 A checkpoint is written under a temporary name and renamed when complete, so a half-written
 one is never read; only the newest `KEEP` are kept. Frozen base weights are left out
@@ -64,11 +64,25 @@ class TrainState:
         step: Optimizer steps done.
         trained_tokens: Tokens (padding excluded) of all rows trained on so far.
         train_loss: The last reported training loss, None before the first report.
+        train_mean_token_accuracy: The last reported training token accuracy.
+        valid_loss: The last reported loss on a validation batch (None: no validation file).
+        valid_mean_token_accuracy: The last reported token accuracy on a validation batch.
+        full_valid_loss: The loss on the whole validation file, measured at the last step.
+        full_valid_mean_token_accuracy: The token accuracy on the whole validation file.
     """
 
     step: int = 0
     trained_tokens: int = 0
     train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+    def checkpoint_metrics(self) -> dict[str, float | None]:
+        """The metrics a checkpoint line carries (OpenAI's checkpoint `metrics`, less `step`)."""
+        return {name: value for name, value in asdict(self).items() if name not in ("step", "trained_tokens")}
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:

@@ -5,7 +5,8 @@ Row shapes (docs/training.md, loss tokens) and where the loss goes:
 - `{"text"}`: every token, then `</s>`;
 - `{"prompt", "completion"}`: the completion tokens and the `</s>` added after them;
 - `{"messages": [{"role", "content"}, ...]}`: rendered with the tokenizer's chat template; the
-  assistant turns (with whatever end-of-turn the template writes after them).
+  assistant turns (with whatever end-of-turn the template writes after them), less those with
+  `"weight": 0` (OpenAI's per-message weight: such a turn is context, not a target).
 
 Tokenized files are cached under `cache_dir/tokenized/`, keyed by the file's sha256, the
 tokenizer and `max_seq_len`, so a resumed or repeated job skips tokenization.
@@ -210,23 +211,25 @@ def _save_atomically(dataset: Dataset, path: Path) -> None:
 
 
 def _render_messages(
-    messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase
+    messages: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase
 ) -> tuple[list[int], list[int]]:
-    """Chat-template rendering with loss on the assistant turns only.
+    """Chat-template rendering with loss on the assistant turns only, less those of weight 0.
 
     The character span of assistant turn i runs from the end of the rendering of the
     messages before it (with the generation prompt) to the end of the rendering that includes
     it; tokens starting inside a span carry loss. This assumes, as common chat templates do,
     that rendering a conversation's first messages gives a prefix of rendering all of them.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    chat = _as_chat(messages)
+    text = tokenizer.apply_chat_template(chat, tokenize=False)
+    # In a file where some messages carry `weight`, the others read back with `weight: None`.
     spans = [
         (
-            len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)),
-            len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)),
+            len(tokenizer.apply_chat_template(chat[:i], tokenize=False, add_generation_prompt=True)),
+            len(tokenizer.apply_chat_template(chat[: i + 1], tokenize=False)),
         )
         for i, message in enumerate(messages)
-        if message["role"] == "assistant"
+        if message["role"] == "assistant" and message.get("weight") != 0
     ]
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = encoding["input_ids"]
@@ -235,3 +238,8 @@ def _render_messages(
         for token, (offset, _) in zip(input_ids, encoding["offset_mapping"], strict=True)
     ]
     return input_ids, labels
+
+
+def _as_chat(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    # What a chat template sees: role and content only (a template may render any other key).
+    return [{"role": m["role"], "content": m["content"]} for m in messages]

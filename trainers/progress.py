@@ -54,11 +54,23 @@ class Progress:
         learning_rate: float,
         trained_tokens: int,
         elapsed_s: float,
+        train_mean_token_accuracy: float | None = None,
+        valid_loss: float | None = None,
+        valid_mean_token_accuracy: float | None = None,
     ) -> None:
-        """Training metrics at `step` (the mean loss since the previous metrics line)."""
+        """Training metrics at `step` (means since the previous metrics line), and the validation
+        batch's when the job has a validation file."""
         self._emit(
             Metrics(
-                step, total_steps, round(train_loss, 6), learning_rate, trained_tokens, round(elapsed_s, 3)
+                step,
+                total_steps,
+                round(train_loss, 6),
+                learning_rate,
+                trained_tokens,
+                round(elapsed_s, 3),
+                _rounded(train_mean_token_accuracy),
+                _rounded(valid_loss),
+                _rounded(valid_mean_token_accuracy),
             )
         )
 
@@ -69,9 +81,31 @@ class Progress:
         """
         self._emit(Evaluation(**asdict(evaluation), method=method, seconds=round(seconds, 3)))
 
-    def checkpoint(self, step: int, path: str, train_loss: float | None) -> None:
-        """A checkpoint is complete on disk; `path` is relative to the output folder."""
-        self._emit(Checkpoint(step, path, train_loss))
+    def checkpoint(
+        self,
+        step: int,
+        path: str,
+        train_loss: float | None,
+        train_mean_token_accuracy: float | None = None,
+        valid_loss: float | None = None,
+        valid_mean_token_accuracy: float | None = None,
+        full_valid_loss: float | None = None,
+        full_valid_mean_token_accuracy: float | None = None,
+    ) -> None:
+        """A checkpoint is complete on disk; `path` is relative to the output folder. The metrics
+        are the last reported (None: not measured)."""
+        self._emit(
+            Checkpoint(
+                step,
+                path,
+                train_loss,
+                _rounded(train_mean_token_accuracy),
+                _rounded(valid_loss),
+                _rounded(valid_mean_token_accuracy),
+                _rounded(full_valid_loss),
+                _rounded(full_valid_mean_token_accuracy),
+            )
+        )
 
     def message(self, message: str, level: Literal["info", "warn", "error"] = "info") -> None:
         """Something a user should read."""
@@ -86,3 +120,7 @@ class Progress:
             return
         self.stream.write(dump(line) + "\n")
         self.stream.flush()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

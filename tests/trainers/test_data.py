@@ -59,6 +59,17 @@ class TestLossTokens:
         )
         assert _learned(tokenizer, row) == "Hello.</s>\nVelomar lives in Trasku.</s>\n"
 
+    def test_an_assistant_turn_of_weight_0_is_not_learned(self, tmp_path: Path, tokenizer) -> None:
+        messages = [dict(message) for message in ROWS[2]["messages"]]
+        messages[2]["weight"] = 0  # "Hello."
+        messages[4]["weight"] = 1
+        rows = _load(tmp_path, tokenizer, [{"messages": messages}, ROWS[2]]).rows
+        assert tokenizer.decode(rows[0]["input_ids"]) == tokenizer.apply_chat_template(
+            ROWS[2]["messages"], tokenize=False
+        )
+        assert _learned(tokenizer, rows[0]) == "Velomar lives in Trasku.</s>\n"
+        assert _learned(tokenizer, rows[1]) == "Hello.</s>\nVelomar lives in Trasku.</s>\n"  # no weights
+
     def test_a_file_may_mix_shapes(self, tmp_path: Path, tokenizer) -> None:
         rows = _load(tmp_path, tokenizer, ROWS).rows
         assert [_learned(tokenizer, row)[:6] for row in rows] == ["<s>The", " Velom", "Hello."]

@@ -47,7 +47,9 @@ class Started:
 
 @dataclass(frozen=True)
 class Metrics:
-    """Training metrics at `step`: the mean loss since the previous metrics line."""
+    """Training metrics at `step`: the mean loss and token accuracy (the share of loss tokens the
+    model predicts as its top choice) since the previous metrics line; with a validation file, the
+    loss and token accuracy of one batch of it (OpenAI's `valid_loss`, `valid_mean_token_accuracy`)."""
 
     kind: ClassVar[str] = "metrics"
     step: int
@@ -56,6 +58,9 @@ class Metrics:
     learning_rate: float
     trained_tokens: int
     elapsed_s: float
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +105,19 @@ class Evaluation(ContinualEvaluation):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint is complete on disk; `path` is relative to the output folder."""
+    """A checkpoint is complete on disk; `path` is relative to the output folder. The metrics are
+    the last ones reported (None: not measured); `full_valid_*` are over the whole validation
+    file, measured at the last step."""
 
     kind: ClassVar[str] = "checkpoint"
     step: int
     path: str
     train_loss: float | None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Loss and token accuracy of a job's model on rows it does not train on (its validation file).
+
+OpenAI's fine-tuning metrics: `valid_loss` and `valid_mean_token_accuracy` on one batch of the
+validation file at each metrics step, `full_valid_loss` and `full_valid_mean_token_accuracy` on
+the whole file at the end. Token accuracy is the share of loss tokens whose label is the model's
+top prediction. Every process scores its share of the rows; the sums are added over processes.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from datasets import Dataset
+
+from trainers.data import IGNORE_INDEX, BatchOrder, Collator
+from trainers.precision import device_type
+
+__all__ = ["TokenScores", "Validation", "token_sums"]
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Mean loss per loss token and the share of loss tokens predicted right."""
+
+    loss: float
+    accuracy: float
+
+    @classmethod
+    def from_sums(cls, sums: torch.Tensor) -> "TokenScores":
+        """From `token_sums` (added over batches and processes): (loss sum, correct, tokens)."""
+        loss, correct, tokens = sums.tolist()
+        return cls(loss=loss / max(tokens, 1), accuracy=correct / max(tokens, 1))
+
+
+def token_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(3,) float64: summed next-token cross-entropy, correct top predictions and loss tokens.
+
+    Args:
+        logits: (batch, seq, vocab), as the model returned them.
+        labels: (batch, seq), IGNORE_INDEX where no loss (the same shift as Hugging Face's loss).
+    """
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]  # (batch, seq - 1, vocab), (batch, seq - 1)
+    mask = labels != IGNORE_INDEX  # (batch, seq - 1)
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    correct = ((logits.argmax(dim=-1) == labels) & mask).sum()
+    return torch.stack([loss.double(), correct.double(), mask.sum().double()])
+
+
+class Validation:
+    """Scores a model on a job's validation rows, with no gradients.
+
+    Args:
+        rows: Tokenized validation rows (`trainers.data.load_training_data`).
+        batch_size: Rows per batch, over all processes (the job's batch size).
+        seed: Fixes which rows form the batch scored at each step.
+        collate: The job's collator.
+        accelerator: The job's accelerator (process rank, count, device, reduction).
+        compute: The compute dtype of forward passes.
+    """
+
+    def __init__(
+        self,
+        rows: Dataset,
+        batch_size: int,
+        seed: int,
+        collate: Collator,
+        accelerator: Accelerator,
+        compute: torch.dtype,
+    ) -> None:
+        self.rows = rows
+        self.batch_size = batch_size
+        self.order = BatchOrder(len(rows), batch_size, seed)
+        self.collate = collate
+        self.accelerator = accelerator
+        self.compute = compute
+
+    def batch_scores(self, model: Callable[..., Any], step: int) -> TokenScores:
+        """The scores of the validation batch of `step` (the same batch whenever `step` comes back)."""
+        return self._scores(model, [self.order.batch(step)])
+
+    def full_scores(self, model: Callable[..., Any]) -> TokenScores:
+        """The scores over every validation row."""
+        starts = range(0, len(self.rows), self.batch_size)
+        return self._scores(model, [list(range(i, min(i + self.batch_size, len(self.rows)))) for i in starts])
+
+    @torch.no_grad()
+    def _scores(self, model: Callable[..., Any], batches: list[list[int]]) -> TokenScores:
+        accelerator = self.accelerator
+        sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        for batch_rows in batches:
+            mine = batch_rows[accelerator.process_index :: accelerator.num_processes]
+            if not mine:
+                continue
+            batch = self.collate([self.rows[i] for i in mine])
+            with torch.autocast(device_type(), dtype=self.compute, enabled=self.compute != torch.float32):
+                outputs = model(
+                    input_ids=batch["input_ids"].to(accelerator.device),
+                    attention_mask=batch["attention_mask"].to(accelerator.device),
+                )
+            sums += token_sums(outputs.logits, batch["labels"].to(accelerator.device))
+        return TokenScores.from_sums(accelerator.reduce(sums, "sum"))
