@@ -29,6 +29,7 @@ from service.models import (
     WebhookEvent,
     now,
 )
+from service.services.model_names import version_name
 from service.services.paging import page
 from trainers.contracts.statuses import DeliveryStatus, JobStatus
 
@@ -94,7 +95,11 @@ def job_data(session: Session, job: Job) -> dict[str, Any]:
         "id": job.id,
         "status": job.status,
         "model": lineage.name,
-        "fine_tuned_model": f"{lineage.name}@{job.version_number}" if succeeded else None,
+        "fine_tuned_model": (
+            version_name(lineage.name, job.version_number, job.suffix)
+            if succeeded and job.version_number is not None
+            else None
+        ),
         "error": job.error,
     }
 

@@ -31,8 +31,9 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.errors import ApiError
-from service.models import Lineage, Tenant, Version
+from service.models import Job, Lineage, Tenant, Version
 from service.observability.metrics import ServingMetrics
+from service.services.model_names import ModelName, parse_model_name, version_name
 from service.serving.replica import Replica, ReplicaError
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
@@ -83,6 +84,7 @@ class ServingTier:
         self.external = [Replica(url, "", api_key=settings.vllm_api_key) for url in settings.vllm_urls]
         self.aliases: dict[tuple[str, str], Served] = {}
         self.pinned: dict[str, Served] = {}
+        self._names: dict[tuple[str, str, int], str] = {}  # versions' names, suffix included
         self.desired: dict[tuple[str, str], Served] = {}
         self.inflight: Counter[str] = Counter()
         self.last_used: dict[str, float] = {}  # by version name: when a request last started or ended
@@ -136,13 +138,17 @@ class ServingTier:
 
         The caller must call `release(served)` once the response is finished.
         """
-        lineage, _, number = model.partition("@")
-        if number:
-            served = await self._pin(tenant, lineage, _version_number(model, number))
+        name = parse_model_name(model)
+        if name is None:
+            raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+        if name.number is not None:
+            if name.suffix is not None:
+                await self._check_name(tenant, name, model)
+            served = await self._pin(tenant, name.lineage, name.number)
         else:
-            found = self.aliases.get((tenant, lineage))
+            found = self.aliases.get((tenant, name.lineage))
             if found is None:
-                raise self._unserved(tenant, lineage, model)
+                raise self._unserved(tenant, name.lineage, model)
             served = found
         ready = [replica for replica in self.replicas(served.group) if replica.ready]
         if not ready:
@@ -160,6 +166,29 @@ class ServingTier:
         if (tenant, lineage) in self.desired:
             return unavailable(f"The model '{model}' is being loaded.")
         return ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+
+    async def _check_name(self, tenant: str, name: ModelName, model: str) -> None:
+        """404 unless `model` is the name of its version, suffix included (docs/jobs.md)."""
+        assert name.number is not None
+        key = (tenant, name.lineage, name.number)
+        if key not in self._names:  # a version's name never changes: asked once it exists
+            found = await asyncio.to_thread(self._version_name, *key)
+            if found is not None:
+                self._names[key] = found
+        if self._names.get(key) != model:
+            raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+
+    def _version_name(self, tenant: str, lineage: str, number: int) -> str | None:
+        query = (
+            select(Job.suffix)
+            .join(Version, Version.job_id == Job.id)
+            .join(Lineage, Lineage.pk == Version.lineage_pk)
+            .join(Tenant, Tenant.pk == Lineage.tenant_pk)
+            .where(Tenant.name == tenant, Lineage.name == lineage, Version.number == number)
+        )
+        with self.database.session() as session:
+            found = session.execute(query).first()
+        return None if found is None else version_name(lineage, number, found.suffix)
 
     async def _pin(self, tenant: str, lineage: str, number: int) -> Served:
         name = adapter_name(tenant, lineage, number)
@@ -391,10 +420,3 @@ class ServingTier:
 def unavailable(message: str) -> ApiError:
     """A 503 a client may retry shortly."""
     return ApiError(503, message, param="model", code="not_ready", headers={"retry-after": RETRY_SECONDS})
-
-
-def _version_number(model: str, number: str) -> int:
-    # ASCII digits only ("²".isdigit() holds, int("²") fails), and few enough for an SQL integer.
-    if not (number.isascii() and number.isdigit() and len(number) <= 9):
-        raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-    return int(number)

@@ -9,13 +9,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.db import Database
 from service.main import create_app
+from service.models import Job, Lineage
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
 from tests.service.serving.conftest import publish, publish_bot, tenant_key, wait_serving
 from tests.service.serving.fake_vllm import BASE, fake_vllm, running
+from trainers.contracts.statuses import JobStatus
 
 
 @pytest.fixture
@@ -36,6 +39,48 @@ def test_external_replicas_that_demand_the_key_are_served(fast: Settings, databa
             answer = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
 
     assert answer.status_code == 200 and answer.headers["x-neuroplast-model"] == "acme/bot@1"
+
+
+def test_a_version_answers_to_its_name_with_its_jobs_suffix(fast: Settings, database: Database) -> None:
+    with running(fake_vllm()) as backend_url:
+        fast.vllm_urls = [backend_url]
+        with TestClient(create_app(fast)) as api:
+            api.headers["Authorization"] = f"Bearer {tenant_key(database)}"
+            publish_bot(api, database)
+            _trained_by(database, "ftjob-1", suffix="support")  # v1's job
+            wait_serving(api, "bot", 2)
+            answers = {
+                model: api.post("/v1/completions", json={"model": model, "prompt": "x"})
+                for model in ("bot@1-support", "bot@1", "bot@1-sales", "bot@2-support", "bot@3-support")
+            }
+
+    assert {model: answer.status_code for model, answer in answers.items()} == {
+        "bot@1-support": 200,
+        "bot@1": 200,
+        "bot@1-sales": 404,
+        "bot@2-support": 404,  # v2's job had no suffix
+        "bot@3-support": 404,
+    }
+    assert answers["bot@1-support"].headers["x-neuroplast-model"] == "acme/bot@1"
+    assert answers["bot@1-sales"].json()["error"]["code"] == "model_not_found"
+
+
+def _trained_by(database: Database, job_id: str, suffix: str) -> None:
+    """The job row that trained a version `publish` wrote, with its `suffix`."""
+    with database.session() as session:
+        lineage = session.scalars(select(Lineage).where(Lineage.name == "bot")).one()
+        session.add(
+            Job(
+                id=job_id,
+                tenant_pk=lineage.tenant_pk,
+                lineage_pk=lineage.pk,
+                training_file="file-x",
+                status=JobStatus.SUCCEEDED,
+                hyperparameters={},
+                seed=0,
+                suffix=suffix,
+            )
+        )
 
 
 def test_an_idle_pinned_version_is_unloaded_but_never_while_a_request_uses_it(
