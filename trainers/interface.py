@@ -66,7 +66,8 @@ class ContinualMethod(Protocol):
 
         Args:
             job_id: The fine-tuning job.
-            rows: Its rows: `input_ids`, `labels`, `length`.
+            rows: Its rows: `input_ids`, `labels`, `length` (of a `dpo` job, its pairs: those
+                are the preferred side, and the other side's columns start `non_preferred_`).
             seed: The job's seed.
         """
         ...
@@ -89,9 +90,12 @@ class ContinualMethod(Protocol):
         Args:
             model: The (possibly engine-wrapped) model, for any extra forward passes.
             batch: `input_ids`, `attention_mask` and `labels`, each (batch, seq), and
-                `replayed` (batch,): True on the rows `replay_rows` added.
+                `replayed` (batch,): True on the rows `replay_rows` added. In a `dpo` job the
+                rows that are not replayed come in pairs, preferred then non-preferred.
             outputs: The model's outputs on the batch, with `hidden_states`; `outputs.loss` is
-                the token cross-entropy over all rows, replayed ones included.
+                the job objective's loss: the token cross-entropy over all rows, replayed ones
+                included (`supervised`), or the DPO loss of the batch's pairs plus the token
+                cross-entropy of its replayed rows (`dpo`; `trainers.preference`).
 
         Returns:
             A scalar tensor.

@@ -29,6 +29,7 @@ __all__ = [
     "MethodEntry",
     "available_methods",
     "load_method",
+    "objective_problem",
     "version_loader",
 ]
 
@@ -44,11 +45,15 @@ class MethodEntry:
         loader: `"module:function"` that loads a published version for inference,
             `load(base_model: PreTrainedModel, version_dir: Path) -> nn.Module`; None for methods
             whose version is the plain PEFT adapter in `adapter/` (see `trainers.servable`).
+        no_dpo: Why the method cannot train a `dpo` job (`trainers.contracts.objectives`), or None
+            when it can: its forward pass gives each row's token log-probabilities from that row
+            alone, and what it keeps of a job's rows is what the job teaches.
     """
 
     config: type
     method: str
     loader: str | None = None
+    no_dpo: str | None = None
 
 
 METHODS = {
@@ -64,6 +69,9 @@ METHODS = {
         config=TrcConfig,
         method="trainers.methods.trc.method:TrcMethod",
         loader="trainers.methods.trc.model:load_version",
+        no_dpo="trc writes the surprising rows of a job into its hippocampal store and replays them "
+        "in later jobs as rows to imitate, so a dpo job would store and teach its non-preferred "
+        "outputs; train dpo jobs on a lora, replay, ilora or titans lineage",
     ),
 }
 
@@ -145,6 +153,11 @@ def load_method(method_type: str) -> type:
     """
     module_name, class_name = _entry(method_type).method.split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def objective_problem(method_type: str, objective_type: str) -> str | None:
+    """Why a lineage of `method_type` cannot train a job of `objective_type`, or None when it can."""
+    return _entry(method_type).no_dpo if objective_type == "dpo" else None
 
 
 def version_loader(method_type: str) -> str | None:
