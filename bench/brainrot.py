@@ -146,30 +146,27 @@ def main(argv: list[str] | None = None) -> None:
         print("the base model on every suite ...", flush=True)
         results["base"] = _panel(base, {0: None})[0]
         results_file.write_text(json.dumps(results))
-    for seed in range(args.seeds):
-        key = f"seed{seed}"
-        if key in results:
-            continue  # rerunning resumes where an interrupted run stopped
-        versions = {}
-        for number, ratio in enumerate(RATIOS, start=1):
-            print(f"seed {seed}, {100 * ratio:.0f}% junk: training ...", flush=True)
-            versions[number] = _train(base, tokenizer, workdir, seed, ratio, args.budget)
-        print(f"seed {seed}: the panel on {len(versions)} versions ...", flush=True)
-        panels = _panel(base, versions)
-        results[key] = {str(RATIOS[number - 1]): panels[number] for number in versions}
-        results_file.write_text(json.dumps(results))
-    for seed in range(args.seeds):
-        key = f"ordinary{seed}"
-        if key in results:
-            continue
-        versions = {}
-        for number, (method, epochs) in enumerate(ORDINARY, start=1):
-            print(f"seed {seed}, facts by {method} over {epochs} epochs: training ...", flush=True)
-            versions[number] = _teach_facts(base, workdir, seed, method, epochs)
-        print(f"seed {seed}: the panel on {len(versions)} fact-learning versions ...", flush=True)
-        panels = _panel(base, versions)
-        results[key] = {_ordinary_label(*ORDINARY[number - 1]): panels[number] for number in versions}
-        results_file.write_text(json.dumps(results))
+    for seed in range(args.seeds):  # one whole seed at a time: an interrupted run has complete seeds
+        if f"seed{seed}" not in results:
+            versions = {}
+            for number, ratio in enumerate(RATIOS, start=1):
+                print(f"seed {seed}, {100 * ratio:.0f}% junk: training ...", flush=True)
+                versions[number] = _train(base, tokenizer, workdir, seed, ratio, args.budget)
+            print(f"seed {seed}: the panel on {len(versions)} versions ...", flush=True)
+            panels = _panel(base, versions)
+            results[f"seed{seed}"] = {str(RATIOS[number - 1]): panels[number] for number in versions}
+            results_file.write_text(json.dumps(results))
+        if f"ordinary{seed}" not in results:
+            versions = {}
+            for number, (method, epochs) in enumerate(ORDINARY, start=1):
+                print(f"seed {seed}, facts by {method} over {epochs} epochs: training ...", flush=True)
+                versions[number] = _teach_facts(base, workdir, seed, method, epochs)
+            print(f"seed {seed}: the panel on {len(versions)} fact-learning versions ...", flush=True)
+            panels = _panel(base, versions)
+            results[f"ordinary{seed}"] = {
+                _ordinary_label(*ORDINARY[number - 1]): panels[number] for number in versions
+            }
+            results_file.write_text(json.dumps(results))
     runs = [results[f"seed{seed}"] for seed in range(args.seeds)]
     ordinary = [results[f"ordinary{seed}"] for seed in range(args.seeds)]
     table = dose_response(results["base"], runs)
@@ -314,7 +311,8 @@ def _train(base: Path, tokenizer: Any, workdir: Path, seed: int, ratio: float, b
         seed=seed,
         cache_dir=workdir / "cache",
     )
-    run_job(spec).check()
+    if not (spec.output_dir / "manifest.json").exists():  # a version an interrupted run finished
+        run_job(spec).check()
     return spec.output_dir
 
 
@@ -332,7 +330,8 @@ def _teach_facts(base: Path, workdir: Path, seed: int, method: str, epochs: int)
         seed=seed,
         cache_dir=workdir / "cache",
     )
-    run_job(spec).check()
+    if not (spec.output_dir / "manifest.json").exists():  # a version an interrupted run finished
+        run_job(spec).check()
     return spec.output_dir
 
 
