@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 import types
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -29,7 +30,9 @@ from trainers.contracts.methods import load_method
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
 from trainers.precision import base_dtype, compute_dtype, device_type
+from trainers.preference import PairCollator, PreferenceLoss, add_reference_logps, load_preference_data
 from trainers.progress import Progress
+from trainers.validation import TokenScores, Validation, token_sums
 
 __all__ = ["METRICS_EVERY", "run_job"]
 
@@ -57,14 +60,17 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
     base_model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=base_dtype(compute))
     model = method.prepare_model(base_model, spec.parent_dir)
-    data = load_training_data(
-        spec.training_file,
-        spec.training_file_sha256,
-        tokenizer,
-        config.max_seq_len,
-        spec.cache_dir,
-        held_out_rows=spec.held_out_rows,
-    )
+    if spec.objective.type == "dpo":
+        data = load_preference_data(spec.training_file, tokenizer, config.max_seq_len, spec.held_out_rows)
+    else:
+        data = load_training_data(
+            spec.training_file,
+            spec.training_file_sha256,
+            tokenizer,
+            config.max_seq_len,
+            spec.cache_dir,
+            held_out_rows=spec.held_out_rows,
+        )
     if data.dropped:
         progress.message(
             f"{data.dropped} training rows left out: nothing to learn in their first "
@@ -73,6 +79,13 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         )
     if len(data.rows) == 0:
         raise ValueError("no training row has a token to learn from")
+    validation_rows = None
+    if spec.validation_file is not None and spec.validation_file_sha256 is not None:
+        validation_rows = load_training_data(
+            spec.validation_file, spec.validation_file_sha256, tokenizer, config.max_seq_len, spec.cache_dir
+        ).rows
+        if len(validation_rows) == 0:
+            raise ValueError("no validation row has a token to score")
     method.start_job(spec.job_id, data.rows, spec.seed)
     order = BatchOrder(len(data.rows), hyperparameters.batch_size, spec.seed)
     total_steps = hyperparameters.total_steps(len(data.rows))
@@ -95,6 +108,15 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     engine, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    preference = None
+    if spec.objective.type == "dpo" and spec.objective.beta is not None:
+        # log pi_ref of every pair under the model as loaded from the parent: before any step,
+        # and before a resume restores a checkpoint's weights (trainers/preference.py).
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        data = add_reference_logps(
+            data, model, PairCollator(Collator(pad)), hyperparameters.batch_size, compute
+        )
+        preference = PreferenceLoss(spec.objective.beta)
 
     checkpoints_dir = spec.output_dir / "checkpoints"
     state = TrainState()
@@ -117,13 +139,24 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     collate = Collator(
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
+    batches: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] = collate
+    if preference is not None:
+        batches = PairCollator(collate)  # each pair's two sides, then any replayed rows
+    validation = None
+    if validation_rows is not None:
+        validation = Validation(
+            validation_rows, hyperparameters.batch_size, spec.seed, collate, accelerator, compute
+        )
     engine.train()
     losses: list[float] = []
+    train_sums = torch.zeros(
+        3, dtype=torch.float64, device=accelerator.device
+    )  # token_sums since the last report
     for step in range(state.step, total_steps):
         rows = [data.rows[i] for i in order.batch(step)]
         rows += method.replay_rows(step, len(rows))
         mine = rows[accelerator.process_index :: accelerator.num_processes]
-        batch = {name: tensor.to(accelerator.device) for name, tensor in collate(mine).items()}
+        batch = {name: tensor.to(accelerator.device) for name, tensor in batches(mine).items()}
         with torch.autocast(device_type(), dtype=compute, enabled=compute != torch.float32):
             outputs = engine(
                 input_ids=batch["input_ids"],
@@ -131,6 +164,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
                 labels=batch["labels"],
                 output_hidden_states=True,  # references to activations kept for backward anyway
             )
+            if preference is not None:  # the objective's loss, which the method adds its terms to
+                outputs.loss = preference(outputs.logits, batch)
             loss = method.training_loss(engine, batch, outputs)
         if not torch.isfinite(loss):
             # NaN or inf never reaches an event, a checkpoint or a version (docs/jobs.md).
@@ -144,15 +179,20 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         learning_rate = scheduler.get_last_lr()[0]
         scheduler.step()
         optimizer.zero_grad()
+        train_sums += token_sums(outputs.logits.detach(), batch["labels"])
         method.after_optimizer_step(model, step + 1)
         if evaluator is not None and evaluator.due(step + 1, total_steps):
             _evaluate(evaluator, method, model, step + 1, progress)
 
         state.step = step + 1
-        state.trained_tokens += sum(row["length"] for row in rows)
+        state.trained_tokens += sum(row["length"] + row.get("non_preferred_length", 0) for row in rows)
         losses.append(accelerator.reduce(loss.detach(), "mean").item())
         if state.step == 1 or state.step % METRICS_EVERY == 0 or state.step == total_steps:
             state.train_loss, losses = sum(losses) / len(losses), []
+            trained = TokenScores.from_sums(accelerator.reduce(train_sums, "sum"))
+            state.train_mean_token_accuracy, train_sums = trained.accuracy, torch.zeros_like(train_sums)
+            if validation is not None:
+                _validate(validation, engine, state, final=state.step == total_steps)
             progress.metrics(
                 step=state.step,
                 total_steps=total_steps,
@@ -160,10 +200,16 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
                 learning_rate=learning_rate,
                 trained_tokens=state.trained_tokens,
                 elapsed_s=time.monotonic() - started_at,
+                train_mean_token_accuracy=state.train_mean_token_accuracy,
+                valid_loss=state.valid_loss,
+                valid_mean_token_accuracy=state.valid_mean_token_accuracy,
+                **(preference.rewards() if preference is not None else {}),
             )
         if state.step % spec.checkpoint_every == 0 or state.step == total_steps:
             path = save_checkpoint(accelerator, method, state, checkpoints_dir)
-            progress.checkpoint(state.step, str(path.relative_to(spec.output_dir)), state.train_loss)
+            progress.checkpoint(
+                state.step, str(path.relative_to(spec.output_dir)), **state.checkpoint_metrics()
+            )
 
     if accelerator.is_main_process:
         seconds = time.monotonic() - started_at
@@ -185,6 +231,18 @@ def _evaluate(
     evaluation = evaluator.evaluate(model, step)
     settings = method.after_evaluation(step, evaluation)
     progress.evaluation(evaluation, settings, seconds=time.monotonic() - started)
+
+
+def _validate(validation: Validation, engine: torch.nn.Module, state: TrainState, final: bool) -> None:
+    """Score the validation batch of this step (and, at the last step, the whole validation file)
+    into `state`; every process does its share."""
+    engine.eval()
+    scores = validation.batch_scores(engine, state.step)
+    state.valid_loss, state.valid_mean_token_accuracy = scores.loss, scores.accuracy
+    if final:
+        full = validation.full_scores(engine)
+        state.full_valid_loss, state.full_valid_mean_token_accuracy = full.loss, full.accuracy
+    engine.train()
 
 
 def _default_to_single_process() -> None:
@@ -264,6 +322,7 @@ def _publish(
             "dropped_rows": data.dropped,
         },
         "hyperparameters": asdict(spec.hyperparameters),
+        "objective": spec.objective.to_json(),
         "seed": spec.seed,
         "processes": processes,
         "metrics": {

@@ -57,9 +57,11 @@ class Progress:
         train_mean_token_accuracy: float | None = None,
         valid_loss: float | None = None,
         valid_mean_token_accuracy: float | None = None,
+        reward_accuracy: float | None = None,
+        reward_margin: float | None = None,
     ) -> None:
-        """Training metrics at `step` (means since the previous metrics line), and the validation
-        batch's when the job has a validation file."""
+        """Training metrics at `step` (means since the previous metrics line), the validation
+        batch's when the job has a validation file, a `dpo` job's reward accuracy and margin."""
         self._emit(
             Metrics(
                 step,
@@ -71,6 +73,8 @@ class Progress:
                 _rounded(train_mean_token_accuracy),
                 _rounded(valid_loss),
                 _rounded(valid_mean_token_accuracy),
+                _rounded(reward_accuracy),
+                _rounded(reward_margin),
             )
         )
 

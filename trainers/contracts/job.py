@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.contracts.methods import Method, MethodConfigError
+from trainers.contracts.objectives import Objective
 
 __all__ = [
     "AUTO_HYPERPARAMETERS",
@@ -130,6 +131,9 @@ class JobSpec:
         method: The lineage's method and its resolved config.
         training_file: The JSONL training file.
         training_file_sha256: Its hash (keys the tokenized-data cache).
+        validation_file: None, or a JSONL file of the same row shapes the job is scored on
+            (`valid_loss`, `valid_mean_token_accuracy`) and never trained on.
+        validation_file_sha256: Its hash, None without one.
         parent_dir: Folder of the parent version, or None for the first job.
         output_dir: The version's staging folder (`v<N>.partial/`).
         hyperparameters: Epochs, batch size, learning-rate multiplier, max steps.
@@ -140,6 +144,8 @@ class JobSpec:
             kept out of training: the job's held-out split (`eval.probes`).
         continual_eval: None, or how to evaluate earlier jobs during training.
         precision: One of `PRECISIONS`: the compute precision of the forward passes.
+        objective: What the rows teach: `supervised` examples, or `dpo` preference pairs (OpenAI's
+            job `method`; not the lineage's continual-learning `method`).
     """
 
     job_id: str
@@ -160,6 +166,9 @@ class JobSpec:
     held_out_rows: list[int] = field(default_factory=list)
     continual_eval: ContinualEvalSpec | None = None
     precision: str = "auto"
+    objective: Objective = field(default_factory=Objective)
+    validation_file: Path | None = None
+    validation_file_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, Method):
@@ -173,6 +182,8 @@ class JobSpec:
             raise SpecError(f"checkpoint_every must be a positive integer, got {self.checkpoint_every!r}")
         if (self.parent_dir is None) != (self.parent_version is None):
             raise SpecError("parent_dir and parent_version must be both set or both null")
+        if (self.validation_file is None) != (self.validation_file_sha256 is None):
+            raise SpecError("validation_file and validation_file_sha256 must be both set or both null")
 
     @classmethod
     def load(cls, path: Path) -> "JobSpec":
@@ -204,8 +215,12 @@ class JobSpec:
             raise SpecError(str(error)) from error
         if values.get("continual_eval") is not None:
             values["continual_eval"] = ContinualEvalSpec.from_dict(values["continual_eval"])
+        try:
+            values["objective"] = Objective.from_json(values.get("objective"))
+        except (TypeError, ValueError) as error:
+            raise SpecError(str(error)) from error
         for name in _PATHS:
-            if values[name] is not None:
+            if values.get(name) is not None:
                 values[name] = Path(values[name])
         return cls(**values)
 
@@ -216,6 +231,7 @@ class JobSpec:
         values["method"] = self.method.to_json()
         if self.continual_eval is not None:
             values["continual_eval"] = asdict(self.continual_eval)
+        values["objective"] = self.objective.to_json()
         for name in _PATHS:
             if values[name] is not None:
                 values[name] = str(values[name])
@@ -227,7 +243,7 @@ class JobSpec:
         return path
 
 
-_PATHS = ("training_file", "output_dir", "cache_dir", "parent_dir")
+_PATHS = ("training_file", "output_dir", "cache_dir", "parent_dir", "validation_file")
 
 
 def _check_fields(cls: type, data: Any, where: str) -> dict[str, Any]:

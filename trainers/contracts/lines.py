@@ -49,7 +49,9 @@ class Started:
 class Metrics:
     """Training metrics at `step`: the mean loss and token accuracy (the share of loss tokens the
     model predicts as its top choice) since the previous metrics line; with a validation file, the
-    loss and token accuracy of one batch of it (OpenAI's `valid_loss`, `valid_mean_token_accuracy`)."""
+    loss and token accuracy of one batch of it (OpenAI's `valid_loss`, `valid_mean_token_accuracy`);
+    of a `dpo` job, the share of its pairs whose preferred output had the higher implicit reward
+    beta * (log pi - log pi_ref), and the mean margin of those rewards, over the same steps."""
 
     kind: ClassVar[str] = "metrics"
     step: int
@@ -61,6 +63,8 @@ class Metrics:
     train_mean_token_accuracy: float | None = None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    reward_accuracy: float | None = None
+    reward_margin: float | None = None
 
 
 @dataclass(frozen=True)

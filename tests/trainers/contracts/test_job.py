@@ -44,6 +44,7 @@ def test_a_protocol_spec_parses_with_paths() -> None:
         ),
         ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
         ({"parent_dir": None}, "parent_dir and parent_version must be both set or both null"),
+        ({"validation_file": "/d/v.jsonl"}, "validation_file and validation_file_sha256 must be both set"),
         ({"method": {"type": "lora", "lora": {"alpha": "big"}}}, "method.lora.alpha: must be a number"),
     ],
 )
@@ -62,7 +63,13 @@ def test_a_written_spec_reads_back_equal(tmp_path: Path) -> None:
         "held_out_rows": [],
         "continual_eval": None,
         "precision": "auto",
+        "objective": {"type": "supervised", "beta": None},
+        "validation_file": None,
+        "validation_file_sha256": None,
     }
+    validated = JobSpec.from_dict({**SPEC, "validation_file": "/d/v.jsonl", "validation_file_sha256": "ab"})
+    assert validated.validation_file == Path("/d/v.jsonl")
+    assert JobSpec.load(validated.write(tmp_path / "validated.json")) == validated
 
 
 def test_a_spec_built_in_code_carries_a_resolved_method() -> None:
