@@ -135,7 +135,13 @@ class Job(Leased, Base):
     tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk"), index=True)
     lineage_pk: Mapped[int] = mapped_column(ForeignKey("lineages.pk"), index=True)
     training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), default=None)
+    # File ids of its results (the metrics CSV), once it succeeded.
+    result_files: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     hyperparameters: Mapped[dict[str, Any]]
+    # Its training objective (OpenAI's job `method`; `trainers.contracts.objectives.Objective`):
+    # None for jobs created before objectives, which are supervised.
+    objective: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     seed: Mapped[int]
     suffix: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)

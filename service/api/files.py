@@ -1,8 +1,9 @@
-"""`/v1/files`: upload, list, get and delete training files."""
+"""`/v1/files`: upload, list, get, read and delete files (training files, jobs' results)."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
+from fastapi.responses import FileResponse
 
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import File
@@ -39,6 +40,13 @@ def list_files(
 @router.get("/{file_id}", response_model=FilePublic)
 def get_file(file_id: str, session: SessionDep, tenant: TenantDep) -> FilePublic:
     return file_public(files.get_file(session, tenant, file_id))
+
+
+@router.get("/{file_id}/content", response_class=FileResponse)
+def file_content(file_id: str, session: SessionDep, tenant: TenantDep) -> FileResponse:
+    path = files.file_content(session, tenant, file_id)
+    media_type = "text/csv" if path.suffix == ".csv" else "application/jsonl"
+    return FileResponse(path, media_type=media_type)
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)

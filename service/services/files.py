@@ -1,4 +1,5 @@
-"""Training files: validated on upload, stored whole or not at all."""
+"""Files: training files, validated on upload and stored whole or not at all, and the results
+of succeeded jobs (their metrics CSV)."""
 
 import hashlib
 import json
@@ -21,6 +22,9 @@ from service.services.training_data import read_lines, validate_lines
 from service.settings import Settings
 from trainers.contracts.statuses import JobStatus
 
+TRAINING_PURPOSE = "fine-tune"
+RESULTS_PURPOSE = "fine-tune-results"  # OpenAI's purpose of a job's result files
+
 
 def upload_file(
     session: Session,
@@ -31,8 +35,8 @@ def upload_file(
     purpose: str,
 ) -> File:
     """Validate and store an uploaded JSONL file; raises ApiError naming every bad line."""
-    if purpose != "fine-tune":
-        raise ApiError(400, f"Unsupported purpose '{purpose}'; use 'fine-tune'.", param="purpose")
+    if purpose != TRAINING_PURPOSE:
+        raise ApiError(400, f"Unsupported purpose '{purpose}'; use '{TRAINING_PURPOSE}'.", param="purpose")
     if len(filename) > 255:
         raise ApiError(400, "The file name is longer than 255 characters.", param="file", code="invalid_file")
     quotas.check_quota(session, settings, tenant, "max_files")
@@ -75,6 +79,39 @@ def upload_file(
         temp.unlink(missing_ok=True)
 
 
+def store_results(session: Session, settings: Settings, tenant: Tenant, job_id: str, content: str) -> File:
+    """Store a job's metrics CSV as one of the tenant's files (purpose `fine-tune-results`).
+
+    No quota applies: a job that trained is not failed for the size of its results.
+    """
+    folder = folder_under(settings.files_dir, tenant.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    file_id = f"file-{secrets.token_hex(12)}"
+    path = folder / f"{file_id}.csv"
+    data = content.encode()
+    row = File(
+        id=file_id,
+        tenant_pk=tenant.pk,
+        filename=f"{job_id}-results.csv",
+        purpose=RESULTS_PURPOSE,
+        bytes=len(data),
+        rows=max(content.count("\n") - 1, 0),  # less the header
+        sha256=hashlib.sha256(data).hexdigest(),
+        path=str(path),
+    )
+    session.add(row)
+    session.flush()
+    temp = path.with_name(f".{path.name}.partial")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+    return row
+
+
+def file_content(session: Session, tenant: Tenant, file_id: str) -> Path:
+    """Where the tenant's file with this id is stored; a 404 if there is no such file."""
+    return Path(get_file(session, tenant, file_id).path)
+
+
 def get_file(session: Session, tenant: Tenant, file_id: str, param: str | None = None) -> File:
     """The tenant's file with this id, or a 404."""
     row = session.scalar(select(File).where(File.id == file_id, File.tenant_pk == tenant.pk))
@@ -91,7 +128,9 @@ def list_files(session: Session, tenant: Tenant, after: str | None, limit: int) 
 def delete_file(session: Session, tenant: Tenant, file_id: str) -> None:
     """Delete a file no unfinished job still needs."""
     row = get_file(session, tenant, file_id)
-    in_use = select(Job.id).where(Job.training_file == row.id, Job.status.in_(JobStatus.active()))
+    in_use = select(Job.id).where(
+        (Job.training_file == row.id) | (Job.validation_file == row.id), Job.status.in_(JobStatus.active())
+    )
     if session.scalar(in_use.limit(1)):
         raise ApiError(409, f"File '{file_id}' is used by an unfinished job.", code="file_in_use")
     session.delete(row)
