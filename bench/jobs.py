@@ -43,6 +43,7 @@ def job_spec(
     held_out_rows: Sequence[int] = (),
     continual_eval: ContinualEvalSpec | None = None,
     precision: str = "auto",
+    validation_file: Path | None = None,
 ) -> JobSpec:
     """A one-epoch job (or `steps` optimizer steps) writing its version into `output_dir`.
 
@@ -75,6 +76,8 @@ def job_spec(
         held_out_rows=list(held_out_rows),
         continual_eval=continual_eval,
         precision=precision,
+        validation_file=validation_file.resolve() if validation_file else None,
+        validation_file_sha256=_sha256(validation_file) if validation_file else None,
     )
 
 

@@ -42,6 +42,7 @@ def write_spec(
     max_steps: int | None = 20,
     checkpoint_every: int = 10,
     method: Method | None = None,
+    validation_file: Path | None = None,
 ) -> Path:
     """Write a job's spec.json into `output_dir` (created) as a worker would; returns its path."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ def write_spec(
         learning_rate_multiplier=5.0,
         checkpoint_every=checkpoint_every,
         cache_dir=output_dir.parent / "cache",
+        validation_file=validation_file,
     )
     return spec.write(output_dir / "spec.json")
 
