@@ -130,7 +130,7 @@ class PairCollator:
 @dataclass
 class PreferenceLoss:
     """A dpo job's loss on a `PairCollator` batch: DPO on its pairs plus the token cross-entropy
-    of its replayed rows. Keeps the implicit rewards' accuracy and margin since the last `take`.
+    of its replayed rows. Keeps the implicit rewards' accuracy and margin since the last `rewards`.
 
     Attributes:
         beta: The job's beta.
@@ -163,10 +163,14 @@ class PreferenceLoss:
             )
         return loss
 
-    def take(self) -> tuple[float, float]:
-        """The share of pairs whose preferred output had the higher reward, and the mean reward
-        margin, since the last call (OpenAI's reward accuracy and margin); then starts over."""
-        scores = (self.correct / max(self.pairs, 1), self.margin / max(self.pairs, 1))
+    def rewards(self) -> dict[str, float]:
+        """`reward_accuracy` (the share of pairs whose preferred output had the higher implicit
+        reward) and `reward_margin` (the mean margin of those rewards) over this process's pairs
+        since the last call; then starts over."""
+        scores = {
+            "reward_accuracy": self.correct / max(self.pairs, 1),
+            "reward_margin": self.margin / max(self.pairs, 1),
+        }
         self.correct, self.margin, self.pairs = 0.0, 0.0, 0
         return scores
 
