@@ -129,7 +129,13 @@ def retention(client: Client, name: str, json_output: Json = False) -> None:
 @api_command(jobs, "create")
 def create_job(
     client: Client,
-    lineage: Annotated[str, typer.Option(help="The lineage to update.")],
+    lineage: Annotated[
+        str,
+        typer.Option(
+            help="The lineage to update (LINEAGE@N: from version N), or a base model the service knows, "
+            "which starts a lineage named --suffix (docs/jobs.md)."
+        ),
+    ],
     training_file: Annotated[str, typer.Option("--file", help="A file id from `files upload`.")],
     n_epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -138,6 +144,9 @@ def create_job(
     seed: Annotated[int | None, typer.Option()] = None,
     processes: Annotated[
         int | None, typer.Option(help="Trainer processes (one per GPU); the worker's default if unset.")
+    ] = None,
+    suffix: Annotated[
+        str | None, typer.Option(help="Names the lineage a job on a base model starts.")
     ] = None,
     follow: Annotated[bool, typer.Option(help="Follow the job with a progress bar.")] = False,
 ) -> None:
@@ -150,7 +159,7 @@ def create_job(
     }
     hyperparameters = {key: value for key, value in chosen.items() if value is not None}
     job = client.create_job(
-        lineage, training_file, hyperparameters=hyperparameters, seed=seed, processes=processes
+        lineage, training_file, hyperparameters=hyperparameters, seed=seed, processes=processes, suffix=suffix
     )
     typer.echo(job["id"])
     if follow:

@@ -172,6 +172,32 @@ def test_health_run_get_list_and_report_open_and_link(
     assert "HTTP 404" in unknown_lineage.stderr and "param: lineage" in unknown_lineage.stderr
 
 
+def test_a_job_on_a_base_model_starts_the_lineage_its_suffix_names(
+    cli: CliRunner, service: LocalService, tmp_path: Path
+) -> None:
+    base = service.data_dir / "models" / "cli-base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(FACTS)
+    file_id = json.loads(cli.invoke(app, ["files", "upload", str(facts)]).output)["id"]
+
+    submitted = cli.invoke(
+        app, ["jobs", "create", "--lineage", "cli-base", "--suffix", "cli-new", "--file", file_id]
+    )
+
+    assert submitted.exit_code == 0, submitted.output
+    job = json.loads(cli.invoke(app, ["jobs", "get", submitted.output.strip(), "--json"]).output)
+    assert job["model"] == "cli-new" and job["suffix"] == "cli-new"
+    assert json.loads(cli.invoke(app, ["lineages", "get", "cli-new"]).output)["base_model"] == str(
+        base.resolve()
+    )
+    clash = cli.invoke(
+        app, ["jobs", "create", "--lineage", "cli-base", "--suffix", "Bad Name", "--file", file_id]
+    )
+    assert clash.exit_code == 1 and "param: suffix" in clash.stderr and "Traceback" not in clash.output
+
+
 def test_jobs_pause_and_resume(cli: CliRunner, tmp_path: Path) -> None:
     job_id = _queued_job(cli, tmp_path, "paused-bot")
 
