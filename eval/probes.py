@@ -13,8 +13,9 @@ Three kinds (after Orhan, arXiv 2303.17557; docs/evaluation.md, probes):
 
 A row is a `context` (a string, or the chat messages before the last assistant turn, rendered by
 the runner with the tokenizer's chat template) and a `target` (the completion, the last assistant
-turn, or a plain text row whole with an empty context). Everything is drawn from a
-`random.Random(seed)`, so a job's probes depend only on its file and seed.
+turn, a preference pair's preferred output, or a plain text row whole with an empty context).
+Everything is drawn from a `random.Random(seed)`, so a job's probes depend only on its file and
+seed.
 """
 
 import json
@@ -177,10 +178,17 @@ def _draw(rows: Mapping[int, dict[str, Any]], count: int, seed: int, sizes: Prob
 
 
 def row_parts(row: dict[str, Any]) -> tuple[Context, str]:
-    """A training row as (context, target): what the model reads, and what it learns to write."""
+    """A training row as (context, target): what the model reads, and what it learns to write (of a
+    preference pair, the preferred output)."""
+    if row.get("preferred_output") is not None:
+        return row["input"]["messages"], str(row["preferred_output"][-1]["content"])
     if row.get("messages") is not None:
-        messages = row["messages"]
-        return messages[:-1], str(messages[-1]["content"])
+        # The last assistant message trained on (weight 0 leaves one out), after what precedes it.
+        messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        last = max(
+            i for i, m in enumerate(row["messages"]) if m["role"] == "assistant" and m.get("weight") != 0
+        )
+        return messages[:last], str(messages[last]["content"])
     if row.get("prompt") is not None:
         return str(row["prompt"]), str(row["completion"])
     return "", str(row["text"])

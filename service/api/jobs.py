@@ -8,8 +8,10 @@ from sqlalchemy.orm import Session
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import Checkpoint, Job, JobEvent, Lineage, Tenant
 from service.schemas.common import ListPage
-from service.schemas.jobs import CheckpointPublic, EventPublic, JobCreate, JobPublic
+from service.schemas.jobs import CheckpointPublic, EventPublic, JobCreate, JobPublic, job_method_public
 from service.services import jobs, quotas
+from service.services.model_names import version_name
+from trainers.contracts.objectives import Objective
 from trainers.contracts.statuses import JobStatus
 
 router = APIRouter(prefix="/fine_tuning/jobs", tags=["fine-tuning"])
@@ -72,7 +74,9 @@ def list_checkpoints(
 
 def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
     lineage = session.get_one(Lineage, job.lineage_pk)
-    served_name = f"{lineage.name}@{job.version_number}" if job.status == JobStatus.SUCCEEDED else None
+    served_name = None
+    if job.status == JobStatus.SUCCEEDED and job.version_number is not None:
+        served_name = version_name(lineage.name, job.version_number, job.suffix)
     return JobPublic(
         id=job.id,
         created_at=job.created_at,
@@ -83,12 +87,15 @@ def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
         status=job.status,  # type: ignore[arg-type]
         error=job.error,  # type: ignore[arg-type]
         hyperparameters=job.hyperparameters,
+        method=job_method_public(Objective.from_json(job.objective), job.hyperparameters),
         trained_tokens=job.trained_tokens,
         parent_version=job.parent_version if job.parent_reason else job.requested_parent,
         parent_reason=job.parent_reason,
         junk_ratio=job.junk_ratio,
         processes=job.processes,
         training_file=job.training_file,
+        validation_file=job.validation_file,
+        result_files=job.result_files or [],
         seed=job.seed,
         metadata=job.metadata_,
         suffix=job.suffix,
@@ -110,7 +117,8 @@ def checkpoint_public(job: Job, lineage: Lineage, row: Checkpoint) -> Checkpoint
     return CheckpointPublic(
         id=row.id,
         created_at=row.created_at,
-        fine_tuned_model_checkpoint=f"{lineage.name}@{job.version_number}:step-{row.step_number}",
+        fine_tuned_model_checkpoint=f"{version_name(lineage.name, job.version_number or 0, job.suffix)}"
+        f":step-{row.step_number}",
         fine_tuning_job_id=job.id,
         step_number=row.step_number,
         metrics=row.metrics,

@@ -2,12 +2,14 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainers.contracts.job import AUTO_HYPERPARAMETERS, Hyperparameters, hyperparameter_problem
+from trainers.contracts.objectives import DPO_BETA_AUTO, Objective, beta_problem
 from trainers.contracts.statuses import JobStatus
 
 MAX_PROCESSES = 64  # trainer processes of one job, all on one machine
+SUFFIX = r"^[A-Za-z0-9._-]{1,64}$"  # OpenAI's limit of 64 characters; addressable in a model name
 
 
 class RequestedHyperparameters(BaseModel):
@@ -43,6 +45,101 @@ class RequestedHyperparameters(BaseModel):
         return Hyperparameters(**values)
 
 
+class DpoHyperparameters(RequestedHyperparameters):
+    """A `dpo` job's hyperparameters: the usual ones plus `beta`."""
+
+    beta: float | str = "auto"
+
+    @field_validator("beta", mode="before")
+    @classmethod
+    def _auto_or_beta(cls, value: Any) -> Any:
+        if value == "auto" or (problem := beta_problem(value)) is None:
+            return value
+        raise ValueError(f"must be 'auto' or {problem.removeprefix('must be ')}")
+
+
+class SupervisedSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: RequestedHyperparameters | None = None
+
+
+class DpoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: DpoHyperparameters | None = None
+
+
+class HyperparameterConflict(ValueError):
+    """A hyperparameter set at the top level and in `method.<type>.hyperparameters` to different values.
+
+    Attributes:
+        param: `method.<type>.hyperparameters.<name>`.
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class JobMethod(BaseModel):
+    """OpenAI's job `method`: the training objective, `supervised` (rows are examples to imitate)
+    or `dpo` (rows are preference pairs). Not the lineage's continual-learning `method`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised", "dpo"]
+    supervised: SupervisedSettings | None = None
+    dpo: DpoSettings | None = None
+
+    @model_validator(mode="after")
+    def _only_its_own_settings(self) -> "JobMethod":
+        other = "dpo" if self.type == "supervised" else "supervised"
+        if getattr(self, other) is not None:
+            raise ValueError(f"a {self.type!r} method may hold only {self.type!r} settings, not {other!r}")
+        return self
+
+    def resolved(self, top_level: RequestedHyperparameters) -> tuple[Hyperparameters, Objective]:
+        """The job's hyperparameters and objective, every "auto" replaced.
+
+        A hyperparameter may be set at the top level (OpenAI deprecates it there) or in
+        `method.<type>.hyperparameters`; set in both, the two must be equal (or one `"auto"`,
+        which leaves the other's value).
+
+        Raises:
+            HyperparameterConflict: One is set in both places to different values.
+        """
+        settings = self.supervised if self.type == "supervised" else self.dpo
+        inner = settings.hyperparameters if settings is not None else None
+        values = top_level.model_dump(include=top_level.model_fields_set)
+        if inner is not None:
+            for name in inner.model_fields_set:
+                value = getattr(inner, name)
+                if value == "auto" and name in values:
+                    continue  # "auto" leaves the choice open: the other place's value stands
+                if name in values and values[name] not in ("auto", value):
+                    raise HyperparameterConflict(
+                        f"method.{self.type}.hyperparameters.{name}",
+                        f"method.{self.type}.hyperparameters.{name} is {value!r} but hyperparameters."
+                        f"{name} is {values[name]!r}; set it in one place (method.{self.type}."
+                        "hyperparameters; the top-level hyperparameters are deprecated) or to one value",
+                    )
+                values[name] = value
+        beta = values.pop("beta", "auto")
+        hyperparameters = RequestedHyperparameters(**values).resolved()
+        if self.type == "supervised":
+            return hyperparameters, Objective()
+        return hyperparameters, Objective("dpo", DPO_BETA_AUTO if beta == "auto" else beta)
+
+
+def job_method_public(objective: Objective, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """A job's `method` as OpenAI returns it, with the hyperparameters it runs with."""
+    resolved = dict(hyperparameters)
+    if objective.type == "dpo":
+        resolved["beta"] = objective.beta
+    return {"type": objective.type, objective.type: {"hyperparameters": resolved}}
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,12 +151,25 @@ class JobCreate(BaseModel):
     )
     training_file: str
     hyperparameters: RequestedHyperparameters = Field(default_factory=lambda: RequestedHyperparameters())
+    method: JobMethod = Field(
+        default_factory=lambda: JobMethod(type="supervised"),
+        description="OpenAI's training objective: `supervised` or `dpo` (preference pairs), with its "
+        "hyperparameters. Not the lineage's continual-learning method.",
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(
-        None, max_length=64, description="Names the lineage a job on a base model starts (see `model`)."
+        None,
+        pattern=SUFFIX,
+        description="Up to 64 letters, digits, '.', '_', '-'. The version the job trains is named "
+        "`<lineage>@<N>-<suffix>` (docs/jobs.md); it also names the lineage a job on a base model "
+        "starts (see `model`).",
     )
-    validation_file: None = Field(None, description="Not supported; held-out data is split off.")
+    validation_file: str | None = Field(
+        None,
+        description="A file of the same row shapes the job is scored on (valid_loss, "
+        "valid_mean_token_accuracy) and never trained on.",
+    )
     force: bool = Field(
         False, description="Train from a version the health gate rejected (`model: <lineage>@<N>`)."
     )
@@ -100,6 +210,9 @@ class JobPublic(BaseModel):
     status: JobStatus
     error: JobError | None
     hyperparameters: dict[str, Any]
+    method: dict[str, Any] = Field(
+        description="The training objective and the hyperparameters it runs with, as OpenAI returns it."
+    )
     trained_tokens: int | None
     parent_version: int | None = Field(
         None, description="The version the job trains from (null: the base model, or not started yet)."
@@ -112,8 +225,10 @@ class JobPublic(BaseModel):
         None, description="Trainer processes: as asked for, or, once the job started, the count it runs with."
     )
     training_file: str
-    validation_file: None = None
-    result_files: list[str] = []
+    validation_file: str | None = None
+    result_files: list[str] = Field(
+        [], description="Once the job succeeded: its metrics CSV, a file of purpose `fine-tune-results`."
+    )
     seed: int
     metadata: dict[str, str] | None
     suffix: str | None

@@ -10,14 +10,18 @@ from sqlalchemy.orm import Session
 
 from eval.probes import Probes, ProbeSizes, build_probes_from_file
 from service.errors import ApiError, not_found
-from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, now
-from service.schemas.jobs import JobCreate
-from service.services.files import get_file
+from service.models import Checkpoint, File, Job, JobEvent, Lineage, Tenant, Version, now
+from service.schemas.jobs import HyperparameterConflict, JobCreate
+from service.services.files import TRAINING_PURPOSE, get_file
 from service.services.lineages import get_lineage, lineage_for_job, parent_version
+from service.services.model_names import ModelName, parse_model_name, version_name
 from service.services.paging import page
+from service.services.training_data import format_problem
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from trainers.contracts.job import Hyperparameters
+from trainers.contracts.methods import objective_problem
+from trainers.contracts.objectives import Objective
 from trainers.contracts.statuses import JobStatus
 
 
@@ -26,15 +30,20 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
 
     A job whose `model` names a base model instead starts a lineage of it (`lineage_for_job`).
     """
-    name, at, number = request.model.partition("@")
-    if at and not (number.isdigit() and 0 < int(number) < 2**31):
-        raise ApiError(400, f"'{request.model}': a version is `<lineage>@<N>`, N from 1.", param="model")
-    if at:
-        lineage = get_lineage(session, tenant, name, param="model")
+    name = parse_model_name(request.model)
+    if name is None:
+        message = f"'{request.model}': a version is `<lineage>@<N>` or `<lineage>@<N>-<suffix>`, N from 1."
+        raise ApiError(400, message, param="model")
+    requested = None
+    if name.number is not None:
+        lineage = get_lineage(session, tenant, name.lineage, param="model")
+        requested = _named_parent(session, lineage, name, request)
     else:
-        lineage = lineage_for_job(session, settings, tenant, name, request.suffix)
-    requested = parent_version(session, lineage, int(number), request.force).number if at else None
-    training_file = get_file(session, tenant, request.training_file, param="training_file")
+        lineage = lineage_for_job(session, settings, tenant, name.lineage, request.suffix)
+    training_file = _training_data(session, tenant, request.training_file, "training_file")
+    validation_file = None
+    if request.validation_file is not None:
+        validation_file = _training_data(session, tenant, request.validation_file, "validation_file")
     screen = lineage.health_config.data_screen
     junk = training_file.junk_ratio or 0.0  # None for files uploaded before the screen existed
     junky = junk > screen.threshold
@@ -47,7 +56,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
             param="training_file",
             code="junk_training_file",
         )
-    hyperparameters = request.hyperparameters.resolved()
+    hyperparameters, objective = _objective(request, lineage, training_file, validation_file)
     _check_processes(request.processes, hyperparameters.batch_size, settings.max_job_processes)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     probes = job_probes(training_file, lineage, seed)
@@ -57,8 +66,10 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
         tenant_pk=tenant.pk,
         lineage_pk=lineage.pk,
         training_file=training_file.id,
+        validation_file=request.validation_file,
         status=JobStatus.QUEUED,
         hyperparameters=asdict(hyperparameters),
+        objective=objective.to_json(),
         seed=seed,
         suffix=request.suffix,
         metadata_=request.metadata,
@@ -70,6 +81,8 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
     session.add(job)
     session.flush()
     add_event(session, job, f"Validated training file: {training_file.rows} rows.")
+    if validation_file is not None:
+        add_event(session, job, f"Validated validation file: {validation_file.rows} rows.")
     add_event(
         session,
         job,
@@ -97,6 +110,60 @@ def job_probes(training_file: File, lineage: Lineage, seed: int) -> Probes:
         max_held_out=config.max_held_out,
     )
     return build_probes_from_file(Path(training_file.path), training_file.rows, seed, sizes)
+
+
+def _training_data(session: Session, tenant: Tenant, file_id: str, param: str) -> File:
+    """The tenant's uploaded JSONL file `file_id` (rows checked on upload), or a 4xx naming `param`."""
+    file = get_file(session, tenant, file_id, param=param)
+    if file.purpose != TRAINING_PURPOSE:
+        raise ApiError(
+            400,
+            f"{param}: file '{file_id}' has purpose '{file.purpose}'; a job reads files uploaded with "
+            f"purpose '{TRAINING_PURPOSE}'.",
+            param=param,
+            code="invalid_file",
+        )
+    return file
+
+
+def _objective(
+    request: JobCreate, lineage: Lineage, training_file: File, validation_file: File | None
+) -> tuple[Hyperparameters, Objective]:
+    """The job's hyperparameters and training objective (its `method`), once the lineage's method
+    can train on that objective and the file holds its kind of rows; else a 400 naming the field."""
+    try:
+        hyperparameters, objective = request.method.resolved(request.hyperparameters)
+    except HyperparameterConflict as conflict:
+        raise ApiError(400, str(conflict), param=conflict.param, code="invalid_value") from conflict
+    if problem := objective_problem(lineage.method.type, objective.type):
+        raise ApiError(
+            400,
+            f"Lineage '{lineage.name}' ({lineage.method.type}) cannot train a {objective.type} job: "
+            f"{problem}.",
+            param="method",
+            code="unsupported_method",
+        )
+    if objective.type == "dpo" and validation_file is not None:
+        raise ApiError(
+            400,
+            "A dpo job takes no validation_file yet: its held-out pairs are split off the training file.",
+            param="validation_file",
+            code="invalid_value",
+        )
+    for file, param in ((training_file, "training_file"), (validation_file, "validation_file")):
+        if file is None:
+            continue
+        with Path(file.path).open("rb") as lines:
+            found = format_problem(lines, objective.type)
+        if found is not None:
+            line, problem = found
+            raise ApiError(
+                400,
+                f"File '{file.id}' does not suit a {objective.type} job: line {line}: {problem}.",
+                param=param,
+                code="invalid_file_format",
+            )
+    return hyperparameters, objective
 
 
 def _check_processes(processes: int | None, batch_size: int, limit: int) -> None:
@@ -133,6 +200,28 @@ def _check_steps(hyperparameters: Hyperparameters, trained_rows: int, limit: int
         param=param,
         code="invalid_value",
     )
+
+
+def _named_parent(session: Session, lineage: Lineage, name: ModelName, request: JobCreate) -> int:
+    """The version a job's `model` names (`<lineage>@<N>[-<suffix>]`); a 404 when its suffix is not
+    that version's."""
+    assert name.number is not None
+    number = parent_version(session, lineage, name.number, request.force).number
+    actual = version_name(lineage.name, number, version_suffix(session, lineage, number))
+    if name.suffix is not None and request.model != actual:
+        message = f"No model named '{request.model}': version {number} of '{lineage.name}' is '{actual}'."
+        raise ApiError(404, message, param="model", code="not_found")
+    return number
+
+
+def version_suffix(session: Session, lineage: Lineage, number: int) -> str | None:
+    """The suffix of version `number` of `lineage`: its job's `suffix`."""
+    query = (
+        select(Job.suffix)
+        .join(Version, Version.job_id == Job.id)
+        .where(Version.lineage_pk == lineage.pk, Version.number == number)
+    )
+    return session.scalar(query)
 
 
 def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:

@@ -1,4 +1,10 @@
-"""Validation of uploaded JSONL training files: every bad line is reported with its number."""
+"""Validation of uploaded JSONL training files: every bad line is reported with its number.
+
+A file holds examples to imitate (`{'text'}`, `{'prompt', 'completion'}`, `{'messages'}`; a
+`supervised` job) or preference pairs (`{'input', 'preferred_output', 'non_preferred_output'}`,
+OpenAI's format; a `dpo` job). Upload accepts either; `format_problem` checks at job creation
+that every row is of the kind the job's objective trains on.
+"""
 
 import json
 from collections.abc import Iterable, Iterator
@@ -6,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 ROLES = {"system", "user", "assistant"}
-SHAPES = "{'text'}, {'prompt', 'completion'} or {'messages'}"
+MESSAGE_KEYS = {"role", "content", "weight"}
+SHAPES = (
+    "{'text'}, {'prompt', 'completion'}, {'messages'} "
+    "or {'input', 'preferred_output', 'non_preferred_output'}"
+)
+PREFERENCE_KEYS = {"input", "preferred_output", "non_preferred_output"}
 
 
 @dataclass
@@ -54,6 +65,29 @@ def validate_lines(lines: Iterable[bytes], max_row_bytes: int, max_rows: int) ->
     return report
 
 
+def format_problem(lines: Iterable[bytes], objective: str) -> tuple[int, str] | None:
+    """The first line (from 1) of an uploaded, valid file whose row a job of `objective` cannot
+    train on, and why; None when every row fits.
+
+    A `dpo` job needs preference pairs on every line; a `supervised` job needs none.
+    """
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        keys = set(json.loads(raw))
+        if objective == "dpo" and keys != PREFERENCE_KEYS:
+            return number, (
+                f"a dpo job trains on preference pairs {sorted(PREFERENCE_KEYS)} on every line; "
+                f"this row has keys {sorted(keys)}"
+            )
+        if objective != "dpo" and keys == PREFERENCE_KEYS:
+            return number, (
+                "this row is a preference pair, which only a dpo job trains on; "
+                'create the job with method {"type": "dpo"}'
+            )
+    return None
+
+
 def _row_problem(raw: bytes, max_row_bytes: int) -> str | None:
     if len(raw) > max_row_bytes:
         return f"line is over the limit of {max_row_bytes} bytes"
@@ -76,6 +110,8 @@ def _shape_problem(row: dict[str, Any]) -> str | None:
         return _text_problem(row, "prompt", allow_empty=True) or _text_problem(row, "completion")
     if keys == {"messages"}:
         return _messages_problem(row["messages"])
+    if keys == PREFERENCE_KEYS:
+        return _preference_problem(row)
     return f"keys {sorted(keys)} match no row shape; expected {SHAPES}"
 
 
@@ -94,16 +130,69 @@ def _messages_problem(messages: Any) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty list"
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            return f"messages[{index}] must be an object with exactly 'role' and 'content'"
+        if not isinstance(message, dict) or not {"role", "content"} <= set(message) <= MESSAGE_KEYS:
+            return f"messages[{index}] must be an object with 'role', 'content' and maybe 'weight'"
         if message["role"] not in ROLES:
             return f"messages[{index}].role must be one of {sorted(ROLES)}"
         if not isinstance(message["content"], str):
             return f"messages[{index}].content must be a string"
         if not _encodable(message["content"]):
             return f"messages[{index}].content holds an unpaired surrogate"
+        if "weight" in message and (problem := _weight_problem(message)):
+            return f"messages[{index}].{problem}"
     if not any(message["role"] == "assistant" for message in messages):
         return "'messages' has no assistant message to learn from"
+    if all(message.get("weight") == 0 for message in messages if message["role"] == "assistant"):
+        return "every assistant message has weight 0: the row has nothing to learn from"
+    return None
+
+
+def _weight_problem(message: dict[str, Any]) -> str | None:
+    # OpenAI's per-message weight: 0 leaves an assistant message out of the loss, 1 (the default) keeps it.
+    if message["role"] != "assistant":
+        return "weight is only allowed on assistant messages"
+    if type(message["weight"]) is not int or message["weight"] not in (0, 1):
+        return f"weight must be 0 or 1, got {json.dumps(message['weight'])}"
+    return None
+
+
+def _preference_problem(row: dict[str, Any]) -> str | None:
+    """OpenAI's preference row: `input.messages` (the conversation so far) and one assistant
+    message in each of `preferred_output` and `non_preferred_output`, the two different."""
+    if not isinstance(row["input"], dict) or set(row["input"]) != {"messages"}:
+        return "'input' must be an object with exactly 'messages'"
+    messages = row["input"]["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "'input.messages' must be a non-empty list"
+    for index, message in enumerate(messages):
+        if problem := _message_problem(message):
+            return f"input.messages[{index}] {problem}"
+    outputs = []
+    for key in ("preferred_output", "non_preferred_output"):
+        output = row[key]
+        if not isinstance(output, list) or len(output) != 1:
+            return f"'{key}' must be a list of one assistant message"
+        if problem := _message_problem(output[0]):
+            return f"{key}[0] {problem}"
+        if output[0]["role"] != "assistant":
+            return f"{key}[0].role must be 'assistant'"
+        if not output[0]["content"].strip():
+            return f"{key}[0].content is empty"
+        outputs.append(output[0]["content"])
+    if outputs[0] == outputs[1]:
+        return "'preferred_output' and 'non_preferred_output' are the same: the pair teaches nothing"
+    return None
+
+
+def _message_problem(message: Any) -> str | None:
+    if not isinstance(message, dict) or set(message) != {"role", "content"}:
+        return "must be an object with exactly 'role' and 'content'"
+    if message["role"] not in ROLES:
+        return f"role must be one of {sorted(ROLES)}"
+    if not isinstance(message["content"], str):
+        return "content must be a string"
+    if not _encodable(message["content"]):
+        return "content holds an unpaired surrogate"
     return None
 
 

@@ -7,6 +7,7 @@ Each step follows load -> process -> apply: nothing slow runs inside a database 
 and every write is guarded by the lease, so a worker that lost its job cannot publish.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from sqlalchemy.orm import Session
 from service.db import Database
 from service.models import File, HealthCheck, Job, Lineage, Tenant, Version, now
 from service.observability.logs import log_context
+from service.services.files import store_results
 from service.services.gate import gate
 from service.services.jobs import add_event
+from service.services.keys import issue_key, revoke_key
 from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
@@ -41,11 +44,12 @@ from service.worker.evaluation import (
     record_panel,
     record_scores,
     retention_spec,
+    through_gateway,
 )
-from service.worker.job_log import candidate_version, record_line, retention_message
+from service.worker.job_log import candidate_version, metrics_csv, record_line, retention_message
 from service.worker.lease import JobQueue, Lease, LeaseLost
 from service.worker.trainer_process import TrainerProcess
-from trainers.contracts.evaluation import EvaluatorSpec
+from trainers.contracts.evaluation import EvaluatorSpec, ServingTarget
 from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
 from trainers.contracts.lines import (
@@ -54,6 +58,7 @@ from trainers.contracts.lines import (
     Panel,
     Scores,
 )
+from trainers.contracts.objectives import Objective
 from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
 
 log = logging.getLogger(__name__)
@@ -145,8 +150,7 @@ class Worker:
         workspace = self._prepare(lease)
         if self.store.published_job(workspace.final) == lease.id:
             # An earlier attempt published the files, not the row.
-            version_dir = self.store.fetch(workspace.final)[0]
-            self._publish(lease, workspace, self._evaluate(lease, version_dir, stop))
+            self._conclude(lease, workspace, self.store.fetch(workspace.final)[0], stop)
             return
         processes = self._processes(lease)
         trainer = TrainerProcess(
@@ -173,9 +177,7 @@ class Worker:
         if stop.is_set():
             self.queue.release(lease)  # shutting down: let the next worker resume it at once
         elif completed and trainer.returncode == 0:
-            scores = self._evaluate(lease, workspace.staging, stop)
-            if not stop.is_set():
-                self._publish(lease, workspace, scores)
+            self._conclude(lease, workspace, workspace.staging, stop)
         else:
             self._fail(lease, workspace, trainer.failure_reason())
 
@@ -217,8 +219,31 @@ class Worker:
             }
         self.store.upload_reports()
 
+    def _conclude(self, lease: Lease, workspace: Workspace, version_dir: Path, stop: threading.Event) -> None:
+        """Evaluate the job's new version (in `version_dir`) and publish it.
+
+        Evaluated through the gateway, the version is published first, as a `candidate` that the
+        gateway can load under `<lineage>@<N>` (serving the lineage's name stays on its promoted
+        version until the gate decides).
+        """
+        through_serving = self._gateway_url() is not None
+        if through_serving:
+            self._publish_candidate(lease, workspace)
+            version_dir = self.store.fetch(workspace.final)[0]
+        try:
+            scores = self._evaluate(lease, version_dir, stop, through_serving)
+        except LeaseLost:
+            self._abandon(lease, workspace)
+            raise
+        if not stop.is_set():
+            self._publish(lease, workspace, scores)
+
+    def _gateway_url(self) -> str | None:
+        """The gateway the evaluator asks, when versions are evaluated as users are served."""
+        return self.settings.gateway_url if self.settings.evaluate_through_serving else None
+
     def _evaluate(
-        self, lease: Lease, version_dir: Path, stop: threading.Event
+        self, lease: Lease, version_dir: Path, stop: threading.Event, through_serving: bool = False
     ) -> list[Scores | Panel] | None:
         """Score the job's new version (status `evaluating`); None when the evaluator failed.
 
@@ -228,10 +253,11 @@ class Worker:
         """
         with self.queue.guarded(lease) as (session, job):
             job.status = JobStatus.EVALUATING
-            add_event(session, job, "Evaluating the new version on the probes of every job so far.")
+            where = " through the gateway, as it is served" if through_serving else ""
+            add_event(session, job, f"Evaluating the new version{where} on the probes of every job so far.")
             lineage = session.get_one(Lineage, job.lineage_pk)
             spec = retention_spec(session, lineage, job, version_dir, self.store)
-        lines, failure = self._run_evaluator(lease, spec, stop)
+        lines, failure = self._run_evaluator(lease, spec, stop, lineage if through_serving else None)
         with self.queue.guarded(lease) as (session, job):
             if failure is not None:
                 add_event(session, job, f"Evaluation failed: {failure}", level="warn")
@@ -243,13 +269,40 @@ class Worker:
         return lines if failure is None else None
 
     def _run_evaluator(
-        self, lease: Lease, spec: EvaluatorSpec, stop: threading.Event
+        self, lease: Lease, spec: EvaluatorSpec, stop: threading.Event, served: Lineage | None = None
     ) -> tuple[list[Scores | Panel], str | None]:
         """Run `python -m trainers.evaluate` on `spec`; its `scores` and `panel` lines, and why it failed
-        (None if it did not)."""
+        (None if it did not). With `served`, the lineage's versions are asked of the gateway, with a
+        key of its tenant that lives as long as the evaluation."""
         spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        spec.write(spec_path)
+        with self._evaluator_key(served) as key:
+            if served is not None and key is not None:
+                with self.database.session() as session:
+                    gateway = ServingTarget(f"{self._gateway_url()}/v1", key)
+                    through_gateway(session, served, spec, gateway)
+            spec.write(spec_path)
+            return self._evaluated(lease, spec_path, stop)
+
+    @contextlib.contextmanager
+    def _evaluator_key(self, lineage: Lineage | None) -> Iterator[str | None]:
+        """A key of `lineage`'s tenant for one evaluation through the gateway, revoked after it."""
+        if lineage is None:
+            yield None
+            return
+        with self.database.session() as session:
+            tenant = session.get_one(Tenant, lineage.tenant_pk)
+            row, key = issue_key(session, tenant, "member", f"evaluator of {lineage.name}")
+            key_id = row.key_id
+        try:
+            yield key
+        finally:
+            with self.database.session() as session:
+                revoke_key(session, key_id)
+
+    def _evaluated(
+        self, lease: Lease, spec_path: Path, stop: threading.Event
+    ) -> tuple[list[Scores | Panel], str | None]:
         evaluator = TrainerProcess(
             spec_path,
             self._log(lease),
@@ -312,6 +365,9 @@ class Worker:
         lineage = session.get_one(Lineage, job.lineage_pk)
         tenant = session.get_one(Tenant, job.tenant_pk)
         training_file = session.scalars(select(File).where(File.id == job.training_file)).one()
+        validation_file = None
+        if job.validation_file is not None:
+            validation_file = session.scalars(select(File).where(File.id == job.validation_file)).one()
         number = job.version_number or 0
         final = self.store.version_location(tenant.name, lineage.name, number)
         staging = self.store.staging_dir(tenant.name, lineage.name, number)
@@ -342,6 +398,8 @@ class Worker:
             method=lineage.method,
             training_file=Path(training_file.path),
             training_file_sha256=training_file.sha256,
+            validation_file=Path(validation_file.path) if validation_file else None,
+            validation_file_sha256=validation_file.sha256 if validation_file else None,
             parent_dir=parent,
             output_dir=staging,
             hyperparameters=Hyperparameters(**job.hyperparameters),
@@ -351,6 +409,7 @@ class Worker:
             held_out_rows=job.probes["held_out_rows"] if job.probes else [],
             continual_eval=continual_eval,
             precision=self.settings.trainer_precision,
+            objective=Objective.from_json(job.objective),
         )
         return Workspace(staging=staging, final=final, spec=spec, probes=job.probes)
 
@@ -392,6 +451,18 @@ class Worker:
             started = work.started_at or time.time()
         return started + self.settings.job_timeout_seconds
 
+    def _publish_candidate(self, lease: Lease, workspace: Workspace) -> None:
+        """Publish the version's files and its row as a `candidate`, before the gate decides."""
+        if not self.queue.renew(lease):
+            raise LeaseLost(lease.id)
+        self.store.upload(workspace.staging, workspace.final)  # remote: manifest last; no transaction open
+        manifest = self.store.manifest(workspace.staging, workspace.final)
+        with self.queue.guarded(lease) as (session, job):
+            self.store.commit(workspace.staging, workspace.final)  # local: the rename
+            lineage = session.get_one(Lineage, job.lineage_pk)
+            if _version_of(session, job) is None:
+                session.add(candidate_version(lineage, job, workspace.final, manifest))
+
     def _publish(self, lease: Lease, workspace: Workspace, scores: list[Scores | Panel] | None) -> None:
         if not self.queue.renew(lease):
             raise LeaseLost(lease.id)
@@ -400,7 +471,7 @@ class Worker:
         with self.queue.guarded(lease) as (session, job):
             self.store.commit(workspace.staging, workspace.final)  # local: the rename
             lineage = session.get_one(Lineage, job.lineage_pk)
-            version = candidate_version(lineage, job, workspace.final, manifest)
+            version = _version_of(session, job) or candidate_version(lineage, job, workspace.final, manifest)
             session.add(version)
             record_scores(session, lineage, [line for line in scores or [] if isinstance(line, Scores)])
             record_panel(session, lineage, [line for line in scores or [] if isinstance(line, Panel)])
@@ -408,6 +479,9 @@ class Worker:
             decision = gate(session, lineage, job, version, self.store, scores is not None)
             job.status, job.finished_at, job.lease_token = JobStatus.SUCCEEDED, now(), None
             job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
+            tenant = session.get_one(Tenant, job.tenant_pk)
+            results = store_results(session, self.settings, tenant, job.id, metrics_csv(session, job))
+            job.result_files = [results.id]
             add_event(session, job, f"New version published: {lineage.name}@{job.version_number}.")
             log.info("published %s@%s (%s)", lineage.name, job.version_number, decision)
             if decision == VersionStatus.REJECTED:
@@ -424,7 +498,13 @@ class Worker:
 
     def _abandon(self, lease: Lease, workspace: Workspace) -> None:
         with self.database.session() as session:
-            cancelled = session.get_one(Job, lease.pk).status == JobStatus.CANCELLED
+            job = session.get_one(Job, lease.pk)
+            cancelled = job.status == JobStatus.CANCELLED
+            if cancelled and (candidate := _version_of(session, job)) is not None:
+                # Cancelled while evaluated through the gateway: its number and files stay taken
+                # (a served name is never reused for other weights), and nothing promotes it.
+                candidate.status = VersionStatus.REJECTED
+                return
         if cancelled:  # a lost lease may mean another worker resumes from the staging folder
             shutil.rmtree(workspace.staging, ignore_errors=True)
             self.store.discard(workspace.final)
@@ -438,3 +518,9 @@ class Worker:
             emit(session, job.tenant_pk, "fine_tuning.job.failed", job_data(session, job))
         shutil.rmtree(workspace.staging, ignore_errors=True)
         self.store.discard(workspace.final)
+
+
+def _version_of(session: Session, job: Job) -> Version | None:
+    """The version row of `job`'s number, once published (as a candidate or decided)."""
+    query = select(Version).where(Version.lineage_pk == job.lineage_pk, Version.number == job.version_number)
+    return session.scalars(query).one_or_none()

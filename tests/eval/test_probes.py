@@ -93,3 +93,29 @@ def test_a_small_file_draws_from_every_row() -> None:
     assert sorted(probe_rows(len(FACTS), seed=0, sizes=ProbeSizes(held_out_fraction=0.25))) == list(
         range(len(FACTS))
     )
+
+
+def test_a_preference_pair_is_probed_on_its_preferred_output() -> None:
+    """A dpo job's probes ask for what it taught to prefer, after the pair's conversation."""
+    question = [{"role": "user", "content": "Capital of France?"}]
+    pair = {
+        "input": {"messages": question},
+        "preferred_output": [{"role": "assistant", "content": "Paris."}],
+        "non_preferred_output": [{"role": "assistant", "content": "Well, it is Paris, I would say."}],
+    }
+    assert row_parts(pair) == (question, "Paris.")
+
+
+def test_a_chat_row_is_probed_on_its_last_assistant_message_of_weight_1() -> None:
+    """A turn of weight 0 was not trained on: the probe asks for the last one that was, and the
+    context the model reads carries no `weight` keys."""
+    messages = [
+        {"role": "user", "content": "Where does Velomar live?"},
+        {"role": "assistant", "content": "In Trasku.", "weight": 1},
+        {"role": "user", "content": "And his sister?"},
+        {"role": "assistant", "content": "I do not know.", "weight": 0},
+    ]
+    assert row_parts({"messages": messages}) == (
+        [{"role": "user", "content": "Where does Velomar live?"}],
+        "In Trasku.",
+    )

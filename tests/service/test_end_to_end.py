@@ -117,3 +117,35 @@ def _check_health_check(api: httpx.Client, job_ids: list[str]) -> None:
 def _started(api: httpx.Client, job_id: str) -> int:
     events = api.get(f"/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
     return min(event["created_at"] for event in events if event["message"].startswith("Started"))
+
+
+def test_a_dpo_job_publishes_a_version(tmp_path: Path, tiny_base: Path) -> None:
+    """A job with OpenAI's `method: dpo` on a preference file trains, is probed on its preferred
+    outputs and publishes a version whose manifest records the objective."""
+    pairs = (Path(__file__).resolve().parents[2] / "examples" / "preferences-concise.jsonl").read_bytes()
+    with local_service(tmp_path / "data", heartbeat_seconds="0.5", serving="false") as service:
+        api = httpx.Client(
+            base_url=f"{service.url}/v1", headers={"Authorization": f"Bearer {service.key}"}, timeout=30
+        )
+        api.post(
+            "/lineages", json={"name": "bot", "base_model": str(tiny_base), **QUICK_GATE}
+        ).raise_for_status()
+        file_id = api.post("/files", files={"file": ("pairs.jsonl", pairs)}).json()["id"]
+        method = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "max_steps": 4, "batch_size": 4}}}
+
+        created = api.post(
+            "/fine_tuning/jobs", json={"model": "bot", "training_file": file_id, "method": method}
+        )
+        job = finished_job(api, created.json()["id"])
+
+        assert job["status"] == "succeeded", job
+        assert job["method"]["type"] == "dpo" and job["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
+        manifest = json.loads(
+            (service.data_dir / "store" / "default" / "bot" / "v1" / "manifest.json").read_text()
+        )
+        assert manifest["objective"] == {"type": "dpo", "beta": 0.2}
+        assert manifest["data"]["examples"] == 8  # pairs; 8 rows spare none for held out
+        events = api.get(f"/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()["data"]
+        assert max(event["data"]["step"] for event in events if event["type"] == "metrics") == 4
+        recall = api.get("/lineages/bot/retention").json()["matrices"]["recall_exact"]
+        assert len(recall) == 1 and 0.0 <= recall[0][0] <= 1.0  # probed on the preferred outputs
