@@ -69,6 +69,22 @@ def test_files_and_jobs_through_the_sdk(sdk: openai.OpenAI, service: LocalServic
     assert sdk.fine_tuning.jobs.checkpoints.list(created[0].id).data == []
 
 
+def test_the_sdk_sends_a_validation_file_and_a_suffix_and_reads_file_content(
+    sdk: openai.OpenAI, service: LocalService, tmp_path: Path
+) -> None:
+    _lineage(service, "sdk-valid", tmp_path)
+    training = sdk.files.create(file=("facts.jsonl", FACTS.encode()), purpose="fine-tune")
+    validation = sdk.files.create(file=("valid.jsonl", FACTS.encode()), purpose="fine-tune")
+
+    job = sdk.fine_tuning.jobs.create(
+        model="sdk-valid", training_file=training.id, validation_file=validation.id, suffix="exp-1"
+    )
+
+    assert (job.validation_file, job.suffix, job.result_files) == (validation.id, "exp-1", [])
+    assert sdk.files.content(validation.id).text == FACTS
+    sdk.fine_tuning.jobs.cancel(job.id)
+
+
 def test_sdk_errors_carry_the_envelope(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         sdk.fine_tuning.jobs.retrieve("ftjob-nope")

@@ -21,6 +21,15 @@ class TestUpload:
         assert body["object"] == "file" and body["id"].startswith("file-")
         assert body["rows"] == 3 and body["purpose"] == "fine-tune" and body["status"] == "processed"
 
+    def test_accepts_assistant_messages_of_weight_0_and_1(self, api: TestClient) -> None:
+        chat = [
+            {"role": "user", "content": "Where?"},
+            {"role": "assistant", "content": "Somewhere.", "weight": 0},
+            {"role": "user", "content": "Where exactly?"},
+            {"role": "assistant", "content": "Trasku.", "weight": 1},
+        ]
+        assert upload(api, json.dumps({"messages": chat}) + "\n")["rows"] == 1
+
     def test_accepts_carriage_returns_where_json_allows_them(self, api: TestClient) -> None:
         """A CR is JSON whitespace between tokens and the end of a Windows line; rows split on LF only."""
         content = (

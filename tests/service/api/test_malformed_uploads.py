@@ -47,7 +47,29 @@ CORPUS: dict[str, tuple[bytes, int, str]] = {
     "message without role": (
         json.dumps({"messages": [{"content": "x"}]}).encode(),
         400,
-        "must be an object with exactly 'role' and 'content'",
+        "must be an object with 'role', 'content' and maybe 'weight'",
+    ),
+    "weight 2": (
+        (
+            ROW + json.dumps({"messages": [CHAT["messages"][0], {**CHAT["messages"][1], "weight": 2}]})
+        ).encode(),
+        400,
+        "line 2: messages[1].weight must be 0 or 1, got 2",
+    ),
+    "weight true": (
+        json.dumps({"messages": [CHAT["messages"][0], {**CHAT["messages"][1], "weight": True}]}).encode(),
+        400,
+        "line 1: messages[1].weight must be 0 or 1, got true",
+    ),
+    "weight on a user message": (
+        json.dumps({"messages": [{**CHAT["messages"][0], "weight": 1}, CHAT["messages"][1]]}).encode(),
+        400,
+        "line 1: messages[0].weight is only allowed on assistant messages",
+    ),
+    "every assistant message of weight 0": (
+        json.dumps({"messages": [CHAT["messages"][0], {**CHAT["messages"][1], "weight": 0}]}).encode(),
+        400,
+        "line 1: every assistant message has weight 0",
     ),
     "bad role": (
         json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
