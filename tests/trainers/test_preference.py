@@ -4,10 +4,12 @@ raises the preferred outputs' log-probability margin over the non-preferred ones
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bench.jobs import job_spec
@@ -87,6 +89,7 @@ def _dpo_job(
     data: Path,
     steps: int,
     learning_rate_multiplier: float = 5.0,
+    checkpoint_every: int | None = None,
 ) -> list[dict]:
     """Run a job (dpo on the pairs, supervised on other data); its metrics lines."""
     spec = job_spec(
@@ -100,10 +103,11 @@ def _dpo_job(
         batch_size=4,
         learning_rate_multiplier=learning_rate_multiplier,
         cache_dir=output_dir.parent / "cache",
+        checkpoint_every=checkpoint_every,
     )
     if data == PAIRS:
         spec = dataclasses.replace(spec, objective=Objective("dpo", 0.1))
-    output_dir.mkdir(parents=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
     run = run_trainer(spec.write(output_dir / "spec.json"))
     assert run.returncode == 0, run.stderr
     assert run.lines[-1]["type"] == "completed"
@@ -155,3 +159,21 @@ def test_a_dpo_job_continues_a_supervised_parent_with_replay(
 
     after = _margin(load_version(AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "v2"), tiny_base)
     assert after > parent + 10.0, (parent, after)  # measured: replay 522 -> 546, titans 524 -> 539
+
+
+@pytest.mark.slow
+def test_a_resumed_dpo_job_keeps_the_parent_as_its_reference(tmp_path: Path, tiny_base: Path) -> None:
+    """The reference log-probs come from the model as loaded, not from the checkpoint a resume
+    restores: a job resumed mid-way ends with the uninterrupted job's weights."""
+    _dpo_job(tmp_path / "v1", tiny_base, "lora", None, PAIRS, steps=12, checkpoint_every=6)
+    resumed = tmp_path / "resumed" / "v1"  # same folder name: the same job id
+    shutil.copytree(tmp_path / "v1" / "checkpoints" / "step-000006", resumed / "checkpoints" / "step-000006")
+
+    metrics = _dpo_job(resumed, tiny_base, "lora", None, PAIRS, steps=12, checkpoint_every=6)
+
+    assert metrics[0]["step"] == 10
+    expected = load_file(tmp_path / "v1" / "adapter" / "adapter_model.safetensors")
+    got = load_file(resumed / "adapter" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    for name, weights in expected.items():
+        torch.testing.assert_close(got[name], weights)
