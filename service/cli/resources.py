@@ -16,6 +16,7 @@ from service.cli.follow import follow_job
 from service.client import Client
 from service.schemas.health_checks import DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS, SUITES
 from trainers.contracts.methods import available_methods
+from trainers.contracts.objectives import OBJECTIVES
 from trainers.contracts.statuses import JobStatus
 
 files = typer.Typer(help="Upload, list, show and delete training files.", no_args_is_help=True)
@@ -148,6 +149,17 @@ def create_job(
     suffix: Annotated[
         str | None, typer.Option(help="Names the lineage a job on a base model starts.")
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            callback=one_of(OBJECTIVES),
+            help="The training objective (OpenAI's job method, not the lineage's): supervised, or dpo "
+            "on a file of preference pairs (docs/jobs.md).",
+        ),
+    ] = "supervised",
+    beta: Annotated[
+        float | None, typer.Option(help="dpo: how far the job may move from its parent (auto: 0.1).")
+    ] = None,
     follow: Annotated[bool, typer.Option(help="Follow the job with a progress bar.")] = False,
 ) -> None:
     """Submit a job that teaches a lineage the contents of a training file."""
@@ -156,11 +168,13 @@ def create_job(
         "batch_size": batch_size,
         "learning_rate_multiplier": learning_rate_multiplier,
         "max_steps": max_steps,
+        "beta": beta,
     }
     hyperparameters = {key: value for key, value in chosen.items() if value is not None}
-    job = client.create_job(
-        lineage, training_file, hyperparameters=hyperparameters, seed=seed, processes=processes, suffix=suffix
-    )
+    training: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if method != "supervised" or beta is not None:  # where OpenAI now wants them: inside `method`
+        training = {"method": {"type": method, method: {"hyperparameters": hyperparameters}}}
+    job = client.create_job(lineage, training_file, seed=seed, processes=processes, suffix=suffix, **training)
     typer.echo(job["id"])
     if follow:
         _finish(follow_job(client, job["id"]))

@@ -309,3 +309,27 @@ def _report(service: LocalService, name: str) -> str:
 
 def _database(service: LocalService) -> Database:
     return Database(Settings(data_dir=service.data_dir).resolved_database_url)
+
+
+def test_a_dpo_job_from_the_command_line(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    pairs = Path(__file__).resolve().parents[3] / "examples" / "preferences-concise.jsonl"
+    file_id = json.loads(cli.invoke(app, ["files", "upload", str(pairs)]).output)["id"]
+    cli.invoke(app, ["lineages", "create", "cli-dpo", "--base-model", str(tmp_path / "base")])
+
+    submitted = cli.invoke(
+        app,
+        ["jobs", "create", "--lineage", "cli-dpo", "--file", file_id, "--method", "dpo", "--beta", "0.3"],
+    )
+
+    assert submitted.exit_code == 0, submitted.output
+    job = json.loads(cli.invoke(app, ["jobs", "get", submitted.output.strip(), "--json"]).output)
+    assert job["method"]["type"] == "dpo" and job["method"]["dpo"]["hyperparameters"]["beta"] == 0.3
+    cli.invoke(app, ["jobs", "cancel", job["id"]])
+    supervised = cli.invoke(app, ["jobs", "create", "--lineage", "cli-dpo", "--file", file_id])
+    assert supervised.exit_code == 1 and "param: training_file" in supervised.stderr
+    unknown = cli.invoke(
+        app, ["jobs", "create", "--lineage", "cli-dpo", "--file", file_id, "--method", "ppo"]
+    )
+    assert unknown.exit_code == 2 and "'ppo' is not one of supervised, dpo" in unknown.output
