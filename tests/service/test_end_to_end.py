@@ -146,6 +146,8 @@ def test_a_dpo_job_publishes_a_version(tmp_path: Path, tiny_base: Path) -> None:
         assert manifest["objective"] == {"type": "dpo", "beta": 0.2}
         assert manifest["data"]["examples"] == 8  # pairs; 8 rows spare none for held out
         events = api.get(f"/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()["data"]
-        assert max(event["data"]["step"] for event in events if event["type"] == "metrics") == 4
+        metrics = [event["data"] for event in events if event["type"] == "metrics"]
+        assert max(data["step"] for data in metrics) == 4
+        assert all(0.0 <= data["reward_accuracy"] <= 1.0 and "reward_margin" in data for data in metrics)
         recall = api.get("/lineages/bot/retention").json()["matrices"]["recall_exact"]
         assert len(recall) == 1 and 0.0 <= recall[0][0] <= 1.0  # probed on the preferred outputs
