@@ -85,6 +85,25 @@ def test_the_sdk_sends_a_validation_file_and_a_suffix_and_reads_file_content(
     sdk.fine_tuning.jobs.cancel(job.id)
 
 
+def test_the_sdk_sends_a_dpo_method_and_reads_it_back(
+    sdk: openai.OpenAI, service: LocalService, tmp_path: Path
+) -> None:
+    _lineage(service, "sdk-dpo", tmp_path)
+    pairs = (Path(__file__).resolve().parents[2] / "examples" / "preferences-concise.jsonl").read_bytes()
+    uploaded = sdk.files.create(file=("pairs.jsonl", pairs), purpose="fine-tune")
+
+    job = sdk.fine_tuning.jobs.create(
+        model="sdk-dpo",
+        training_file=uploaded.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 2}}},
+    )
+
+    assert job.method is not None and job.method.type == "dpo" and job.method.dpo is not None
+    assert job.method.dpo.hyperparameters is not None
+    assert (job.method.dpo.hyperparameters.beta, job.method.dpo.hyperparameters.n_epochs) == (0.2, 2)
+    sdk.fine_tuning.jobs.cancel(job.id)
+
+
 def test_sdk_errors_carry_the_envelope(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         sdk.fine_tuning.jobs.retrieve("ftjob-nope")
