@@ -138,6 +138,8 @@ class Job(Leased, Base):
     validation_file: Mapped[str | None] = mapped_column(String(64), default=None)
     # File ids of its results (the metrics CSV), once it succeeded.
     result_files: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # Its experiment trackers (`trainers.contracts.integrations.Integration`, as dicts).
+    integrations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     hyperparameters: Mapped[dict[str, Any]]
     # Its training objective (OpenAI's job `method`; `trainers.contracts.objectives.Objective`):
     # None for jobs created before objectives, which are supervised.

@@ -32,6 +32,7 @@ from trainers.interface import ContinualMethod
 from trainers.precision import base_dtype, compute_dtype, device_type
 from trainers.preference import PairCollator, PreferenceLoss, add_reference_logps, load_preference_data
 from trainers.progress import Progress
+from trainers.trackers import Trackers
 from trainers.validation import TokenScores, Validation, token_sums
 
 __all__ = ["METRICS_EVERY", "run_job"]
@@ -130,6 +131,17 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         backend=torch.distributed.get_backend(),
         precision=str(compute).removeprefix("torch."),
     )
+    trackers = None
+    if spec.integrations and accelerator.is_main_process:
+        run_config = {
+            "lineage": spec.lineage,
+            "version": spec.version,
+            "method": spec.method.type,
+            "objective": spec.objective.type,
+            "seed": spec.seed,
+            **asdict(hyperparameters),
+        }
+        trackers = Trackers(spec.integrations, spec.job_id, run_config, spec.output_dir)
     evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
     if evaluator is not None and not evaluator.active:
         evaluator = None  # the lineage's first job: nothing earlier to forget
@@ -193,18 +205,19 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
             state.train_mean_token_accuracy, train_sums = trained.accuracy, torch.zeros_like(train_sums)
             if validation is not None:
                 _validate(validation, engine, state, final=state.step == total_steps)
-            progress.metrics(
-                step=state.step,
-                total_steps=total_steps,
-                train_loss=state.train_loss,
-                learning_rate=learning_rate,
-                trained_tokens=state.trained_tokens,
-                elapsed_s=time.monotonic() - started_at,
-                train_mean_token_accuracy=state.train_mean_token_accuracy,
-                valid_loss=state.valid_loss,
-                valid_mean_token_accuracy=state.valid_mean_token_accuracy,
+            reported = {
+                "train_loss": state.train_loss,
+                "learning_rate": learning_rate,
+                "trained_tokens": state.trained_tokens,
+                "elapsed_s": time.monotonic() - started_at,
+                "train_mean_token_accuracy": state.train_mean_token_accuracy,
+                "valid_loss": state.valid_loss,
+                "valid_mean_token_accuracy": state.valid_mean_token_accuracy,
                 **(preference.rewards() if preference is not None else {}),
-            )
+            }
+            progress.metrics(step=state.step, total_steps=total_steps, **reported)
+            if trackers is not None:
+                trackers.log(reported, state.step)
         if state.step % spec.checkpoint_every == 0 or state.step == total_steps:
             path = save_checkpoint(accelerator, method, state, checkpoints_dir)
             progress.checkpoint(
@@ -214,6 +227,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     if accelerator.is_main_process:
         seconds = time.monotonic() - started_at
         _publish(spec, method, model, data, state, seconds, accelerator.num_processes)
+    if trackers is not None:
+        trackers.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     progress.completed(steps=state.step, train_loss=state.train_loss, trained_tokens=state.trained_tokens)

@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models import Checkpoint, Job, JobEvent, Lineage, Tenant
 from service.schemas.common import ListPage
-from service.schemas.jobs import CheckpointPublic, EventPublic, JobCreate, JobPublic, job_method_public
+from service.schemas.jobs import (
+    CheckpointPublic,
+    EventPublic,
+    JobCreate,
+    JobPublic,
+    integration_public,
+    job_method_public,
+)
 from service.services import jobs, quotas
 from service.services.model_names import version_name
 from trainers.contracts.objectives import Objective
@@ -96,6 +103,7 @@ def job_public(session: Session, tenant: Tenant, job: Job) -> JobPublic:
         training_file=job.training_file,
         validation_file=job.validation_file,
         result_files=job.result_files or [],
+        integrations=[integration_public(item) for item in job.integrations or []],
         seed=job.seed,
         metadata=job.metadata_,
         suffix=job.suffix,

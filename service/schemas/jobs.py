@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainers.contracts.integrations import Integration
 from trainers.contracts.job import AUTO_HYPERPARAMETERS, Hyperparameters, hyperparameter_problem
 from trainers.contracts.objectives import DPO_BETA_AUTO, Objective, beta_problem
 from trainers.contracts.statuses import JobStatus
@@ -140,6 +141,58 @@ def job_method_public(objective: Objective, hyperparameters: dict[str, Any]) -> 
     return {"type": objective.type, objective.type: {"hyperparameters": resolved}}
 
 
+class IntegrationSettings(BaseModel):
+    """A tracker run's settings, in OpenAI's `wandb` shape for every integration type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(
+        min_length=1, max_length=128, description="W&B project, MLflow experiment, TensorBoard folder."
+    )
+    name: str | None = Field(None, max_length=128, description="The run's name.")
+    entity: str | None = Field(None, max_length=128, description="The W&B entity (team or user).")
+    tags: list[str] = Field([], max_length=50)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_limits(cls, value: list[str]) -> list[str]:
+        if any(not 0 < len(tag) <= 64 for tag in value):
+            raise ValueError("each tag must have 1 to 64 characters")
+        return value
+
+
+class JobIntegration(BaseModel):
+    """OpenAI's job integration: `{"type": "wandb", "wandb": {...}}`; `mlflow` and `tensorboard`
+    take the same settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["wandb", "mlflow", "tensorboard"]
+    wandb: IntegrationSettings | None = None
+    mlflow: IntegrationSettings | None = None
+    tensorboard: IntegrationSettings | None = None
+
+    @model_validator(mode="after")
+    def _its_own_settings(self) -> "JobIntegration":
+        others = [
+            name for name in ("wandb", "mlflow", "tensorboard") if name != self.type and getattr(self, name)
+        ]
+        if getattr(self, self.type) is None or others:
+            raise ValueError(f"a {self.type!r} integration holds its settings under {self.type!r} only")
+        return self
+
+    def resolved(self) -> Integration:
+        """The contract's `Integration`."""
+        settings: IntegrationSettings = getattr(self, self.type)
+        return Integration(self.type, settings.project, settings.name, settings.entity, list(settings.tags))
+
+
+def integration_public(integration: dict[str, Any]) -> dict[str, Any]:
+    """An integration as OpenAI returns it, from its stored form (`dataclasses.asdict(Integration)`)."""
+    settings = {name: value for name, value in integration.items() if name != "type"}
+    return {"type": integration["type"], integration["type"]: settings}
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -157,6 +210,11 @@ class JobCreate(BaseModel):
         "hyperparameters. Not the lineage's continual-learning method.",
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    integrations: list[JobIntegration] = Field(
+        [],
+        max_length=8,
+        description="Experiment trackers the job's metrics are also logged to: wandb, mlflow, tensorboard.",
+    )
     metadata: dict[str, str] | None = None
     suffix: str | None = Field(
         None,
@@ -233,7 +291,9 @@ class JobPublic(BaseModel):
     metadata: dict[str, str] | None
     suffix: str | None
     estimated_finish: int | None = None
-    integrations: list[Any] = []
+    integrations: list[dict[str, Any]] = Field(
+        [], description="The job's experiment trackers, as OpenAI returns them: {type, <type>: settings}."
+    )
 
 
 class EventPublic(BaseModel):

@@ -19,6 +19,7 @@ from service.services.paging import page
 from service.services.training_data import format_problem
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
+from trainers.contracts.integrations import Integration, missing_package
 from trainers.contracts.job import Hyperparameters
 from trainers.contracts.methods import objective_problem
 from trainers.contracts.objectives import Objective
@@ -56,6 +57,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
             param="training_file",
             code="junk_training_file",
         )
+    integrations = _integrations(request)
     hyperparameters, objective = _objective(request, lineage, training_file, validation_file)
     _check_processes(request.processes, hyperparameters.batch_size, settings.max_job_processes)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
@@ -67,6 +69,7 @@ def create_job(session: Session, settings: Settings, tenant: Tenant, request: Jo
         lineage_pk=lineage.pk,
         training_file=training_file.id,
         validation_file=request.validation_file,
+        integrations=[asdict(integration) for integration in integrations] or None,
         status=JobStatus.QUEUED,
         hyperparameters=asdict(hyperparameters),
         objective=objective.to_json(),
@@ -164,6 +167,21 @@ def _objective(
                 code="invalid_file_format",
             )
     return hyperparameters, objective
+
+
+def _integrations(request: JobCreate) -> list[Integration]:
+    """The job's experiment trackers; a 400 naming the package to install when one is missing."""
+    for index, integration in enumerate(request.integrations):
+        if package := missing_package(integration.type):
+            raise ApiError(
+                400,
+                f"integrations[{index}]: a {integration.type} integration needs the '{package}' package, "
+                "which is not installed where this service runs; install it (pip install "
+                f"{package}) or leave the integration out.",
+                param=f"integrations[{index}].type",
+                code="integration_unavailable",
+            )
+    return [integration.resolved() for integration in request.integrations]
 
 
 def _check_processes(processes: int | None, batch_size: int, limit: int) -> None:

@@ -50,6 +50,7 @@ from service.worker.job_log import candidate_version, metrics_csv, record_line, 
 from service.worker.lease import JobQueue, Lease, LeaseLost
 from service.worker.trainer_process import TrainerProcess
 from trainers.contracts.evaluation import EvaluatorSpec, ServingTarget
+from trainers.contracts.integrations import Integration
 from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
 from trainers.contracts.lines import (
@@ -400,6 +401,7 @@ class Worker:
             training_file_sha256=training_file.sha256,
             validation_file=Path(validation_file.path) if validation_file else None,
             validation_file_sha256=validation_file.sha256 if validation_file else None,
+            integrations=[Integration.from_json(item) for item in job.integrations or []],
             parent_dir=parent,
             output_dir=staging,
             hyperparameters=Hyperparameters(**job.hyperparameters),

@@ -11,6 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from trainers.contracts.integrations import Integration
 from trainers.contracts.methods import Method, MethodConfigError
 from trainers.contracts.objectives import Objective
 
@@ -144,6 +145,8 @@ class JobSpec:
             kept out of training: the job's held-out split (`eval.probes`).
         continual_eval: None, or how to evaluate earlier jobs during training.
         precision: One of `PRECISIONS`: the compute precision of the forward passes.
+        integrations: Experiment trackers the metrics are also logged to (OpenAI's job
+            `integrations`; `trainers/trackers.py`).
         objective: What the rows teach: `supervised` examples, or `dpo` preference pairs (OpenAI's
             job `method`; not the lineage's continual-learning `method`).
     """
@@ -169,6 +172,7 @@ class JobSpec:
     objective: Objective = field(default_factory=Objective)
     validation_file: Path | None = None
     validation_file_sha256: str | None = None
+    integrations: list[Integration] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, Method):
@@ -217,6 +221,7 @@ class JobSpec:
             values["continual_eval"] = ContinualEvalSpec.from_dict(values["continual_eval"])
         try:
             values["objective"] = Objective.from_json(values.get("objective"))
+            values["integrations"] = [Integration.from_json(item) for item in values.get("integrations", [])]
         except (TypeError, ValueError) as error:
             raise SpecError(str(error)) from error
         for name in _PATHS:
@@ -232,6 +237,7 @@ class JobSpec:
         if self.continual_eval is not None:
             values["continual_eval"] = asdict(self.continual_eval)
         values["objective"] = self.objective.to_json()
+        values["integrations"] = [asdict(integration) for integration in self.integrations]
         for name in _PATHS:
             if values[name] is not None:
                 values[name] = str(values[name])

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from service.db import Database
 from service.models import Job, Lineage, Tenant, Version
+from service.services import jobs
 from service.services.files import store_results
 from service.settings import Settings
 from tests.service.conftest import FACTS, upload
@@ -134,3 +135,32 @@ def _succeed(database: Database, job_id: str, number: int) -> None:
             )
         )
         lineage.promoted_version = number
+
+
+WANDB = {"type": "wandb", "wandb": {"project": "facts", "name": "run-1", "tags": ["nightly"]}}
+
+
+class TestIntegrations:
+    @pytest.mark.parametrize("kind", ["wandb", "mlflow", "tensorboard"])
+    def test_a_missing_tracker_package_is_a_400_naming_it(
+        self, api: TestClient, lineage: str, monkeypatch: pytest.MonkeyPatch, kind: str
+    ) -> None:
+        monkeypatch.setattr(jobs, "missing_package", lambda integration_type: f"{integration_type}-pkg")
+        response = _create(api, integrations=[{"type": kind, kind: {"project": "facts"}}])
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "integrations[0].type" and error["code"] == "integration_unavailable"
+        assert f"pip install {kind}-pkg" in error["message"]
+
+    def test_a_job_shows_its_integrations_as_openai_does(
+        self, api: TestClient, lineage: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(jobs, "missing_package", lambda integration_type: None)
+        job = _create(api, integrations=[WANDB]).json()
+        expected = {"project": "facts", "name": "run-1", "entity": None, "tags": ["nightly"]}
+        assert job["integrations"] == [{"type": "wandb", "wandb": expected}]
+        assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["integrations"] == job["integrations"]
+
+    def test_settings_under_another_type_are_refused(self, api: TestClient, lineage: str) -> None:
+        response = _create(api, integrations=[{"type": "wandb", "mlflow": {"project": "facts"}}])
+        assert response.status_code == 400 and response.json()["error"]["param"].startswith("integrations")

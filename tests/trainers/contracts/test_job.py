@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from trainers.contracts.integrations import Integration
 from trainers.contracts.job import Hyperparameters, JobSpec, SpecError
 from trainers.contracts.methods import Method, MethodConfigError
 
@@ -66,7 +67,15 @@ def test_a_written_spec_reads_back_equal(tmp_path: Path) -> None:
         "objective": {"type": "supervised", "beta": None},
         "validation_file": None,
         "validation_file_sha256": None,
+        "integrations": [],
     }
+    tracked = JobSpec.from_dict(
+        {**SPEC, "integrations": [{"type": "wandb", "project": "facts", "tags": ["a"]}]}
+    )
+    assert tracked.integrations == [Integration("wandb", "facts", tags=["a"])]
+    assert JobSpec.load(tracked.write(tmp_path / "tracked.json")) == tracked
+    with pytest.raises(SpecError, match="integration type must be one of"):
+        JobSpec.from_dict({**SPEC, "integrations": [{"type": "comet", "project": "facts"}]})
     validated = JobSpec.from_dict({**SPEC, "validation_file": "/d/v.jsonl", "validation_file_sha256": "ab"})
     assert validated.validation_file == Path("/d/v.jsonl")
     assert JobSpec.load(validated.write(tmp_path / "validated.json")) == validated

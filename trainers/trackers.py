@@ -1,0 +1,95 @@
+"""A job's metrics logged to its experiment trackers (OpenAI's job `integrations`): Weights &
+Biases, MLflow, TensorBoard, each through its own package, from the main process only.
+
+Where each writes comes from the worker's environment, as the package reads it: `WANDB_API_KEY`,
+`WANDB_MODE` (`offline`: files under the run folder only), `MLFLOW_TRACKING_URI` (a server, or
+`file:` a folder); TensorBoard writes event files into the version's `tensorboard/` folder.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainers.contracts.integrations import Integration
+
+__all__ = ["Trackers"]
+
+
+class Trackers:
+    """The open runs of a job's integrations.
+
+    Args:
+        integrations: The job's integrations (none: nothing is logged).
+        job_id: Names a TensorBoard run without a name, and is tagged on every run.
+        config: The run's configuration (the job's hyperparameters and method).
+        folder: Where trackers that write files keep them (the version's output folder).
+    """
+
+    def __init__(
+        self, integrations: list[Integration], job_id: str, config: dict[str, Any], folder: Path
+    ) -> None:
+        self._log: list[Callable[[dict[str, float], int], None]] = []
+        self._close: list[Callable[[], None]] = []
+        for integration in integrations:
+            start = {"wandb": _wandb, "mlflow": _mlflow, "tensorboard": _tensorboard}[integration.type]
+            log, close = start(integration, job_id, config, folder)
+            self._log.append(log)
+            self._close.append(close)
+
+    def log(self, metrics: dict[str, float | int | None], step: int) -> None:
+        """Log the measured values of a metrics line at `step` (None: not measured, left out)."""
+        measured = {name: float(value) for name, value in metrics.items() if value is not None}
+        for log in self._log:
+            log(measured, step)
+
+    def close(self) -> None:
+        """End every run."""
+        for close in self._close:
+            close()
+
+
+def _wandb(integration: Integration, job_id: str, config: dict[str, Any], folder: Path) -> tuple[Any, Any]:
+    import wandb
+
+    (folder / "wandb").mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project=integration.project,
+        name=integration.name,
+        entity=integration.entity,
+        tags=[*integration.tags, job_id],
+        config=config,
+        dir=str(folder / "wandb"),
+    )
+    return (lambda metrics, step: run.log(metrics, step=step)), run.finish
+
+
+def _mlflow(integration: Integration, job_id: str, config: dict[str, Any], folder: Path) -> tuple[Any, Any]:
+    import mlflow
+
+    mlflow.set_experiment(integration.project)
+    mlflow.start_run(
+        run_name=integration.name, tags={**dict.fromkeys(integration.tags, ""), "job_id": job_id}
+    )
+    mlflow.log_params({name: str(value)[:250] for name, value in config.items()})
+    return (lambda metrics, step: mlflow.log_metrics(metrics, step=step)), mlflow.end_run
+
+
+def _tensorboard(
+    integration: Integration, job_id: str, config: dict[str, Any], folder: Path
+) -> tuple[Any, Any]:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch's writer needs the tensorboard package; tensorboardX has the same API
+        from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(
+        log_dir=str(folder / "tensorboard" / integration.project / (integration.name or job_id))
+    )
+    writer.add_text("config", str(config))
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, step)
+        writer.flush()
+
+    return log, writer.close
