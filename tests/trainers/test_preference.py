@@ -143,7 +143,7 @@ def test_a_dpo_job_raises_the_preferred_margin(tmp_path: Path, tiny_base: Path) 
 
 @pytest.mark.slow
 # titans' step is 1x: at 5x its dpo job on these pairs diverged (NaN loss at step 5)
-@pytest.mark.parametrize(("method", "rate"), [("replay", 5.0), ("titans", 1.0)])
+@pytest.mark.parametrize(("method", "rate"), [("replay", 5.0), ("ilora", 5.0), ("titans", 1.0)])
 def test_a_dpo_job_continues_a_supervised_parent_with_replay(
     method: str, rate: float, tmp_path: Path, tiny_base: Path, facts_file: Path
 ) -> None:
@@ -158,7 +158,10 @@ def test_a_dpo_job_continues_a_supervised_parent_with_replay(
     )
 
     after = _margin(load_version(AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "v2"), tiny_base)
-    assert after > parent + 10.0, (parent, after)  # measured: replay 522 -> 546, titans 524 -> 539
+    assert after > parent + 10.0, (
+        parent,
+        after,
+    )  # measured: replay 522 -> 546, ilora (its served slow adapter) 524 -> 538, titans 524 -> 539
 
 
 @pytest.mark.slow
