@@ -117,7 +117,9 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         data = add_reference_logps(
             data, model, PairCollator(Collator(pad)), hyperparameters.batch_size, compute
         )
-        preference = PreferenceLoss(spec.objective.beta)
+        preference = PreferenceLoss(
+            spec.objective.beta, sums=torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        )
 
     checkpoints_dir = spec.output_dir / "checkpoints"
     state = TrainState()
@@ -213,7 +215,11 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
                 "train_mean_token_accuracy": state.train_mean_token_accuracy,
                 "valid_loss": state.valid_loss,
                 "valid_mean_token_accuracy": state.valid_mean_token_accuracy,
-                **(preference.rewards() if preference is not None else {}),
+                **(
+                    preference.rewards(accelerator.reduce(preference.sums, "sum"))
+                    if preference is not None
+                    else {}
+                ),
             }
             progress.metrics(step=state.step, total_steps=total_steps, **reported)
             if trackers is not None:

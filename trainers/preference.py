@@ -18,7 +18,7 @@ are rendered from one conversation, and the reference pass costs more than the t
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +134,12 @@ class PreferenceLoss:
 
     Attributes:
         beta: The job's beta.
+        sums: (3,) float64 on the job's device: pairs whose preferred output had the higher
+            reward, summed reward margins, pairs; since the last `rewards`.
     """
 
     beta: float
-    correct: float = 0.0
-    margin: float = 0.0
-    pairs: int = 0
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
 
     def __call__(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss (a scalar) of the batch, given the model's logits (batch, seq, vocab) on it."""
@@ -148,10 +148,11 @@ class PreferenceLoss:
         policy = sequence_logps(logits[:n], batch["labels"][:n]).view(-1, 2)  # (pairs, 2)
         if len(reference):
             loss, rewards = dpo_loss(policy, reference, self.beta)
-            margins = (rewards[:, 0] - rewards[:, 1]).detach()
-            self.correct += (margins > 0).sum().item()
-            self.margin += margins.sum().item()
-            self.pairs += len(margins)
+            margins = (rewards[:, 0] - rewards[:, 1]).detach().double()  # (pairs,)
+            counts = torch.stack(
+                [(margins > 0).sum().double(), margins.sum(), margins.new_tensor(len(margins))]
+            )
+            self.sums += counts.to(self.sums.device)
         else:
             loss = logits.sum() * 0.0  # this process has no pair in the step's batch
         replayed = batch["replayed"]  # (batch,)
@@ -163,16 +164,17 @@ class PreferenceLoss:
             )
         return loss
 
-    def rewards(self) -> dict[str, float]:
+    def rewards(self, sums: torch.Tensor | None = None) -> dict[str, float]:
         """`reward_accuracy` (the share of pairs whose preferred output had the higher implicit
-        reward) and `reward_margin` (the mean margin of those rewards) over this process's pairs
-        since the last call; then starts over."""
-        scores = {
-            "reward_accuracy": self.correct / max(self.pairs, 1),
-            "reward_margin": self.margin / max(self.pairs, 1),
-        }
-        self.correct, self.margin, self.pairs = 0.0, 0.0, 0
-        return scores
+        reward) and `reward_margin` (the mean margin of those rewards) since the last call; then
+        starts over.
+
+        Args:
+            sums: `self.sums` added over the processes (default: this process's alone).
+        """
+        correct, margin, pairs = (self.sums if sums is None else sums).tolist()
+        self.sums = torch.zeros_like(self.sums)
+        return {"reward_accuracy": correct / max(pairs, 1), "reward_margin": margin / max(pairs, 1)}
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

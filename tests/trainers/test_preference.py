@@ -17,7 +17,13 @@ from tests.trainers.conftest import REPO, run_trainer
 from trainers.contracts.methods import Method
 from trainers.contracts.objectives import Objective
 from trainers.data import IGNORE_INDEX, Collator
-from trainers.preference import PairCollator, dpo_loss, load_preference_data, sequence_logps
+from trainers.preference import (
+    PairCollator,
+    PreferenceLoss,
+    dpo_loss,
+    load_preference_data,
+    sequence_logps,
+)
 from trainers.servable import load_version
 
 PAIRS = REPO / "examples" / "preferences-concise.jsonl"
@@ -54,6 +60,22 @@ def test_the_loss_is_dpo() -> None:
     expected = (-math.log(1 / (1 + math.exp(-1.0))) + math.log(2)) / 2
     assert loss.item() == pytest.approx(expected)
     assert rewards.tolist() == [[0.5, -0.5], [0.0, 0.0]]
+
+
+def test_the_loss_keeps_the_rewards_accuracy_and_margin_until_asked() -> None:
+    loss = PreferenceLoss(beta=1.0)
+    logits = torch.zeros(4, 2, 3)  # (2 pairs x 2 sides, seq, vocab): every loss token costs log 3
+    batch = {
+        "labels": torch.tensor([[IGNORE_INDEX, 1]] * 4),
+        "reference_logps": torch.tensor([[-math.log(3) - 1, -math.log(3)], [0.0, 0.0]]),
+        "replayed": torch.zeros(4, dtype=torch.bool),
+    }
+
+    loss(logits, batch)
+
+    # pair 1: rewards (1, 0), margin 1; pair 2: rewards (-log 3, -log 3), margin 0 (not ahead)
+    assert loss.rewards() == pytest.approx({"reward_accuracy": 0.5, "reward_margin": 0.5})
+    assert loss.rewards() == {"reward_accuracy": 0.0, "reward_margin": 0.0}  # started over
 
 
 def test_pairs_collate_side_by_side_ahead_of_replayed_rows() -> None:

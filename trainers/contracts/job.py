@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.contracts.integrations import Integration
-from trainers.contracts.methods import Method, MethodConfigError
+from trainers.contracts.methods import Method, MethodConfigError, objective_problem
 from trainers.contracts.objectives import Objective
 
 __all__ = [
@@ -177,6 +177,12 @@ class JobSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.method, Method):
             raise SpecError(f"spec.method must be a Method, got {type(self.method).__name__}")
+        if not isinstance(self.objective, Objective):
+            raise SpecError(f"spec.objective must be an Objective, got {type(self.objective).__name__}")
+        if problem := objective_problem(self.method.type, self.objective.type):
+            raise SpecError(
+                f"a {self.method.type} lineage cannot train a {self.objective.type} job: {problem}"
+            )
         if not isinstance(self.hyperparameters, Hyperparameters):
             kind = type(self.hyperparameters).__name__
             raise SpecError(f"spec.hyperparameters must be Hyperparameters, got {kind}")

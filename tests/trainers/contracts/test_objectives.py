@@ -39,3 +39,10 @@ def test_every_method_but_trc_trains_dpo_jobs() -> None:
     refusing = {name for name in available_methods() if objective_problem(name, "dpo")}
     assert refusing == {"trc"}
     assert "non-preferred outputs" in (objective_problem("trc", "dpo") or "")
+
+
+def test_a_spec_of_a_dpo_job_on_trc_is_refused() -> None:
+    """The control plane refuses such a job; a spec written by hand is refused before any model loads."""
+    trc = {**SPEC, "method": {"type": "trc"}, "objective": {"type": "dpo", "beta": 0.1}}
+    with pytest.raises(SpecError, match="a trc lineage cannot train a dpo job: trc writes"):
+        JobSpec.from_dict(trc)
