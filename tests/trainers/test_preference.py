@@ -5,6 +5,8 @@ import dataclasses
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,32 @@ def test_a_resumed_dpo_job_keeps_the_parent_as_its_reference(tmp_path: Path, tin
     assert expected.keys() == got.keys()
     for name, weights in expected.items():
         torch.testing.assert_close(got[name], weights)
+
+
+@pytest.mark.slow
+def test_two_processes_split_a_dpo_batch_by_pairs(tmp_path: Path, tiny_base: Path) -> None:
+    """Each process takes whole pairs and its own reference; the rewards are summed over both."""
+    spec = job_spec(
+        tmp_path / "v1",
+        tiny_base,
+        PAIRS,
+        steps=20,
+        batch_size=4,
+        learning_rate_multiplier=5.0,
+        cache_dir=tmp_path / "cache",
+    )
+    (tmp_path / "v1").mkdir()
+    path = dataclasses.replace(spec, objective=Objective("dpo", 0.1)).write(tmp_path / "v1" / "spec.json")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+
+    process = subprocess.run(
+        [*launch, "-m", "trainers.run", "--spec", str(path)], capture_output=True, text=True, cwd=REPO
+    )
+
+    assert process.returncode == 0, process.stderr[-3000:]
+    metrics = [line for line in map(json.loads, process.stdout.splitlines()) if line["type"] == "metrics"]
+    assert metrics[0]["train_loss"] == pytest.approx(math.log(2), abs=0.1)
+    assert metrics[-1]["reward_accuracy"] == 1.0  # summed over both processes: a share, at most 1
+    before = _margin(AutoModelForCausalLM.from_pretrained(tiny_base).eval(), tiny_base)
+    after = _margin(load_version(AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "v1"), tiny_base)
+    assert after > before + 10.0, (before, after)
