@@ -299,40 +299,34 @@ def _train(base: Path, tokenizer: Any, workdir: Path, seed: int, ratio: float, b
     count = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     data = workdir / f"data-{seed}-{ratio}.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in mixture(ratio, budget, seed, count)))
-    rows = sum(1 for _ in data.open())
-    spec = job_spec(
-        workdir / f"seed{seed}" / f"junk{round(100 * ratio)}",
-        base,
-        data,
-        steps=EPOCHS * -(-rows // BATCH_SIZE),
-        method=Method.resolve("lora"),
-        lineage=f"brainrot-{seed}",
-        batch_size=BATCH_SIZE,
-        seed=seed,
-        cache_dir=workdir / "cache",
-    )
-    if not (spec.output_dir / "manifest.json").exists():  # a version an interrupted run finished
-        run_job(spec).check()
-    return spec.output_dir
+    folder = workdir / f"seed{seed}" / f"junk{round(100 * ratio)}"
+    return _version(base, data, folder, EPOCHS, Method.resolve("lora"), seed)
 
 
 def _teach_facts(base: Path, workdir: Path, seed: int, method: str, epochs: int) -> Path:
     """One ordinary fact-learning job from the base; its version folder."""
-    rows = sum(1 for _ in FACTS.open())
+    folder = workdir / f"seed{seed}" / f"facts-{method}-{epochs}"
+    return _version(base, FACTS, folder, epochs, Method.resolve(method), seed)
+
+
+def _version(base: Path, data: Path, folder: Path, epochs: int, method: Method, seed: int) -> Path:
+    """`folder`, holding the version a job trained from the base on `data` (trained unless an
+    interrupted run finished it)."""
+    rows = sum(1 for _ in data.open())
     spec = job_spec(
-        workdir / f"seed{seed}" / f"facts-{method}-{epochs}",
+        folder,
         base,
-        FACTS,
+        data,
         steps=epochs * -(-rows // BATCH_SIZE),
-        method=Method.resolve(method),
-        lineage=f"facts-{seed}",
+        method=method,
+        lineage=f"brainrot-{seed}",
         batch_size=BATCH_SIZE,
         seed=seed,
-        cache_dir=workdir / "cache",
+        cache_dir=folder.parents[1] / "cache",  # beside the seeds of this base
     )
-    if not (spec.output_dir / "manifest.json").exists():  # a version an interrupted run finished
+    if not (folder / "manifest.json").exists():
         run_job(spec).check()
-    return spec.output_dir
+    return folder
 
 
 def _ordinary_label(method: str, epochs: int) -> str:

@@ -148,7 +148,7 @@ class ServingRunner:
         timeout: Seconds per request.
         patience: How long to keep retrying answers that ask to come back later (503: a replica
             starting or the version loading; 429: the tenant's rate limit), as their
-            `retry-after` says.
+            `retry-after` says, and connections the server dropped.
         concurrency: Generation requests in flight at once, which the server batches together
             (likelihoods are asked one at a time, see `nll`).
     """
@@ -213,7 +213,15 @@ class ServingRunner:
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + self.patience
         while True:
-            response = self.client.post("/completions", json=body)
+            try:
+                response = self.client.post("/completions", json=body)
+            except httpx.TransportError:
+                # A kept-alive connection the server closed while we waited (uvicorn drops idle
+                # ones after 5 s, the 503's retry-after): a scoring request is safe to send again.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                continue
             if response.status_code not in RETRIED or time.monotonic() > deadline:
                 break
             time.sleep(_retry_after(response))

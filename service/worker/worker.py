@@ -455,17 +455,15 @@ class Worker:
 
     def _publish_candidate(self, lease: Lease, workspace: Workspace) -> None:
         """Publish the version's files and its row as a `candidate`, before the gate decides."""
-        if not self.queue.renew(lease):
-            raise LeaseLost(lease.id)
-        self.store.upload(workspace.staging, workspace.final)  # remote: manifest last; no transaction open
-        manifest = self.store.manifest(workspace.staging, workspace.final)
-        with self.queue.guarded(lease) as (session, job):
-            self.store.commit(workspace.staging, workspace.final)  # local: the rename
-            lineage = session.get_one(Lineage, job.lineage_pk)
-            if _version_of(session, job) is None:
-                session.add(candidate_version(lineage, job, workspace.final, manifest))
+        with self._published(lease, workspace):
+            pass
 
-    def _publish(self, lease: Lease, workspace: Workspace, scores: list[Scores | Panel] | None) -> None:
+    @contextlib.contextmanager
+    def _published(
+        self, lease: Lease, workspace: Workspace
+    ) -> Iterator[tuple[Session, Job, Lineage, Version]]:
+        """Publish the version's files, then hold the lease-guarded transaction that has its row:
+        a `candidate`, added unless `_publish_candidate` added it already."""
         if not self.queue.renew(lease):
             raise LeaseLost(lease.id)
         self.store.upload(workspace.staging, workspace.final)  # remote: manifest last; no transaction open
@@ -475,12 +473,16 @@ class Worker:
             lineage = session.get_one(Lineage, job.lineage_pk)
             version = _version_of(session, job) or candidate_version(lineage, job, workspace.final, manifest)
             session.add(version)
+            yield session, job, lineage, version
+
+    def _publish(self, lease: Lease, workspace: Workspace, scores: list[Scores | Panel] | None) -> None:
+        with self._published(lease, workspace) as (session, job, lineage, version):
             record_scores(session, lineage, [line for line in scores or [] if isinstance(line, Scores)])
             record_panel(session, lineage, [line for line in scores or [] if isinstance(line, Panel)])
             session.flush()
             decision = gate(session, lineage, job, version, self.store, scores is not None)
             job.status, job.finished_at, job.lease_token = JobStatus.SUCCEEDED, now(), None
-            job.trained_tokens = manifest.get("metrics", {}).get("trained_tokens")
+            job.trained_tokens = version.metrics.get("trained_tokens")
             tenant = session.get_one(Tenant, job.tenant_pk)
             results = store_results(session, self.settings, tenant, job.id, metrics_csv(session, job))
             job.result_files = [results.id]
