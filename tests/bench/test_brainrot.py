@@ -5,7 +5,15 @@ import random
 
 import pytest
 
-from bench.brainrot import RATIOS, _section, control_text, dose_response, junk_text, mixture
+from bench.brainrot import (
+    RATIOS,
+    _section,
+    control_text,
+    dose_response,
+    junk_text,
+    mixture,
+    ordinary_verdicts,
+)
 from eval.data_screen import junk_ratio
 from eval.panel import PANEL_SUITES
 
@@ -38,13 +46,19 @@ def _panel(worse_by: float) -> dict:
 
 def test_the_report_finds_a_dose_response_only_where_there_is_one() -> None:
     base = _panel(0.0)
-    rising = [{str(ratio): _panel(0.1 * ratio * (1 + seed / 10)) for ratio in RATIOS} for seed in range(3)]
+    rising = [{str(ratio): _panel(0.2 * ratio * (1 + seed / 10)) for ratio in RATIOS} for seed in range(3)]
+    ordinary = ordinary_verdicts(base, [{"lora, 5 epochs": _panel(0.01)} for _ in range(3)])
     table = dose_response(base, rising)
     assert [round(table["reasoning"][str(r)]["g"], 2) for r in RATIOS] == sorted(
         round(table["reasoning"][str(r)]["g"], 2) for r in RATIOS
     )
-    assert table["reasoning"]["1.0"]["verdicts"] == ["rot"] * 3
+    assert table["reasoning"]["1.0"]["verdicts"] == ["rot"] * 3  # above the gate's default rot of 1.0
     args = type("Args", (), {"base": "small", "budget": 3000})()
-    assert "g rises with the junk share" in _section(table, rising, args, "python -m bench.brainrot")
+    section = _section(table, rising, ordinary, args, "python -m bench.brainrot")
+    assert "g rises with the junk share" in section
+    assert "| **versions rejected** | | **0/3** |" in section and section.count("**3/3**") >= 1
+    assert "| lora, 5 epochs |" in section and "| 0/3 |" in section  # the fact-learning job passes
     flat = [{str(ratio): _panel(0.0) for ratio in RATIOS} for _ in range(3)]
-    assert "no suite's g rises" in _section(dose_response(base, flat), flat, args, "python -m bench.brainrot")
+    assert "no suite's g rises" in _section(
+        dose_response(base, flat), flat, ordinary, args, "python -m bench.brainrot"
+    )
