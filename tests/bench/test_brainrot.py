@@ -5,15 +5,8 @@ import random
 
 import pytest
 
-from bench.brainrot import (
-    RATIOS,
-    _section,
-    control_text,
-    dose_response,
-    junk_text,
-    mixture,
-    ordinary_verdicts,
-)
+from bench.brainrot import RATIOS, _section, dose_response, ordinary_verdicts
+from bench.brainrot_data import control_text, junk_text, mixture
 from eval.data_screen import junk_ratio
 from eval.panel import PANEL_SUITES
 
