@@ -185,8 +185,8 @@ def section(results: dict[str, dict[str, float]]) -> str:
         f"The machine's 1-minute load average was {load['before']:.1f} before the run and at most "
         f"{load['max']:.1f} during it on {busy} cores"
         + (
-            ": other work (a CI run, other benchmarks' training jobs) shared the cores, so the "
-            "absolute figures are low and noisy; the ratios, measured back to back, are the better guide."
+            ": other work shared the cores at times, so the absolute figures are noisy; the ratios, "
+            "measured back to back, are the better guide."
             if load["before"] > 0.5
             else "."
         )
