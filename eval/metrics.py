@@ -20,9 +20,11 @@ During a task, `StabilityTracker` keeps De Lange et al.'s continual-evaluation m
 2205.13452; docs/evaluation.md): min-ACC, WC-ACC and windowed forgetting WF^window.
 """
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "ContinualMetrics",
@@ -122,6 +124,27 @@ class StabilityTracker:
     _minimum: dict[str, float] = field(default_factory=dict)
     _recent: dict[str, deque[float]] = field(default_factory=dict)
     _worst_drop: dict[str, float] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write the state (what `load` reads), so the next job's tracker spans both jobs."""
+        state = {
+            "window": self.window,
+            "start": self._start,
+            "minimum": self._minimum,
+            "recent": {task: list(values) for task, values in self._recent.items()},
+            "worst_drop": self._worst_drop,
+        }
+        path.write_text(json.dumps(state) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "StabilityTracker | None":
+        """The tracker `save` wrote to `path`, or None when there is none."""
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        window = state["window"]
+        recent = {task: deque(values, maxlen=window) for task, values in state["recent"].items()}
+        return cls(window, state["start"], state["minimum"], recent, state["worst_drop"])
 
     def update(self, earlier: Mapping[str, float], current: float) -> dict[str, float]:
         """Record one evaluation and return the metrics so far.

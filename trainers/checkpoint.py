@@ -63,6 +63,7 @@ class TrainState:
     Attributes:
         step: Optimizer steps done.
         trained_tokens: Tokens (padding excluded) of all rows trained on so far.
+        replayed_tokens: Those of them in rows the method replayed from earlier jobs.
         train_loss: The last reported training loss, None before the first report.
         train_mean_token_accuracy: The last reported training token accuracy.
         valid_loss: The last reported loss on a validation batch (None: no validation file).
@@ -73,6 +74,7 @@ class TrainState:
 
     step: int = 0
     trained_tokens: int = 0
+    replayed_tokens: int = 0
     train_loss: float | None = None
     train_mean_token_accuracy: float | None = None
     valid_loss: float | None = None
@@ -82,7 +84,11 @@ class TrainState:
 
     def checkpoint_metrics(self) -> dict[str, float | None]:
         """The metrics a checkpoint line carries (OpenAI's checkpoint `metrics`, less `step`)."""
-        return {name: value for name, value in asdict(self).items() if name not in ("step", "trained_tokens")}
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in ("step", "trained_tokens", "replayed_tokens")
+        }
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:

@@ -23,10 +23,11 @@ from accelerate import Accelerator
 from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eval.continual import ContinualEvaluator
+from eval.continual import STABILITY_FILE, ContinualEvaluator
+from eval.metrics import StabilityTracker
 from trainers.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.contracts.job import JobSpec
-from trainers.contracts.methods import load_method
+from trainers.contracts.methods import load_method, version_loader
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
 from trainers.precision import base_dtype, compute_dtype, device_type
@@ -144,11 +145,17 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
             **asdict(hyperparameters),
         }
         trackers = Trackers(spec.integrations, spec.job_id, run_config, spec.output_dir)
-    evaluator = ContinualEvaluator(spec.continual_eval, tokenizer) if spec.continual_eval else None
+    evaluator = None
+    if spec.continual_eval:
+        tracker = StabilityTracker.load(spec.parent_dir / STABILITY_FILE) if spec.parent_dir else None
+        # A plain PEFT version's model is a transformers model: its key-value cache may carry
+        # the probes' common start (the chat template's system prompt).
+        plain = version_loader(spec.method.type) is None
+        evaluator = ContinualEvaluator(spec.continual_eval, tokenizer, tracker=tracker, shared_prefix=plain)
     if evaluator is not None and not evaluator.active:
         evaluator = None  # the lineage's first job: nothing earlier to forget
     if evaluator is not None and state.step == 0:
-        _evaluate(evaluator, method, model, 0, progress)
+        _evaluate(evaluator, method, model, 0, progress, compute)
 
     collate = Collator(
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -196,10 +203,11 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         train_sums += token_sums(outputs.logits.detach(), batch["labels"])
         method.after_optimizer_step(model, step + 1)
         if evaluator is not None and evaluator.due(step + 1, total_steps):
-            _evaluate(evaluator, method, model, step + 1, progress)
+            _evaluate(evaluator, method, model, step + 1, progress, compute)
 
         state.step = step + 1
         state.trained_tokens += sum(row["length"] + row.get("non_preferred_length", 0) for row in rows)
+        state.replayed_tokens += sum(row["length"] for row in rows if row.get("replayed"))
         losses.append(accelerator.reduce(loss.detach(), "mean").item())
         if state.step == 1 or state.step % METRICS_EVERY == 0 or state.step == total_steps:
             state.train_loss, losses = sum(losses) / len(losses), []
@@ -233,6 +241,8 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     if accelerator.is_main_process:
         seconds = time.monotonic() - started_at
         _publish(spec, method, model, data, state, seconds, accelerator.num_processes)
+        if evaluator is not None:  # the next version's job goes on with it
+            evaluator.tracker.save(spec.output_dir / STABILITY_FILE)
     if trackers is not None:
         trackers.close()
     accelerator.wait_for_everyone()
@@ -246,10 +256,13 @@ def _evaluate(
     model: torch.nn.Module,
     step: int,
     progress: Progress,
+    compute: torch.dtype,
 ) -> None:
-    """Score earlier jobs' probes now; the method may react (every process does both, identically)."""
+    """Score earlier jobs' probes now, in the job's compute precision; the method may react (every
+    process does both, identically)."""
     started = time.monotonic()
-    evaluation = evaluator.evaluate(model, step)
+    with torch.autocast(device_type(), dtype=compute, enabled=compute != torch.float32):
+        evaluation = evaluator.evaluate(model, step)
     settings = method.after_evaluation(step, evaluation)
     progress.evaluation(evaluation, settings, seconds=time.monotonic() - started)
 
@@ -350,6 +363,7 @@ def _publish(
             "steps": state.step,
             "train_loss": state.train_loss,
             "trained_tokens": state.trained_tokens,
+            "replayed_tokens": state.replayed_tokens,
             "seconds": round(seconds, 1),
         },
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

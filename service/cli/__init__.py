@@ -7,6 +7,7 @@ see `service.cli.errors`.
 import typer
 
 from service.cli import resources, server
+from service.cli.bench import bench
 from service.cli.errors import OneLineErrors
 
 app = typer.Typer(
@@ -27,5 +28,6 @@ app.add_typer(resources.lineages, name="lineages")
 app.add_typer(resources.jobs, name="jobs")
 app.add_typer(resources.health, name="health")
 app.add_typer(resources.reports, name="reports")
+app.add_typer(bench, name="bench")
 
 __all__ = ["app"]

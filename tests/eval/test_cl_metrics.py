@@ -1,5 +1,7 @@
 """Average accuracy, backward transfer and forgetting against hand-computed matrices."""
 
+from pathlib import Path
+
 import pytest
 
 from eval.metrics import (
@@ -107,3 +109,16 @@ def test_windowed_forgetting_ignores_drops_longer_than_the_window() -> None:
     for accuracy in (0.9, 0.7, 0.5):  # 0.2 per evaluation; 0.4 only across three evaluations
         metrics = tracker.update({"a": accuracy}, current=0.0)
     assert metrics["windowed_forgetting"] == pytest.approx(0.2)
+
+
+def test_a_saved_tracker_goes_on_where_it_stopped(tmp_path: Path) -> None:
+    first_job = StabilityTracker(window=3)
+    first_job.update({"a": 0.9}, current=0.1)
+    first_job.update({"a": 0.4}, current=0.8)  # the dip while job 2 trains
+    first_job.save(tmp_path / "stability.json")
+    next_job = StabilityTracker.load(tmp_path / "stability.json")
+    assert next_job is not None
+    metrics = next_job.update({"a": 0.8, "b": 0.9}, current=0.0)  # job 3 starts; a recovered
+    assert metrics["min_acc"] == pytest.approx((0.4 + 0.9) / 2)  # a's minimum from job 2 stays
+    assert metrics["windowed_forgetting"] == pytest.approx((0.5 + 0.0) / 2)
+    assert StabilityTracker.load(tmp_path / "none.json") is None

@@ -98,6 +98,8 @@ class ContinualEvalSpec:
         earlier: Job id -> that job's probes.json, oldest first.
         current: This job's probes.json.
         recognition: Also score earlier jobs' recognition pairs (triples the cost).
+        dense_steps: Also evaluate after each of the first this many steps: where the
+            stability gap (De Lange et al.) shows, a sharp dip of earlier tasks as a new one starts.
     """
 
     every: int | str
@@ -105,12 +107,17 @@ class ContinualEvalSpec:
     earlier: dict[str, str]
     current: str
     recognition: bool = False
+    dense_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.every != "log" and (type(self.every) is not int or self.every < 1):
             raise SpecError(f'continual_eval.every must be a positive integer or "log", got {self.every!r}')
         if type(self.items) is not int or self.items < 1:
             raise SpecError(f"continual_eval.items must be a positive integer, got {self.items!r}")
+        if type(self.dense_steps) is not int or self.dense_steps < 0:
+            raise SpecError(
+                f"continual_eval.dense_steps must be an integer of at least 0, got {self.dense_steps!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: Any) -> "ContinualEvalSpec":

@@ -1,0 +1,350 @@
+"""One lineage of the continual-learning benchmark: a family's tasks taught in order, scored after each.
+
+For a (family, variant, seed), `run_lineage` draws the family's tasks with the seed, puts them in
+the seed's order (`streams.task_orders`, cycling), and trains one version per task with the
+trainer process the service's jobs use (`python -m trainers.run`), each from the one before. While
+a job trains, its continual evaluation reads the *validation* probes of every task so far (after
+each of the first `DENSE_STEPS` steps, then every `EVAL_EVERY`): that is the stability-gap curve,
+and what `trc`'s controller reacts to. After each job the version is scored on the *test* probes
+of all three tasks (R[i][j], so forward transfer is there too); the last version and the base
+also run the health panel's suites when asked (the stream's cost to what the model could do).
+The `multitask` variant is the upper bound: one `lora` job from the base on all tasks' rows
+together, as many steps as the stream's jobs together, scored once.
+
+A lineage's outcome is one `result.json`; a run finds the lineages an earlier one finished and
+does not train them again.
+"""
+
+import json
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from bench.cl.streams import Task, family, task_orders
+from bench.jobs import job_spec, run_job
+from eval.continual import recall_inputs
+from eval.panel import run_suite
+from eval.probes import Probes
+from eval.recall import greedy_matches
+from eval.runners import InProcessRunner
+from trainers.contracts.job import ContinualEvalSpec
+from trainers.contracts.methods import Method
+from trainers.methods.ilora.method import FAST_DIR
+from trainers.servable import load_version
+
+__all__ = ["DENSE_STEPS", "VARIANTS", "LineageResult", "Variant", "run_lineage"]
+
+DENSE_STEPS = 20  # a continual evaluation after each of a job's first steps: the stability gap
+EVAL_EVERY = 10  # and every this many steps after them
+BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method and config as the benchmark names it.
+
+    Attributes:
+        method: The registered method, or `"multitask"` for the joint-training upper bound.
+        config: Fields of the method's config other than its defaults.
+        what: One line for the tables.
+    """
+
+    method: str
+    config: dict[str, Any] = field(default_factory=dict)
+    what: str = ""
+
+
+_NO_REPLAY = {"replay_ratio": 0.0, "replay_ratio_max": 0.0}
+_NO_DISTILLATION = {"distill_weight": 0.0, "distill_weight_max": 0.0}
+VARIANTS = {
+    "lora": Variant("lora", what="sequential LoRA, nothing against forgetting"),
+    "replay-0.25": Variant("replay", {"replay_ratio": 0.25}, "LoRA + replay, 2 old rows per 8 new"),
+    "replay": Variant("replay", what="LoRA + replay at the default ratio 0.5"),
+    "replay-1.0": Variant("replay", {"replay_ratio": 1.0}, "LoRA + replay, as many old rows as new"),
+    "replay-distill": Variant(
+        "replay", {"distill_weight": 1.0}, "replay 0.5 + KL to the parent on replayed rows (LwF/DER++)"
+    ),
+    "ewc": Variant("ewc", what="LoRA + online EWC"),
+    "multitask": Variant("multitask", what="upper bound: one LoRA job on all tasks at once"),
+    "ilora": Variant("ilora", what="I-LoRA (slow adapter served)"),
+    "ilora-no-consistency": Variant("ilora", {"consistency_weight": 0.0}, "I-LoRA, consistency weight 0"),
+    "ilora-lambda-0.99": Variant("ilora", {"slow_lambda": 0.99}, "I-LoRA, slow lambda 0.99"),
+    "ilora-lambda-0.999": Variant("ilora", {"slow_lambda": 0.999}, "I-LoRA, slow lambda 0.999"),
+    "titans": Variant("titans", what="Titans neural memory + replay"),
+    "trc": Variant("trc", what="TRC columns, router, hippocampal store, controller"),
+    "trc-read-only": Variant("trc", {**_NO_REPLAY, **_NO_DISTILLATION}, "TRC, store read only"),
+    "trc-no-distillation": Variant("trc", _NO_DISTILLATION, "TRC without distillation"),
+    "trc-no-router": Variant("trc", {"router": False}, "TRC, every column gate 1/K"),
+}
+
+
+@dataclass
+class LineageResult:
+    """What one lineage showed (`result.json`).
+
+    Attributes:
+        family: `"dev"` or `"test"`.
+        variant: A key of `VARIANTS`.
+        seed: Draws the tasks' entities and items, the order, and each job's seed.
+        tasks: Task names in the order taught.
+        base: Test accuracy of each task (in that order) under the base model.
+        matrix: R[i][j]: test accuracy of task j after job i (the multitask upper bound: one row).
+        fast_matrix: For I-LoRA, the same scored with the fast adapter; else empty.
+        curves: Per job after the first, its continual evaluations: `step`, each earlier task's
+            validation accuracy (`earlier`), the current task's (`current`), and `min_acc`
+            (the tracker spans the jobs).
+        costs: Per job: `steps`, `trained_tokens`, `replayed_tokens`, `train_s_per_step`
+            (training only, the continual evaluations' time taken out) and `eval_s`.
+        panel: For the base (`"base"`) and the last version (`"v3"`; the upper bound's `"v1"`),
+            each suite's mean item score.
+    """
+
+    family: str
+    variant: str
+    seed: int
+    tasks: list[str]
+    base: list[float]
+    matrix: list[list[float]]
+    fast_matrix: list[list[float]] = field(default_factory=list)
+    curves: list[list[dict[str, Any]]] = field(default_factory=list)
+    costs: list[dict[str, float]] = field(default_factory=list)
+    panel: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "LineageResult":
+        return cls(**json.loads(path.read_text()))
+
+
+def run_lineage(
+    family_name: str,
+    variant: str,
+    seed: int,
+    base_model: Path,
+    workdir: Path,
+    steps: int,
+    panel: tuple[str, ...] = (),
+) -> LineageResult:
+    """Teach the family's tasks (drawn with `seed`, in the seed's order) to one lineage of `variant`.
+
+    Args:
+        family_name: `"dev"` or `"test"` (`bench.cl.streams.FAMILIES`).
+        variant: A key of `VARIANTS`.
+        seed: Tasks, order and training seed.
+        base_model: The base model's folder.
+        workdir: Where data, versions and `result.json` go (`<family>/<variant>-seed<seed>/`).
+        steps: Optimizer steps per job.
+        panel: Health-panel suites to run on the base and the last version.
+
+    Returns:
+        The result, also written to `result.json`; a finished one is read back, not rerun.
+    """
+    lineage_dir = workdir / family_name / f"{variant}-seed{seed}"
+    done = lineage_dir / "result.json"
+    if done.exists():
+        return LineageResult.load(done)
+    tasks = [family(family_name, seed)[i] for i in task_orders(3)[seed % 3]]
+    files = _write_files(tasks, workdir / family_name / "data" / f"seed{seed}")
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    base = AutoModelForCausalLM.from_pretrained(base_model).eval()
+    result = LineageResult(
+        family_name, variant, seed, [task.name for task in tasks], _test_scores(base, tokenizer, tasks), []
+    )
+    if panel:
+        result.panel["base"] = _base_panel(base, tokenizer, panel, workdir / "base-panel.json")
+    if VARIANTS[variant].method == "multitask":
+        _multitask(result, tasks, files, base_model, lineage_dir, steps, tokenizer, panel)
+    else:
+        _stream(result, VARIANTS[variant], tasks, files, base_model, lineage_dir, steps, tokenizer, panel)
+    result.save(done)
+    return result
+
+
+@dataclass(frozen=True)
+class _Files:
+    """A task's training file and its validation probes (`eval.probes.Probes`)."""
+
+    training: Path
+    validation: Path
+
+
+def _write_files(tasks: list[Task], folder: Path) -> list[_Files]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for task in tasks:
+        training, validation = folder / f"{task.name}.jsonl", folder / f"{task.name}-validation.json"
+        training.write_text("".join(json.dumps(row) + "\n" for row in task.train))
+        validation.write_text(json.dumps(Probes(seed=0, recall=task.validation).to_json()))
+        files.append(_Files(training, validation))
+    return files
+
+
+def _stream(
+    result: LineageResult,
+    variant: Variant,
+    tasks: list[Task],
+    files: list[_Files],
+    base_model: Path,
+    lineage_dir: Path,
+    steps: int,
+    tokenizer: PreTrainedTokenizerBase,
+    panel: tuple[str, ...],
+) -> None:
+    """One job per task, each from the version before; scores after each into `result`."""
+    method = Method.resolve(variant.method, variant.config)
+    parent: Path | None = None
+    earlier: dict[str, str] = {}
+    for i, (task, task_files) in enumerate(zip(tasks, files, strict=True)):
+        job_id = f"ftjob-cl-{result.variant}-{result.seed}-{i}"
+        continual_eval = ContinualEvalSpec(
+            every=EVAL_EVERY,
+            items=len(task.validation),
+            earlier=dict(earlier),
+            current=str(task_files.validation),
+            dense_steps=DENSE_STEPS,
+        )
+        output_dir = lineage_dir / f"v{i + 1}"
+        run = _train(
+            job_spec(
+                output_dir,
+                base_model,
+                task_files.training,
+                steps=steps,
+                method=method,
+                parent_dir=parent,
+                version=i + 1,
+                job_id=job_id,
+                lineage=f"{result.variant}-seed{result.seed}",
+                batch_size=BATCH_SIZE,
+                seed=result.seed,
+                cache_dir=lineage_dir.parent / "cache",
+                continual_eval=continual_eval if earlier else None,
+            )
+        )
+        evaluations = run.of_type("evaluation")
+        if earlier:
+            result.curves.append(_curve(evaluations, list(earlier)))
+        result.costs.append(_costs(output_dir, evaluations))
+        earlier[job_id] = str(task_files.validation)
+        model = load_version(str(base_model), output_dir)
+        result.matrix.append(_test_scores(model, tokenizer, tasks))
+        if panel and i == len(tasks) - 1:
+            result.panel[f"v{i + 1}"] = _panel(model, tokenizer, panel)
+        if variant.method == "ilora":  # the fast adapter, which the slow one interpolates
+            fast = PeftModel.from_pretrained(
+                AutoModelForCausalLM.from_pretrained(base_model), output_dir / "memory" / FAST_DIR
+            ).eval()
+            result.fast_matrix.append(_test_scores(fast, tokenizer, tasks))
+        parent = output_dir
+
+
+def _multitask(
+    result: LineageResult,
+    tasks: list[Task],
+    files: list[_Files],
+    base_model: Path,
+    lineage_dir: Path,
+    steps: int,
+    tokenizer: PreTrainedTokenizerBase,
+    panel: tuple[str, ...],
+) -> None:
+    """The upper bound: one `lora` job from the base on every task's rows, shuffled together."""
+    rows = [row for task in tasks for row in task.train]
+    random.Random(result.seed).shuffle(rows)
+    training = lineage_dir / "all-tasks.jsonl"
+    training.parent.mkdir(parents=True, exist_ok=True)
+    training.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output_dir = lineage_dir / "v1"
+    _train(
+        job_spec(
+            output_dir,
+            base_model,
+            training,
+            steps=steps * len(tasks),
+            job_id=f"ftjob-cl-multitask-{result.seed}",
+            lineage=f"multitask-seed{result.seed}",
+            batch_size=BATCH_SIZE,
+            seed=result.seed,
+            cache_dir=lineage_dir.parent / "cache",
+        )
+    )
+    result.costs.append(_costs(output_dir, []))
+    model = load_version(str(base_model), output_dir)
+    result.matrix.append(_test_scores(model, tokenizer, tasks))
+    if panel:
+        result.panel["v1"] = _panel(model, tokenizer, panel)
+
+
+def _train(spec: Any) -> Any:
+    shutil.rmtree(spec.output_dir, ignore_errors=True)  # a job an interrupted run left half done
+    return run_job(spec).check()
+
+
+def _test_scores(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list[Task]
+) -> list[float]:
+    """Each task's test accuracy: greedy exact match of its held-out recall items, one pass for all."""
+    prompts, answers = recall_inputs([item for task in tasks for item in task.test], tokenizer)
+    flags = greedy_matches(model, prompts, answers, batch_size=64)
+    scores = []
+    for task in tasks:
+        mine, flags = flags[: len(task.test)], flags[len(task.test) :]
+        scores.append(sum(mine) / len(mine))
+    return scores
+
+
+def _panel(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, suites: tuple[str, ...]
+) -> dict[str, float]:
+    """Each suite's mean item score (the cost of the stream to what the model could already do)."""
+    runner = InProcessRunner(model, tokenizer, batch_size=16)
+    scores = {}
+    for suite in suites:
+        items = run_suite(suite, runner, tokenizer).scores
+        scores[suite] = sum(items) / len(items)
+    return scores
+
+
+def _base_panel(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, suites: tuple[str, ...], path: Path
+) -> dict[str, float]:
+    """The base model's panel, scored once for every lineage of the work folder."""
+    scores = json.loads(path.read_text()) if path.exists() else {}
+    if missing := tuple(suite for suite in suites if suite not in scores):
+        scores |= _panel(model, tokenizer, missing)
+        path.write_text(json.dumps(scores, indent=1) + "\n")
+    return {suite: scores[suite] for suite in suites}
+
+
+def _curve(evaluations: list[dict[str, Any]], earlier: list[str]) -> list[dict[str, Any]]:
+    """A job's continual evaluations (its `evaluation` lines), earlier tasks in the order taught."""
+    return [
+        {
+            "step": line["step"],
+            "earlier": [line["accuracy"][job] for job in earlier],
+            "current": line["current"],
+            "min_acc": line["min_acc"],
+        }
+        for line in evaluations
+    ]
+
+
+def _costs(output_dir: Path, evaluations: list[dict[str, Any]]) -> dict[str, float]:
+    """Steps, tokens and seconds per training step of the job in `output_dir`."""
+    manifest = json.loads((output_dir / "manifest.json").read_text())["metrics"]
+    eval_s = sum(line["seconds"] for line in evaluations)
+    return {
+        "steps": manifest["steps"],
+        "trained_tokens": manifest["trained_tokens"],
+        "replayed_tokens": manifest["replayed_tokens"],
+        "train_s_per_step": (manifest["seconds"] - eval_s) / manifest["steps"],
+        "eval_s": eval_s,
+    }

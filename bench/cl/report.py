@@ -1,0 +1,209 @@
+"""The continual-learning benchmark's section of docs/benchmarks.md and its stability-gap figure.
+
+Every number is a mean over seeds with a 95% t interval. Forgetting is compared with `lora`'s
+seed by seed (the same tasks in the same order), so the interval of a difference is a paired one.
+"""
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.cl.protocol import DENSE_STEPS, VARIANTS, LineageResult
+from eval.metrics import continual_metrics, forward_transfer
+
+__all__ = ["MAIN", "markdown", "plot_stability_gap"]
+
+# The comparison; every other variant is an ablation of one of them.
+MAIN = ("lora", "replay-0.25", "replay", "replay-1.0", "replay-distill", "ewc", "ilora", "titans", "trc")
+CONTINUAL = ("ilora", "titans", "trc")  # the methods the goal is set for
+REPLAY = ("replay-0.25", "replay", "replay-1.0", "replay-distill")  # tuned replay: the best of these
+# t quantiles (0.975) by degrees of freedom, for 95% intervals over a handful of seeds.
+_T = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def interval(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t interval (0 for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    t = _T.get(len(values) - 1, 1.96)
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _points(values: Sequence[float]) -> str:
+    """Accuracy points with the interval, e.g. `12.3 ± 4.5`."""
+    mean, half = interval([100 * value for value in values])
+    return f"{mean:.1f} ± {half:.1f}"
+
+
+def _by_variant(results: list[LineageResult], family: str) -> dict[str, list[LineageResult]]:
+    grouped: dict[str, list[LineageResult]] = {}
+    for result in sorted(results, key=lambda r: r.seed):
+        if result.family == family:
+            grouped.setdefault(result.variant, []).append(result)
+    return {name: grouped[name] for name in VARIANTS if name in grouped}
+
+
+def _forgetting(result: LineageResult, fast: bool = False) -> float:
+    return continual_metrics(result.fast_matrix if fast else result.matrix).forgetting
+
+
+def _final_task(result: LineageResult, fast: bool = False) -> float:
+    return continual_metrics(result.fast_matrix if fast else result.matrix).final_task
+
+
+def _accuracy(result: LineageResult, fast: bool = False) -> float:
+    return statistics.fmean((result.fast_matrix if fast else result.matrix)[-1])
+
+
+def _row(name: str, runs: list[LineageResult], lora: dict[int, LineageResult], fast: bool = False) -> str:
+    """One table row: scores with intervals, forgetting against lora's, costs, general ability."""
+    accuracy = _points([_accuracy(r, fast) for r in runs])
+    if runs[0].variant == "multitask":  # one version: no forgetting to speak of
+        forgetting = final = ratio = min_acc = fwt = "-"
+    else:
+        forgetting = _points([_forgetting(r, fast) for r in runs])
+        final = _points([_final_task(r, fast) for r in runs])
+        paired = [(r, lora[r.seed]) for r in runs if r.seed in lora]
+        lora_mean = statistics.fmean(_forgetting(base) for _, base in paired) if paired else 0.0
+        ratio = (
+            f"{statistics.fmean(_forgetting(r, fast) for r, _ in paired) / lora_mean:.2f}"
+            if lora_mean > 0
+            else "-"
+        )
+        min_acc = _points([r.curves[-1][-1]["min_acc"] for r in runs]) if runs[0].curves else "-"
+        transfers = [forward_transfer(r.matrix, r.base) for r in runs]
+        fwt = _points([t for t in transfers if t is not None]) if not fast else "-"
+    costs = [cost for r in runs for cost in r.costs]
+    replayed = statistics.fmean(c["replayed_tokens"] for c in costs)
+    trained = statistics.fmean(c["trained_tokens"] for c in costs)
+    step = statistics.fmean(c["train_s_per_step"] for c in costs)
+    return (
+        f"| {name} | {len(runs)} | {accuracy} | {forgetting} | {ratio} | {final} | {fwt} | {min_acc} "
+        f"| {replayed:,.0f} | {trained:,.0f} | {step:.2f} | {_panel_change(runs)} |"
+    )
+
+
+def _panel_change(runs: list[LineageResult]) -> str:
+    """Mean change of each health-panel suite, base to the last version, in points (perplexity: nats)."""
+    if not runs[0].panel:
+        return "-"
+    last = f"v{len(runs[0].matrix)}"
+    changes = []
+    for suite in runs[0].panel["base"]:
+        delta = statistics.fmean(r.panel[last][suite] - r.panel["base"][suite] for r in runs)
+        changes.append(f"{delta:+.2f}" if suite == "perplexity" else f"{100 * delta:+.0f}")
+    return " / ".join(changes)
+
+
+_HEADER = (
+    "| variant | seeds | ACC | forgetting | ÷ lora | final task | FWT | min-ACC | replayed tokens/job "
+    "| trained tokens/job | s/step | panel change |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def family_tables(results: list[LineageResult], family: str) -> str:
+    """The comparison table and the ablation table of one family."""
+    grouped = _by_variant(results, family)
+    if not grouped:
+        return ""
+    lora = {r.seed: r for r in grouped.get("lora", [])}
+    main = [_row(name, runs, lora) for name, runs in grouped.items() if name in MAIN or name == "multitask"]
+    ablations = []
+    for name, runs in grouped.items():
+        if name not in MAIN and name != "multitask":
+            ablations.append(_row(name, runs, lora))
+        if runs[0].fast_matrix:
+            ablations.append(_row(f"{name} (fast adapter)", runs, lora, fast=True))
+    text = f"{_HEADER}\n" + "\n".join(main)
+    if ablations:
+        text += f"\n\nAblations:\n\n{_HEADER}\n" + "\n".join(ablations)
+    return f"{text}\n\n{_verdicts(grouped, lora)}"
+
+
+def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageResult]) -> str:
+    """The goal, method by method: forgetting at most half of lora's, final task within 5 points,
+    and below the best replay baseline's (paired intervals of the differences)."""
+    lines = []
+    replays = {name: grouped[name] for name in REPLAY if name in grouped}
+    best = min(replays, key=lambda n: statistics.fmean(map(_forgetting, replays[n])), default=None)
+    for name in CONTINUAL:
+        if name not in grouped or not lora:
+            continue
+        runs = grouped[name]
+        ratio = statistics.fmean(map(_forgetting, runs)) / max(
+            statistics.fmean(map(_forgetting, lora.values())), 1e-9
+        )
+        final = _paired(runs, lora, _final_task)
+        line = (
+            f"- `{name}`: forgetting {ratio:.2f} of lora's; final task {_signed(final)} points against lora's"
+        )
+        if best is not None:
+            against = _paired(runs, {r.seed: r for r in replays[best]}, _forgetting)
+            line += (
+                f"; forgetting {_signed(against)} points against `{best}` (the replay with least forgetting)"
+            )
+        met = ratio <= 0.5 and final[0] + final[1] >= -5 and (best is None or against[0] + against[1] < 0)
+        lines.append(f"{line}: goal {'met' if met else 'not met'}.")
+    return "\n".join(lines)
+
+
+def _paired(
+    runs: list[LineageResult], reference: dict[int, LineageResult], metric: Callable[[LineageResult], float]
+) -> tuple[float, float]:
+    """Mean and 95% half-width of metric(run) - metric(reference run of the same seed), in points."""
+    return interval([100 * (metric(r) - metric(reference[r.seed])) for r in runs if r.seed in reference])
+
+
+def _signed(value: tuple[float, float]) -> str:
+    return f"{value[0]:+.1f} ± {value[1]:.1f}"
+
+
+def stability_gap(runs: list[LineageResult]) -> list[float]:
+    """Mean validation accuracy of earlier tasks at steps 0..DENSE_STEPS of a new job, relative to step 0,
+    over every job after the first and every seed (points)."""
+    curve = [0.0] * (DENSE_STEPS + 1)
+    counts = [0] * (DENSE_STEPS + 1)
+    for result in runs:
+        for job in result.curves:
+            start = statistics.fmean(job[0]["earlier"])
+            for point in job:
+                if point["step"] <= DENSE_STEPS:
+                    curve[point["step"]] += 100 * (statistics.fmean(point["earlier"]) - start)
+                    counts[point["step"]] += 1
+    return [total / count if count else math.nan for total, count in zip(curve, counts, strict=True)]
+
+
+def plot_stability_gap(results: list[LineageResult], family: str, path: Path) -> None:
+    """Earlier tasks' accuracy over a new job's first steps, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, runs in _by_variant(results, family).items():
+        if runs[0].curves:
+            axis.plot(range(DENSE_STEPS + 1), stability_gap(runs), label=name, marker=".")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("step of the new job")
+    axis.set_ylabel("earlier tasks' accuracy - at step 0 (points)")
+    axis.set_title(f"Stability gap, {family} family (validation probes)")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def markdown(results: list[LineageResult], header: str, plots: dict[str, Path]) -> str:
+    """The section: `header` (command, machine, protocol), then per family its tables and figure."""
+    parts = [header]
+    for family, title in (("test", "Test family (no default tuned on it)"), ("dev", "Dev family")):
+        tables = family_tables(results, family)
+        if tables:
+            parts.append(f"### {title}\n\n{tables}")
+            if family in plots:
+                parts.append(f"![stability gap, {family} family](images/{plots[family].name})")
+    return "\n\n".join(parts)

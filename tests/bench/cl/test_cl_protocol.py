@@ -1,0 +1,40 @@
+"""One lineage of the continual-learning benchmark, trained for real on the tiny base (a few steps)."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.cl.protocol import DENSE_STEPS, LineageResult, run_lineage
+
+
+def test_a_lineage_is_scored_after_every_task_and_its_tracker_spans_the_jobs(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    result = run_lineage(
+        "test", "ilora", seed=1, base_model=tiny_base, workdir=tmp_path, steps=3, panel=("perplexity",)
+    )
+    assert result.tasks == ["test-clock", "test-planets", "test-products"]  # seed 1's rotation
+    assert len(result.matrix) == len(result.fast_matrix) == 3 and all(len(row) == 3 for row in result.matrix)
+    assert all(0.0 <= score <= 1.0 for row in result.matrix for score in row)
+    # Jobs 2 and 3 evaluated the earlier tasks' validation probes at steps 0..3 (all dense here).
+    assert [[point["step"] for point in job] for job in result.curves] == [[0, 1, 2, 3]] * 2
+    assert [len(job[0]["earlier"]) for job in result.curves] == [1, 2]
+    # Job 3's min-ACC goes on from job 2's: task 1's minimum includes its dips during job 2.
+    task_1_in_job_2 = min(point["earlier"][0] for point in result.curves[0])
+    start = result.curves[1][0]["earlier"]
+    assert result.curves[1][0]["min_acc"] == pytest.approx((min(task_1_in_job_2, start[0]) + start[1]) / 2)
+    # I-LoRA replays from the second job on; every job trains 3 steps of 8 new rows.
+    assert [cost["replayed_tokens"] > 0 for cost in result.costs] == [False, True, True]
+    assert all(cost["steps"] == 3 and cost["train_s_per_step"] > 0 for cost in result.costs)
+    assert set(result.panel) == {"base", "v3"} and set(result.panel["v3"]) == {"perplexity"}
+    assert DENSE_STEPS >= 3
+
+
+def test_a_finished_lineage_is_read_back_not_trained_again(tiny_base: Path, tmp_path: Path) -> None:
+    first = run_lineage("dev", "multitask", seed=0, base_model=tiny_base, workdir=tmp_path, steps=1)
+    assert len(first.matrix) == 1 and first.costs[0]["steps"] == 3  # one job, as long as the stream
+    result = tmp_path / "dev" / "multitask-seed0" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    again = run_lineage("dev", "multitask", seed=0, base_model=tiny_base, workdir=tmp_path, steps=1)
+    assert again == first and result.stat().st_mtime_ns == stamp
+    assert LineageResult.load(result) == first

@@ -1,0 +1,64 @@
+"""The benchmark's tables and verdicts, from hand-made lineage results."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.cl.protocol import LineageResult
+from bench.cl.report import interval, markdown, plot_stability_gap, stability_gap
+
+
+def _lineage(variant: str, seed: int, drop: float, final: float = 0.9) -> LineageResult:
+    """Three tasks each learned to 0.9 (the last to `final`), earlier ones losing `drop` per later job."""
+    matrix = [
+        [0.9, 0.0, 0.0],
+        [0.9 - drop, 0.9, 0.0],
+        [0.9 - 2 * drop, 0.9 - drop, final],
+    ]
+    curve = [
+        {"step": step, "earlier": [0.9 - drop * step / 3], "current": 0.5, "min_acc": 0.5}
+        for step in range(4)
+    ]
+    cost = {"steps": 40, "trained_tokens": 9000, "replayed_tokens": 0, "train_s_per_step": 1.5, "eval_s": 3.0}
+    return LineageResult(
+        "test",
+        variant,
+        seed,
+        ["a", "b", "c"],
+        [0.0, 0.0, 0.0],
+        matrix,
+        curves=[curve, curve],
+        costs=[cost] * 3,
+    )
+
+
+def test_interval_is_a_t_interval_over_seeds() -> None:
+    mean, half = interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.30 * 1.0 / 3**0.5, rel=1e-3)
+    assert interval([5.0]) == (5.0, 0.0)
+
+
+def test_the_verdict_compares_with_lora_and_the_best_replay(tmp_path: Path) -> None:
+    results = [
+        *(_lineage("lora", seed, drop=0.4 + 0.01 * seed) for seed in range(3)),
+        *(_lineage("replay", seed, drop=0.2 + 0.01 * seed) for seed in range(3)),
+        *(_lineage("trc", seed, drop=0.1 + 0.01 * seed) for seed in range(3)),  # a quarter of lora's
+        *(_lineage("ilora", seed, drop=0.3, final=0.5) for seed in range(3)),  # forgets less, learns less
+    ]
+    text = markdown(results, "## header", {"test": tmp_path / "gap.png"})
+    assert "| trc | 3 |" in text and "| replay | 3 |" in text
+    assert (
+        "- `trc`: forgetting 0.27 of lora's; final task +0.0 ± 0.0 points against lora's; forgetting "
+        "-15.0 ± 0.0 points against `replay` (the replay with least forgetting): goal met." in text
+    )
+    assert "- `ilora`: forgetting 0.73 of lora's; final task -40.0 ± 0.0 points" in text
+    assert text.count("goal not met") == 1
+    assert "Dev family" not in text  # no dev lineages ran
+
+
+def test_the_stability_gap_curve_is_relative_to_the_new_jobs_start(tmp_path: Path) -> None:
+    runs = [_lineage("lora", seed, drop=0.3) for seed in range(2)]
+    curve = stability_gap(runs)
+    assert curve[:4] == pytest.approx([0.0, -10.0, -20.0, -30.0])
+    plot_stability_gap(runs, "test", tmp_path / "gap.png")
+    assert (tmp_path / "gap.png").stat().st_size > 1000
