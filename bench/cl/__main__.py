@@ -15,12 +15,15 @@ import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.cl.protocol import DENSE_STEPS, EVAL_EVERY, VARIANTS, LineageResult, run_lineage
-from bench.cl.report import markdown, plot_stability_gap
 from bench.cl.streams import FAMILIES, family
+from bench.cl.variants import VARIANTS
 from bench.report import REPORT, machine, write_section
 from eval.panel import PANEL_SUITES
+
+if TYPE_CHECKING:  # torch comes in only once the arguments are read
+    from bench.cl.protocol import LineageResult
 
 DEFAULT_VARIANTS = "lora,replay-0.25,replay,replay-1.0,replay-distill,ewc,multitask,ilora,titans,trc"
 
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     families = list(FAMILIES) if args.family == "both" else [args.family]
     # Seed-major, test family first: an interrupted run has every variant's first seeds.
     work = [(f, v, s) for s in range(args.seeds) for f in sorted(families, reverse=True) for v in variants]
+    from bench.cl.report import markdown, plot_stability_gap
+
     results = _finished(args.workdir, work) if args.report_only else _run(work, args)
     plots = {}
     for name in families:
@@ -68,10 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote its section of {REPORT} and {', '.join(map(str, plots.values()))}")
 
 
-def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list[LineageResult]:
+def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list["LineageResult"]:
+    from bench.cl.protocol import run_lineage
+
     panel = tuple(suite for suite in args.panel.split(",") if suite)
 
-    def one(item: tuple[str, str, int]) -> LineageResult:
+    def one(item: tuple[str, str, int]) -> "LineageResult":
         family_name, variant, seed = item
         result = run_lineage(family_name, variant, seed, args.base, args.workdir, args.steps, panel)
         print(
@@ -84,12 +91,16 @@ def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list[Lin
         return list(pool.map(one, work))
 
 
-def _finished(workdir: Path, work: list[tuple[str, str, int]]) -> list[LineageResult]:
+def _finished(workdir: Path, work: list[tuple[str, str, int]]) -> list["LineageResult"]:
+    from bench.cl.protocol import LineageResult
+
     paths = [workdir / f / f"{v}-seed{s}" / "result.json" for f, v, s in work]
     return [LineageResult.load(path) for path in paths if path.exists()]
 
 
 def _header(args: argparse.Namespace, argv: list[str] | None) -> str:
+    from bench.cl.protocol import DENSE_STEPS, EVAL_EVERY
+
     threads = os.environ.get("OMP_NUM_THREADS")
     command = shlex.join(
         [

@@ -9,7 +9,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.cl.protocol import DENSE_STEPS, VARIANTS, LineageResult
+from bench.cl.protocol import DENSE_STEPS, LineageResult
+from bench.cl.variants import VARIANTS
 from eval.metrics import continual_metrics, forward_transfer
 
 __all__ = ["MAIN", "markdown", "plot_stability_gap"]
