@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainers.methods.checks import MethodConfigError
+from trainers.methods.ewc.config import EwcConfig
 from trainers.methods.ilora.config import IloraConfig
 from trainers.methods.lora.config import LoraConfig
 from trainers.methods.replay.config import ReplayConfig
@@ -60,6 +61,14 @@ METHODS = {
     "lora": MethodEntry(config=LoraConfig, method="trainers.methods.lora.method:LoraMethod"),
     "replay": MethodEntry(config=ReplayConfig, method="trainers.methods.replay.method:ReplayMethod"),
     "ilora": MethodEntry(config=IloraConfig, method="trainers.methods.ilora.method:IloraMethod"),
+    "ewc": MethodEntry(
+        config=EwcConfig,
+        method="trainers.methods.ewc.method:EwcMethod",
+        no_dpo="ewc estimates each job's Fisher from the token cross-entropy of the job's rows, and a "
+        "dpo job's loss is another objective (its pairs against the parent's log-probabilities), "
+        "so the Fisher would protect what the job did not optimize; train dpo jobs on a lora, "
+        "replay, ilora or titans lineage",
+    ),
     "titans": MethodEntry(
         config=TitansConfig,
         method="trainers.methods.titans.method:TitansMethod",

@@ -1,7 +1,7 @@
 """A job's training objective: OpenAI's job `method` (`supervised` or `dpo`). Torch-free.
 
 Not to be confused with the lineage's continual-learning method (`trainers.contracts.methods`:
-lora, replay, ilora, titans, trc), which says *how* a lineage keeps what it learned; the objective
+lora, replay, ewc, ilora, titans, trc), which says *how* a lineage keeps what it learned; the objective
 says *what* one job's rows teach: to write the completions (`supervised`, token cross-entropy), or
 to prefer one answer over another (`dpo`, Direct Preference Optimization; docs/training.md).
 """

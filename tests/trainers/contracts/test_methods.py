@@ -9,7 +9,7 @@ from trainers.contracts.methods import Method, MethodConfigError, available_meth
 
 
 def test_every_method_is_available() -> None:
-    assert available_methods() == ["ilora", "lora", "replay", "titans", "trc"]
+    assert available_methods() == ["ewc", "ilora", "lora", "replay", "titans", "trc"]
 
 
 def test_resolving_fills_every_default() -> None:
@@ -44,6 +44,12 @@ def test_resolving_fills_every_default() -> None:
         ("lora", [], "method.lora"),
         ("replay", {"replay_ratio": -1}, "method.replay.replay_ratio"),
         ("replay", {"priority": "loss"}, "method.replay.priority"),
+        ("replay", {"distill_weight": -0.5}, "method.replay.distill_weight"),
+        ("ilora", {"distill_weight": 0.5}, "method.ilora.distill_weight"),
+        ("titans", {"distill_weight": 0.5}, "method.titans.distill_weight"),
+        ("ewc", {"ewc_weight": -1}, "method.ewc.ewc_weight"),
+        ("ewc", {"fisher_decay": 1.5}, "method.ewc.fisher_decay"),
+        ("ewc", {"fisher_rows": 0}, "method.ewc.fisher_rows"),
         ("ilora", {"slow_lambda": 1.5}, "method.ilora.slow_lambda"),
         ("ilora", {"update_probability": -0.1}, "method.ilora.update_probability"),
         ("ilora", {"consistency_layers": "last"}, "method.ilora.consistency_layers"),

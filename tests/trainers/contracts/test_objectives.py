@@ -34,11 +34,12 @@ def test_a_bad_objective_is_refused(objective: dict, message: str) -> None:
         JobSpec.from_dict({**SPEC, "objective": objective})
 
 
-def test_every_method_but_trc_trains_dpo_jobs() -> None:
+def test_every_method_but_trc_and_ewc_trains_dpo_jobs() -> None:
     assert all(objective_problem(name, "supervised") is None for name in available_methods())
     refusing = {name for name in available_methods() if objective_problem(name, "dpo")}
-    assert refusing == {"trc"}
+    assert refusing == {"ewc", "trc"}
     assert "non-preferred outputs" in (objective_problem("trc", "dpo") or "")
+    assert "Fisher" in (objective_problem("ewc", "dpo") or "")
 
 
 def test_a_spec_of_a_dpo_job_on_trc_is_refused() -> None:

@@ -33,6 +33,12 @@ class IloraConfig(ReplayConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.distill_weight != 0:
+            raise MethodConfigError(
+                "distill_weight",
+                "ilora does not distil towards the parent: its consistency loss pulls replayed rows "
+                f"towards the slow adapter (consistency_weight); got {self.distill_weight}",
+            )
         check_float("slow_lambda", self.slow_lambda, 0.0, 1.0)
         check_float("update_probability", self.update_probability, 0.0, 1.0)
         check_float("consistency_weight", self.consistency_weight, 0.0, 1e6)

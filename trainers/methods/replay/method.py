@@ -1,4 +1,12 @@
-"""LoRA with experience replay: every batch after the first job mixes in rows of earlier jobs."""
+"""LoRA with experience replay: every batch after the first job mixes in rows of earlier jobs.
+
+Per step, on new rows plus replayed rows of earlier jobs:
+
+    loss = CE(batch) + distill_weight * KL(p_parent(x_r) || p(x_r))    (replayed rows, loss tokens)
+
+where p_parent is the adapter as the job started (the parent version); with the default
+`distill_weight = 0` it is plain experience replay.
+"""
 
 from pathlib import Path
 from typing import Any
@@ -6,10 +14,13 @@ from typing import Any
 import torch
 from datasets import Dataset
 from peft import PeftModel
+from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from memory.replay import ReplayBuffer, ReplayItem
 from trainers.data import Collator
+from trainers.methods.distillation import distillation_loss, teacher_logits
 from trainers.methods.lora.method import LoraMethod
 from trainers.methods.replay.config import ReplayConfig
 
@@ -23,8 +34,12 @@ class ReplayMethod(LoraMethod):
     job's start its rows are offered to the buffer; each step then adds
     `round(replay_ratio * batch_size)` rows drawn from earlier jobs' rows, so the first job
     replays nothing. The buffer is saved in every checkpoint and in the version's `memory/`.
+    With `distill_weight > 0` the replayed rows are also pulled towards the parent's next-token
+    distributions: the parent's adapter is kept as tensors from `prepare_model` on (a resumed run
+    takes them from the parent again, so they need no place in `memory/`).
 
-    Knobs (`ReplayConfig`): LoRA's, plus `replay_ratio`, `buffer_size`, `job_quota`, `priority`.
+    Knobs (`ReplayConfig`): LoRA's, plus `replay_ratio`, `buffer_size`, `job_quota`, `priority`,
+    `distill_weight`.
     """
 
     def __init__(self, config: ReplayConfig) -> None:
@@ -33,12 +48,18 @@ class ReplayMethod(LoraMethod):
         self.buffer = ReplayBuffer(config.buffer_size, 0, config.job_quota, config.priority)  # type: ignore[arg-type]
         self.job_id = ""
         self.model: PeftModel | None = None
+        self.teacher: dict[str, torch.Tensor] = {}  # the parent's adapter, with distill_weight > 0
 
     def prepare_model(self, base_model: PreTrainedModel, parent_dir: Path | None) -> PeftModel:
-        """LoRA's adapter (fresh or the parent's), and the parent's buffer."""
+        """LoRA's adapter (fresh or the parent's), and the parent's buffer; with distillation, the
+        adapter's tensors as they are now (the teacher)."""
         self.model = super().prepare_model(base_model, parent_dir)
         if parent_dir is not None:
             self.buffer = ReplayBuffer.load(parent_dir / "memory")
+        if self.config.distill_weight > 0:
+            self.teacher = {
+                name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad
+            }
         return self.model
 
     def start_job(self, job_id: str, rows: Dataset, seed: int) -> None:
@@ -63,6 +84,24 @@ class ReplayMethod(LoraMethod):
             }
             for item in items
         ]
+
+    def training_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], outputs: CausalLMOutputWithPast
+    ) -> torch.Tensor:
+        """The objective's loss, plus `distill_weight` times the KL to the parent on replayed rows."""
+        loss, logits = outputs.loss, outputs.logits  # logits: (batch, seq, vocab)
+        assert loss is not None
+        replayed = batch["replayed"]  # (batch,) bool
+        if self.config.distill_weight == 0 or not replayed.any():
+            return loss
+        assert logits is not None and self.model is not None
+        # Snapshot on the CPU; the loop moves the model to its device after `prepare_model`
+        # (`.to` returns a tensor already there as it is).
+        self.teacher = {name: t.to(logits.device) for name, t in self.teacher.items()}
+        rows = {name: batch[name][replayed] for name in ("input_ids", "attention_mask", "labels")}
+        parent = teacher_logits(self.model, self.teacher, rows["input_ids"], rows["attention_mask"])
+        distillation = distillation_loss(logits[replayed], parent, rows["labels"])
+        return loss + self.config.distill_weight * distillation
 
     def save_memory(self, memory_dir: Path) -> None:
         """Write the buffer (`replay.json`)."""

@@ -12,7 +12,8 @@ __all__ = ["TitansConfig"]
 class TitansConfig(ReplayConfig):
     """The replay method's fields, plus the memory and where it attaches.
 
-    LoRA's fields (`r`, `alpha`, `dropout`, `target_modules`) apply only with `base_lora`.
+    LoRA's fields (`r`, `alpha`, `dropout`, `target_modules`) apply only with `base_lora`; the
+    replay method's `distill_weight` must stay 0 (titans replays without distillation).
 
     Attributes:
         memory_layers: `"middle"` (the decoder layers at L/4, L/2 and 3L/4) or decoder layer
@@ -45,6 +46,12 @@ class TitansConfig(ReplayConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.distill_weight != 0:
+            raise MethodConfigError(
+                "distill_weight",
+                f"titans replays without distillation towards the parent; got {self.distill_weight} "
+                "(use a replay lineage for replay with distillation)",
+            )
         layers = self.memory_layers
         if layers != "middle" and (
             not isinstance(layers, list)

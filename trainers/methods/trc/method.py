@@ -28,6 +28,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from memory.hippocampus import Episode, Hippocampus
 from trainers.contracts.lines import ContinualEvaluation
+from trainers.methods.distillation import distillation_loss, teacher_logits
 from trainers.methods.trc.config import TrcConfig
 from trainers.methods.trc.controller import ReplayController
 from trainers.methods.trc.model import (
@@ -41,7 +42,7 @@ from trainers.methods.trc.model import (
     trc_tensors,
 )
 
-__all__ = ["TrcMethod", "distillation_loss"]
+__all__ = ["TrcMethod"]
 
 STATE_FILE = "trc.json"  # controller state and routing usage, under memory/
 
@@ -241,37 +242,10 @@ class TrcMethod:
         ]
         self.store.stash(episodes, nll.tolist())
 
-    @torch.no_grad()
     def _teacher_logits(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits of the parent version (its TRC² tensors swapped in), no gradient."""
         assert self.model is not None
-        outputs = torch.func.functional_call(
-            self.model,
-            self.teacher,
-            args=(),
-            kwargs={"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"]},
-            strict=False,
-        )
-        return outputs.logits
-
-
-def distillation_loss(
-    logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """Mean KL(teacher || student) of the next-token distributions at the rows' loss positions.
-
-    Args:
-        logits: (rows, seq, vocab), with gradient.
-        teacher_logits: (rows, seq, vocab), a constant target.
-        labels: (rows, seq); -100 where a row carries no loss (position t predicts label t + 1).
-
-    Returns:
-        A scalar; zero when student and teacher agree.
-    """
-    positions = labels[:, 1:] != -100  # (rows, seq - 1)
-    student = F.log_softmax(logits[:, :-1][positions], dim=-1)  # (tokens, vocab)
-    teacher = F.log_softmax(teacher_logits[:, :-1][positions].detach(), dim=-1)
-    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+        return teacher_logits(self.model, self.teacher, rows["input_ids"], rows["attention_mask"])
 
 
 def _row_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,9 @@ from transformers import AutoModelForCausalLM
 
 from trainers.contracts.lines import ContinualEvaluation
 from trainers.data import Collator
+from trainers.methods.distillation import distillation_loss
 from trainers.methods.trc.config import TrcConfig
-from trainers.methods.trc.method import TrcMethod, distillation_loss
+from trainers.methods.trc.method import TrcMethod
 from trainers.methods.trc.model import consolidate, load_version
 
 ROWS = [
