@@ -16,7 +16,12 @@ from eval.metrics import continual_metrics, forward_transfer
 __all__ = ["MAIN", "markdown", "plot_stability_gap"]
 
 # The comparison; every other variant is an ablation of one of them.
-MAIN = ("lora", "replay-0.25", "replay", "replay-1.0", "replay-distill", "ewc", "ilora", "titans", "trc")
+MAIN = (
+    "lora",
+    *("replay-0.25", "replay", "replay-1.0", "replay-distill"),
+    *("ewc", "ewc-10", "ewc-100"),
+    *("ilora", "titans", "trc"),
+)
 CONTINUAL = ("ilora", "titans", "trc")  # the methods the goal is set for
 REPLAY = ("replay-0.25", "replay", "replay-1.0", "replay-distill")  # tuned replay: the best of these
 # t quantiles (0.975) by degrees of freedom, for 95% intervals over a handful of seeds.

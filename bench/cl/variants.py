@@ -31,7 +31,9 @@ VARIANTS = {
     "replay-distill": Variant(
         "replay", {"distill_weight": 1.0}, "replay 0.5 + KL to the parent on replayed rows (LwF/DER++)"
     ),
-    "ewc": Variant("ewc", what="LoRA + online EWC"),
+    "ewc": Variant("ewc", what="LoRA + online EWC, weight 1"),
+    "ewc-10": Variant("ewc", {"ewc_weight": 10.0}, "LoRA + online EWC, weight 10"),
+    "ewc-100": Variant("ewc", {"ewc_weight": 100.0}, "LoRA + online EWC, weight 100"),
     "multitask": Variant("multitask", what="upper bound: one LoRA job on all tasks at once"),
     "ilora": Variant("ilora", what="I-LoRA (slow adapter served)"),
     "ilora-no-consistency": Variant("ilora", {"consistency_weight": 0.0}, "I-LoRA, consistency weight 0"),
