@@ -128,7 +128,8 @@ steps and at the first and last, {ITEMS} recall items of each job: {len(evaluati
 | without continual evaluation (another run) | {without_s:.1f} |
 
 On a machine other work shares, two runs' loop times differ by more than the evaluations cost
-(here the run without them was the slower); the share inside one run is the figure to read.
+{"(here the run without them was the slower)" if without_s > with_s else ""}; the share inside one run is
+the figure to read.
 
 An evaluation took {statistics.median(evaluations):.2f} s (median). One scoring pass over the same
 {2 * ITEMS} items, in-process, each way it could run (median of 3, seconds; the old way is float32
