@@ -31,10 +31,16 @@ from trainers.contracts.methods import load_method, version_loader
 from trainers.data import BatchOrder, Collator, TrainingData, load_training_data
 from trainers.interface import ContinualMethod
 from trainers.precision import base_dtype, compute_dtype, device_type
-from trainers.preference import PairCollator, PreferenceLoss, add_reference_logps, load_preference_data
+from trainers.preference import (
+    PairCollator,
+    PreferenceLoss,
+    add_reference_logps,
+    load_preference_data,
+    pair_sums,
+)
 from trainers.progress import Progress
 from trainers.trackers import Trackers
-from trainers.validation import TokenScores, Validation, token_sums
+from trainers.validation import Scores, Validation, batch_token_sums, token_sums
 
 __all__ = ["METRICS_EVERY", "run_job"]
 
@@ -81,12 +87,19 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         )
     if len(data.rows) == 0:
         raise ValueError("no training row has a token to learn from")
-    validation_rows = None
+    validation_data = None
     if spec.validation_file is not None and spec.validation_file_sha256 is not None:
-        validation_rows = load_training_data(
-            spec.validation_file, spec.validation_file_sha256, tokenizer, config.max_seq_len, spec.cache_dir
-        ).rows
-        if len(validation_rows) == 0:
+        if spec.objective.type == "dpo":
+            validation_data = load_preference_data(spec.validation_file, tokenizer, config.max_seq_len)
+        else:
+            validation_data = load_training_data(
+                spec.validation_file,
+                spec.validation_file_sha256,
+                tokenizer,
+                config.max_seq_len,
+                spec.cache_dir,
+            )
+        if len(validation_data.rows) == 0:
             raise ValueError("no validation row has a token to score")
     method.start_job(spec.job_id, data.rows, spec.seed)
     order = BatchOrder(len(data.rows), hyperparameters.batch_size, spec.seed)
@@ -115,9 +128,12 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         # log pi_ref of every pair under the model as loaded from the parent: before any step,
         # and before a resume restores a checkpoint's weights (trainers/preference.py).
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        data = add_reference_logps(
-            data, model, PairCollator(Collator(pad)), hyperparameters.batch_size, compute
-        )
+        pairs = PairCollator(Collator(pad))
+        data = add_reference_logps(data, model, pairs, hyperparameters.batch_size, compute)
+        if validation_data is not None:
+            validation_data = add_reference_logps(
+                validation_data, model, pairs, hyperparameters.batch_size, compute
+            )
         preference = PreferenceLoss(
             spec.objective.beta, sums=torch.zeros(3, dtype=torch.float64, device=accelerator.device)
         )
@@ -164,9 +180,11 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
     if preference is not None:
         batches = PairCollator(collate)  # each pair's two sides, then any replayed rows
     validation = None
-    if validation_rows is not None:
+    if validation_data is not None:
+        # a dpo job's validation pairs are scored per pair (`pair_sums`), a supervised job's rows per token
+        sums = partial(pair_sums, beta=preference.beta) if preference is not None else batch_token_sums
         validation = Validation(
-            validation_rows, hyperparameters.batch_size, spec.seed, collate, accelerator, compute
+            validation_data.rows, hyperparameters.batch_size, spec.seed, batches, accelerator, compute, sums
         )
     engine.train()
     losses: list[float] = []
@@ -211,7 +229,7 @@ def run_job(spec: JobSpec, progress: Progress) -> None:
         losses.append(accelerator.reduce(loss.detach(), "mean").item())
         if state.step == 1 or state.step % METRICS_EVERY == 0 or state.step == total_steps:
             state.train_loss, losses = sum(losses) / len(losses), []
-            trained = TokenScores.from_sums(accelerator.reduce(train_sums, "sum"))
+            trained = Scores.from_sums(accelerator.reduce(train_sums, "sum"))
             state.train_mean_token_accuracy, train_sums = trained.accuracy, torch.zeros_like(train_sums)
             if validation is not None:
                 _validate(validation, engine, state, final=state.step == total_steps)

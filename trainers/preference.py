@@ -12,6 +12,11 @@ pair under it are computed once, before training (and before a resume restores a
 weights), and ride with the pairs. Rows a method replays from earlier jobs are examples to
 imitate: they add their token cross-entropy to the batch's DPO loss.
 
+A validation file of pairs is scored per pair (`pair_sums`): `valid_loss` is the mean DPO loss of
+its pairs, with their own reference log-probabilities from the same model as loaded, and
+`valid_mean_token_accuracy` the share of its pairs whose preferred output has the higher implicit
+reward (the validation counterpart of `reward_accuracy`).
+
 Pairs are read and tokenized on each run (not cached like supervised files): a pair's two sides
 are rendered from one conversation, and the reference pass costs more than the tokenizing.
 """
@@ -37,6 +42,7 @@ __all__ = [
     "add_reference_logps",
     "dpo_loss",
     "load_preference_data",
+    "pair_sums",
     "sequence_logps",
 ]
 
@@ -175,6 +181,22 @@ class PreferenceLoss:
         correct, margin, pairs = (self.sums if sums is None else sums).tolist()
         self.sums = torch.zeros_like(self.sums)
         return {"reward_accuracy": correct / max(pairs, 1), "reward_margin": margin / max(pairs, 1)}
+
+
+def pair_sums(logits: torch.Tensor, batch: dict[str, torch.Tensor], beta: float) -> torch.Tensor:
+    """A batch of pairs' (3,) float64 sums for `trainers.validation.Scores`: summed DPO loss, pairs
+    whose preferred output has the higher implicit reward, pairs.
+
+    Args:
+        logits: (2 * pairs, seq, vocab), the model's on a `PairCollator` batch of pairs alone.
+        batch: That batch, with its pairs' `reference_logps`.
+        beta: The job's beta.
+    """
+    policy = sequence_logps(logits, batch["labels"]).view(-1, 2)  # (pairs, 2)
+    loss, rewards = dpo_loss(policy, batch[REFERENCE], beta)
+    pairs = len(policy)
+    right = (rewards[:, 0] > rewards[:, 1]).sum()
+    return torch.stack([loss.double() * pairs, right.double(), loss.new_tensor(pairs).double()])
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,15 @@
 Biases, MLflow, TensorBoard, each through its own package, from the main process only.
 
 Where each writes comes from the worker's environment, as the package reads it: `WANDB_API_KEY`,
-`WANDB_MODE` (`offline`: files under the run folder only), `MLFLOW_TRACKING_URI` (a server, or
-`file:` a folder); TensorBoard writes event files into the version's `tensorboard/` folder.
+`WANDB_MODE` (`offline`: a run file under the version's `wandb/` folder only, for `wandb sync`
+later); `MLFLOW_TRACKING_URI` (a server, or a database such as `sqlite:///path`; unset: a SQLite
+store in the version's folder, `mlflow.db`, rather than the trainer's working directory, where
+every job would share one; MLflow 3 refuses a `file:` folder unless `MLFLOW_ALLOW_FILE_STORE=true`).
+TensorBoard writes event files into the version's `tensorboard/` folder.
 """
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,14 +69,22 @@ def _wandb(integration: Integration, job_id: str, config: dict[str, Any], folder
 
 
 def _mlflow(integration: Integration, job_id: str, config: dict[str, Any], folder: Path) -> tuple[Any, Any]:
-    import mlflow
+    # The client, not mlflow's module-level run: no process-wide tracking URI or active run to set.
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
 
-    mlflow.set_experiment(integration.project)
-    mlflow.start_run(
-        run_name=integration.name, tags={**dict.fromkeys(integration.tags, ""), "job_id": job_id}
-    )
-    mlflow.log_params({name: str(value)[:250] for name, value in config.items()})
-    return (lambda metrics, step: mlflow.log_metrics(metrics, step=step)), mlflow.end_run
+    client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(integration.project)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(integration.project)
+    tags = {**dict.fromkeys(integration.tags, ""), "job_id": job_id}
+    run_id = client.create_run(experiment_id, run_name=integration.name, tags=tags).info.run_id
+    client.log_batch(run_id, params=[Param(name, str(value)[:250]) for name, value in config.items()])
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(name, value, now, step) for name, value in metrics.items()])
+
+    return log, lambda: client.set_terminated(run_id)
 
 
 def _tensorboard(

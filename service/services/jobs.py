@@ -146,13 +146,6 @@ def _objective(
             param="method",
             code="unsupported_method",
         )
-    if objective.type == "dpo" and validation_file is not None:
-        raise ApiError(
-            400,
-            "A dpo job takes no validation_file yet: its held-out pairs are split off the training file.",
-            param="validation_file",
-            code="invalid_value",
-        )
     for file, param in ((training_file, "training_file"), (validation_file, "validation_file")):
         if file is None:
             continue
@@ -320,12 +313,13 @@ def resume_job(session: Session, tenant: Tenant, job_id: str) -> Job:
     session.refresh(job)
     if resumed.rowcount != 1:  # type: ignore[attr-defined]
         _refuse_unless(job, (), "resume")
-    add_event(session, job, "Job resumed.")
+    add_event(session, job, RESUMED_EVENT)
     return job
 
 
 PAUSABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # evaluating: the version is trained, and nearly done
 PAUSED_EVENT = "Job paused."
+RESUMED_EVENT = "Job resumed."  # the claim that follows it says it resumed after a pause
 
 
 def _refuse_unless(job: Job, statuses: tuple[JobStatus, ...], verb: str) -> None:

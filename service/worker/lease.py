@@ -17,8 +17,8 @@ from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, updat
 from sqlalchemy.orm import Session, aliased
 
 from service.db import Database
-from service.models import HealthCheck, Job, Leased, Lineage, Version
-from service.services.jobs import add_event
+from service.models import Checkpoint, HealthCheck, Job, JobEvent, Leased, Lineage, Version
+from service.services.jobs import RESUMED_EVENT, add_event
 from service.services.lineages import next_parent
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
@@ -134,9 +134,10 @@ class JobQueue:
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        claimed_before = isinstance(row, Job) and row.version_number is not None  # fixed at the first claim
         session.refresh(row)
         if isinstance(row, Job):
-            if row.version_number is None:
+            if not claimed_before:
                 lineage = session.get_one(Lineage, row.lineage_pk)
                 newest = select(func.max(Version.number)).where(Version.lineage_pk == lineage.pk)
                 row.version_number = (session.scalar(newest) or 0) + 1
@@ -144,9 +145,21 @@ class JobQueue:
                 row.parent_version, row.parent_reason = parent.version, parent.reason
                 level = "warn" if parent.passes_over else "info"
                 add_event(session, row, parent.reason, level=level, data={"parent_version": parent.version})
-            verb = "Started" if row.attempts == 1 else f"Resumed (attempt {row.attempts})"
-            add_event(session, row, f"{verb} on worker {owner}.")
+            add_event(session, row, _claimed_event(session, row, owner, claimed_before))
         return Lease(work, row.pk, row.id, token, row.attempts)
+
+
+def _claimed_event(session: Session, job: Job, owner: str, claimed_before: bool) -> str:
+    """What a job's claim by `owner` says: started, resumed after a pause (from which checkpoint), or
+    resumed after its worker was lost or handed it back."""
+    if not claimed_before:
+        return f"Started on worker {owner}."
+    newest = select(JobEvent.message).where(JobEvent.job_pk == job.pk).order_by(JobEvent.pk.desc()).limit(1)
+    if session.scalar(newest) != RESUMED_EVENT:
+        return f"Resumed (attempt {job.attempts}) on worker {owner}."
+    step = session.scalar(select(func.max(Checkpoint.step_number)).where(Checkpoint.job_pk == job.pk))
+    where = f"from its checkpoint at step {step}" if step else "from the start: it had no checkpoint yet"
+    return f"Resumed after a pause on worker {owner}, {where}."
 
 
 @cache  # built once: idle workers run it every poll

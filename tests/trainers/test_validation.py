@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainers.conftest import TrainerRun, run_trainer, write_spec
 from trainers.data import IGNORE_INDEX, Collator, load_training_data
-from trainers.validation import TokenScores, token_sums
+from trainers.validation import Scores, token_sums
 
 STEPS = 12  # metrics at steps 1, 10 and 12; checkpoints at 6 and 12
 
@@ -24,7 +24,7 @@ def test_token_sums_give_hugging_faces_loss_and_the_top_prediction_share(tiny_ba
     labels[1, 7:] = IGNORE_INDEX  # padding
     with torch.no_grad():
         outputs = model(input_ids=input_ids, labels=labels)
-    scores = TokenScores.from_sums(token_sums(outputs.logits, labels))
+    scores = Scores.from_sums(token_sums(outputs.logits, labels))
 
     assert scores.loss == pytest.approx(outputs.loss.item(), rel=1e-5)
     predicted = outputs.logits[:, :-1].argmax(-1)  # (batch, seq - 1)
@@ -90,7 +90,7 @@ class TestAJobWithAValidationFile:
         )
         with torch.no_grad():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        expected = TokenScores.from_sums(token_sums(logits, batch["labels"]))
+        expected = Scores.from_sums(token_sums(logits, batch["labels"]))
 
         assert last["full_valid_loss"] == pytest.approx(expected.loss, rel=1e-3)
         # Batches padded otherwise may break a near-tie of the top prediction the other way.

@@ -188,3 +188,7 @@ def test_a_paused_job_stops_its_trainer_and_resumes_from_its_checkpoint(
     events = api.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
     starts = [e["data"] for e in reversed(events) if e["message"].startswith("Training started")]
     assert [start["resumed_from_step"] > 0 for start in starts] == [False, True]
+    claims = [e["message"] for e in reversed(events) if " on worker " in e["message"]]
+    assert claims[0].startswith("Started on worker") and len(claims) == 2
+    assert claims[1].startswith("Resumed after a pause on worker")
+    assert claims[1].endswith(f"from its checkpoint at step {starts[1]['resumed_from_step']}.")
