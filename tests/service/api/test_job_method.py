@@ -131,6 +131,43 @@ def test_a_supervised_job_on_a_preference_file_is_refused(
         assert "line 1:" in job["error"]["message"] and '"type": "dpo"' in job["error"]["message"]
 
 
+def test_a_dpo_job_validates_on_a_file_of_pairs(api: TestClient, lineage: str, pairs_file: str) -> None:
+    validation = upload(api, "\n".join(PAIRS.splitlines()[:3]) + "\n", "valid.jsonl")["id"]
+
+    job = _create(api, training_file=pairs_file, validation_file=validation, method={"type": "dpo"})
+
+    assert job["http_status"] == 200, job
+    assert job["validation_file"] == validation
+    events = api.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
+    assert "Validated validation file: 3 rows." in [event["message"] for event in events]
+
+
+def test_a_dpo_jobs_validation_file_of_chat_rows_is_a_400_naming_the_line(
+    api: TestClient, lineage: str, pairs_file: str
+) -> None:
+    chat = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hi."}]}
+    )
+    validation = upload(api, PAIRS.splitlines()[0] + "\n" + chat + "\n", "valid.jsonl")["id"]
+
+    job = _create(api, training_file=pairs_file, validation_file=validation, method={"type": "dpo"})
+
+    assert job["http_status"] == 400 and job["error"]["param"] == "validation_file"
+    assert job["error"]["code"] == "invalid_file_format"
+    assert f"File '{validation}'" in job["error"]["message"] and "line 2:" in job["error"]["message"]
+    assert "preference pairs" in job["error"]["message"]
+    assert api.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_a_supervised_jobs_validation_file_of_pairs_is_a_400(
+    api: TestClient, lineage: str, pairs_file: str
+) -> None:
+    job = _create(api, training_file=upload(api, FACTS)["id"], validation_file=pairs_file)
+
+    assert job["http_status"] == 400 and job["error"]["param"] == "validation_file"
+    assert "line 1:" in job["error"]["message"] and '"type": "dpo"' in job["error"]["message"]
+
+
 def test_a_trc_lineage_refuses_dpo(api: TestClient, model_path: str, pairs_file: str) -> None:
     api.post("/v1/lineages", json={"name": "bot", "base_model": model_path, "method": {"type": "trc"}})
 
