@@ -1,7 +1,7 @@
 """A worker: lease a job row, run its trainer process, report events, evaluate, publish the version.
 
-Health checks come through the same queue: the worker runs the evaluator process on the checked
-version and stores its result.
+Health checks come through the same queue: the worker hands them to its evaluator
+(`service.worker.evaluator`), which also scores each job's new version before it is published.
 
 Each step follows load -> process -> apply: nothing slow runs inside a database transaction,
 and every write is guarded by the lease, so a worker that lost its job cannot publish.
@@ -15,9 +15,7 @@ import secrets
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,59 +23,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import Database
-from service.models import File, HealthCheck, Job, Lineage, Tenant, Version, now
+from service.models import HealthCheck, Job, Lineage, Tenant, Version, now
 from service.observability.logs import log_context
 from service.services.files import store_results
 from service.services.gate import gate
 from service.services.jobs import add_event
-from service.services.keys import issue_key, revoke_key
-from service.services.reports import build_report
 from service.services.webhooks import emit, job_data
 from service.settings import Settings
 from service.storage.store import ArtifactStore
-from service.worker.evaluation import (
-    PROBES_FILE,
-    earlier_probes,
-    health_check_spec,
-    needed_versions,
-    new_panels,
-    record_panel,
-    record_scores,
-    retention_spec,
-    through_gateway,
-)
-from service.worker.job_log import candidate_version, metrics_csv, record_line, retention_message
+from service.worker.evaluation import PROBES_FILE, needed_versions, record_panel, record_scores
+from service.worker.evaluator import Evaluator
+from service.worker.following import Follower, JobTimedOut
+from service.worker.job_log import candidate_version, metrics_csv, record_line
 from service.worker.lease import JobQueue, Lease, LeaseLost
 from service.worker.trainer_process import TrainerProcess
-from trainers.contracts.evaluation import EvaluatorSpec, ServingTarget
-from trainers.contracts.integrations import Integration
-from trainers.contracts.job import ContinualEvalSpec, Hyperparameters, JobSpec
+from service.worker.workspace import Workspace, job_workspace
 from trainers.contracts.lines import Checkpoint as LineCheckpoint
-from trainers.contracts.lines import (
-    Completed,
-    Line,
-    Panel,
-    Scores,
-)
-from trainers.contracts.objectives import Objective
-from trainers.contracts.statuses import HealthCheckStatus, JobStatus, VersionStatus
+from trainers.contracts.lines import Line, Panel, Scores
+from trainers.contracts.statuses import JobStatus, VersionStatus
 
 log = logging.getLogger(__name__)
-
-
-class JobTimedOut(Exception):
-    """The job trained past `job_timeout_seconds`: it fails, whichever tenant's it is."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where one job's version is built (`staging`, a local folder) and published (`final`, its
-    location in the artifact store)."""
-
-    staging: Path
-    final: str
-    spec: JobSpec
-    probes: dict[str, Any] | None
 
 
 class Worker:
@@ -89,6 +54,8 @@ class Worker:
         self.queue = JobQueue(self.database, settings)
         self.store = ArtifactStore.from_settings(settings)
         self.owner = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.follower = Follower(settings, self.database, self.queue)
+        self.evaluator = Evaluator(settings, self.database, self.queue, self.store, self.follower)
 
     def run(self, stop: threading.Event) -> None:
         """Poll for jobs until `stop` is set."""
@@ -106,7 +73,7 @@ class Worker:
             log.info("claimed %s (attempt %d)", lease.id, lease.attempt)
             try:
                 if lease.work is HealthCheck:
-                    self._check(lease, stop or threading.Event())
+                    self.evaluator.check(lease, stop or threading.Event())
                 else:
                     self._run(lease, stop or threading.Event())
             except LeaseLost:
@@ -156,15 +123,13 @@ class Worker:
         processes = self._processes(lease)
         trainer = TrainerProcess(
             workspace.staging / "spec.json",
-            self._log(lease),
+            self.follower.log_path(lease),
             processes=processes,
             threads=self.settings.trainer_threads,
             offline=not self.settings.hub_models,
         )
         try:
-            completed = self._follow(
-                lease, trainer, stop, self._record_line(lease, workspace), self._deadline(lease)
-            )
+            completed = self.follower.follow(lease, trainer, stop, self._record_line(lease, workspace))
         except LeaseLost:
             trainer.stop()
             self._abandon(lease, workspace)
@@ -182,44 +147,6 @@ class Worker:
         else:
             self._fail(lease, workspace, trainer.failure_reason())
 
-    def _check(self, lease: Lease, stop: threading.Event) -> None:
-        """Run a health check's suites on its version and store the result."""
-        with self.database.session() as session:
-            check = session.get_one(HealthCheck, lease.pk)
-            needed = needed_versions(session, session.get_one(Lineage, check.lineage_pk), check.version + 1)
-        self.store.fetch(*needed)
-        with self.database.session() as session:
-            check = session.get_one(HealthCheck, lease.pk)
-            spec = health_check_spec(session, session.get_one(Lineage, check.lineage_pk), check, self.store)
-        lines, failure = self._run_evaluator(lease, spec, stop)
-        if stop.is_set():
-            self.queue.release(lease)
-            return
-        with self.queue.guarded(lease) as (session, check):
-            check.finished_at, check.lease_token = now(), None
-            if failure is not None:
-                check.status = HealthCheckStatus.FAILED
-                check.error = {"code": "evaluation_failed", "message": failure, "param": None}
-                return
-            lineage = session.get_one(Lineage, check.lineage_pk)
-            # Panel scores of a version are stored once; a retention row, once per job's gate.
-            panels = [line for line in lines if isinstance(line, Panel)]
-            record_panel(session, lineage, new_panels(session, lineage, panels))
-            session.flush()
-            tenant = session.get_one(Tenant, check.tenant_pk)
-            origin = f"health check {check.id}" + (
-                f" (schedule {check.schedule_id})" if check.schedule_id else ""
-            )
-            report = build_report(session, tenant, lineage, check.version, check.suites, origin, self.store)
-            check.status, check.report_id = HealthCheckStatus.SUCCEEDED, report.id
-            check.result = {
-                "verdict": report.verdict,
-                "report_id": report.id,
-                "suites": report.body["suites"],
-                "retention": {line.job_id: line.scores for line in lines if isinstance(line, Scores)},
-            }
-        self.store.upload_reports()
-
     def _conclude(self, lease: Lease, workspace: Workspace, version_dir: Path, stop: threading.Event) -> None:
         """Evaluate the job's new version (in `version_dir`) and publish it.
 
@@ -227,99 +154,17 @@ class Worker:
         gateway can load under `<lineage>@<N>` (serving the lineage's name stays on its promoted
         version until the gate decides).
         """
-        through_serving = self._gateway_url() is not None
+        through_serving = self.evaluator.gateway_url() is not None
         if through_serving:
             self._publish_candidate(lease, workspace)
             version_dir = self.store.fetch(workspace.final)[0]
         try:
-            scores = self._evaluate(lease, version_dir, stop, through_serving)
+            scores = self.evaluator.score(lease, version_dir, stop, through_serving)
         except LeaseLost:
             self._abandon(lease, workspace)
             raise
         if not stop.is_set():
             self._publish(lease, workspace, scores)
-
-    def _gateway_url(self) -> str | None:
-        """The gateway the evaluator asks, when versions are evaluated as users are served."""
-        return self.settings.gateway_url if self.settings.evaluate_through_serving else None
-
-    def _evaluate(
-        self, lease: Lease, version_dir: Path, stop: threading.Event, through_serving: bool = False
-    ) -> list[Scores | Panel] | None:
-        """Score the job's new version (status `evaluating`); None when the evaluator failed.
-
-        A failed evaluation does not fail the job: its version is published, with a warning
-        event and an empty row of the retention matrix, and the health gate (if on) rejects it,
-        since nothing shows it healthy.
-        """
-        with self.queue.guarded(lease) as (session, job):
-            job.status = JobStatus.EVALUATING
-            where = " through the gateway, as it is served" if through_serving else ""
-            add_event(session, job, f"Evaluating the new version{where} on the probes of every job so far.")
-            lineage = session.get_one(Lineage, job.lineage_pk)
-            spec = retention_spec(session, lineage, job, version_dir, self.store)
-        lines, failure = self._run_evaluator(lease, spec, stop, lineage if through_serving else None)
-        with self.queue.guarded(lease) as (session, job):
-            if failure is not None:
-                add_event(session, job, f"Evaluation failed: {failure}", level="warn")
-            else:
-                scores = [line for line in lines if isinstance(line, Scores)]
-                own = next((line.scores for line in scores if line.job_id == job.id), None)
-                entries = len(scores)
-                add_event(session, job, retention_message(own, entries), data=own)
-        return lines if failure is None else None
-
-    def _run_evaluator(
-        self, lease: Lease, spec: EvaluatorSpec, stop: threading.Event, served: Lineage | None = None
-    ) -> tuple[list[Scores | Panel], str | None]:
-        """Run `python -m trainers.evaluate` on `spec`; its `scores` and `panel` lines, and why it failed
-        (None if it did not). With `served`, the lineage's versions are asked of the gateway, with a
-        key of its tenant that lives as long as the evaluation."""
-        spec_path = self.settings.logs_dir / f"{lease.id}.eval.json"
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        with self._evaluator_key(served) as key:
-            if served is not None and key is not None:
-                with self.database.session() as session:
-                    gateway = ServingTarget(f"{self._gateway_url()}/v1", key)
-                    through_gateway(session, served, spec, gateway)
-            spec.write(spec_path)
-            return self._evaluated(lease, spec_path, stop)
-
-    @contextlib.contextmanager
-    def _evaluator_key(self, lineage: Lineage | None) -> Iterator[str | None]:
-        """A key of `lineage`'s tenant for one evaluation through the gateway, revoked after it."""
-        if lineage is None:
-            yield None
-            return
-        with self.database.session() as session:
-            tenant = session.get_one(Tenant, lineage.tenant_pk)
-            row, key = issue_key(session, tenant, "member", f"evaluator of {lineage.name}")
-            key_id = row.key_id
-        try:
-            yield key
-        finally:
-            with self.database.session() as session:
-                revoke_key(session, key_id)
-
-    def _evaluated(
-        self, lease: Lease, spec_path: Path, stop: threading.Event
-    ) -> tuple[list[Scores | Panel], str | None]:
-        evaluator = TrainerProcess(
-            spec_path,
-            self._log(lease),
-            module="trainers.evaluate",
-            threads=self.settings.trainer_threads,
-            offline=not self.settings.hub_models,
-        )
-        lines: list[Line] = []
-        try:
-            completed = self._follow(lease, evaluator, stop, lines.append, self._deadline(lease))
-        finally:
-            evaluator.stop()
-        results = [line for line in lines if isinstance(line, Scores | Panel)]
-        if completed and evaluator.returncode == 0:
-            return results, None
-        return results, evaluator.failure_reason()
 
     def _processes(self, lease: Lease) -> int:
         """The job's trainer processes: as asked for, else as its first attempt recorded, else this
@@ -329,10 +174,6 @@ class Worker:
             default = min(self.settings.trainer_processes, job.hyperparameters["batch_size"])
             job.processes = job.processes or default
             return job.processes
-
-    def _log(self, lease: Lease) -> Path:
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        return self.settings.logs_dir / f"{lease.id}.log"
 
     def _record_line(self, lease: Lease, workspace: Workspace) -> Callable[[Line], None]:
         def record(line: Line) -> None:
@@ -350,7 +191,7 @@ class Worker:
             needed = needed_versions(session, lineage, job.version_number or 0)
         self.store.fetch(*needed)  # the parent and earlier jobs' probes, local before the spec names them
         with self.database.session() as session:
-            workspace = self._workspace(session, session.get_one(Job, lease.pk))
+            workspace = job_workspace(session, session.get_one(Job, lease.pk), self.store, self.settings)
         spec_path = workspace.staging / "spec.json"
         if spec_path.exists() and json.loads(spec_path.read_text())["job_id"] != lease.id:
             shutil.rmtree(workspace.staging)  # left by an earlier job of this lineage that failed
@@ -361,97 +202,6 @@ class Worker:
         if workspace.probes is not None:  # kept with the version it probes
             (workspace.staging / PROBES_FILE).write_text(json.dumps(workspace.probes))
         return workspace
-
-    def _workspace(self, session: Session, job: Job) -> Workspace:
-        lineage = session.get_one(Lineage, job.lineage_pk)
-        tenant = session.get_one(Tenant, job.tenant_pk)
-        training_file = session.scalars(select(File).where(File.id == job.training_file)).one()
-        validation_file = None
-        if job.validation_file is not None:
-            validation_file = session.scalars(select(File).where(File.id == job.validation_file)).one()
-        number = job.version_number or 0
-        final = self.store.version_location(tenant.name, lineage.name, number)
-        staging = self.store.staging_dir(tenant.name, lineage.name, number)
-        parent = None
-        if job.parent_version:  # where it was published, should the store have moved since
-            location = session.scalars(
-                select(Version.path).where(
-                    Version.lineage_pk == lineage.pk, Version.number == job.parent_version
-                )
-            ).one()
-            parent = self.store.local_version(location)
-        evaluation = lineage.evaluation_config
-        continual_eval = None
-        if job.probes is not None and evaluation.continual_eval_every > 0:
-            continual_eval = ContinualEvalSpec(
-                every=evaluation.continual_eval_every,
-                items=evaluation.continual_eval_items,
-                earlier=earlier_probes(session, lineage, number, self.store),
-                current=str(staging / PROBES_FILE),
-            )
-        spec = JobSpec(
-            job_id=job.id,
-            tenant=tenant.name,
-            lineage=lineage.name,
-            version=number,
-            parent_version=job.parent_version,
-            base_model=lineage.base_model,
-            method=lineage.method,
-            training_file=Path(training_file.path),
-            training_file_sha256=training_file.sha256,
-            validation_file=Path(validation_file.path) if validation_file else None,
-            validation_file_sha256=validation_file.sha256 if validation_file else None,
-            integrations=[Integration.from_json(item) for item in job.integrations or []],
-            parent_dir=parent,
-            output_dir=staging,
-            hyperparameters=Hyperparameters(**job.hyperparameters),
-            seed=job.seed,
-            checkpoint_every=self.settings.checkpoint_every,
-            cache_dir=self.settings.cache_dir,
-            held_out_rows=job.probes["held_out_rows"] if job.probes else [],
-            continual_eval=continual_eval,
-            precision=self.settings.trainer_precision,
-            objective=Objective.from_json(job.objective),
-        )
-        return Workspace(staging=staging, final=final, spec=spec, probes=job.probes)
-
-    def _follow(
-        self,
-        lease: Lease,
-        process: TrainerProcess,
-        stop: threading.Event,
-        on_line: Callable[[Line], None],
-        deadline: float,
-    ) -> bool:
-        """Hand the process's lines to `on_line` and renew the lease until it exits; True if it completed.
-
-        Raises JobTimedOut once the wall clock passes `deadline` (Unix seconds).
-        """
-        completed, renewed_at = False, time.monotonic()
-        for line in process.lines(tick=min(1.0, self.settings.heartbeat_seconds)):
-            if stop.is_set():
-                return False
-            if time.time() > deadline:
-                noun = "job" if lease.work is Job else "health check"
-                raise JobTimedOut(
-                    f"The {noun} ran for longer than this service's limit of "
-                    f"{self.settings.job_timeout_seconds:g} s (NEUROPLAST_JOB_TIMEOUT_SECONDS)."
-                )
-            if line is not None:
-                completed |= isinstance(line, Completed)
-                on_line(line)
-            if time.monotonic() - renewed_at >= self.settings.heartbeat_seconds:
-                if not self.queue.renew(lease):
-                    raise LeaseLost(lease.id)  # cancelled or taken over: the finally stops the trainer
-                renewed_at = time.monotonic()
-        return completed
-
-    def _deadline(self, lease: Lease) -> float:
-        """When the job or check must have finished: its first start plus the timeout, over all attempts."""
-        with self.database.session() as session:
-            work: Job | HealthCheck = session.get_one(lease.work, lease.pk)  # type: ignore[assignment]
-            started = work.started_at or time.time()
-        return started + self.settings.job_timeout_seconds
 
     def _publish_candidate(self, lease: Lease, workspace: Workspace) -> None:
         """Publish the version's files and its row as a `candidate`, before the gate decides."""
