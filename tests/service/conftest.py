@@ -5,8 +5,9 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,6 +119,17 @@ def finished_job(api: httpx.Client, job_id: str, timeout: float = 300) -> dict:
             return job
         time.sleep(0.5)
     raise TimeoutError(job_id)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 180, tick: float = 0.1) -> Any:
+    """Poll `check` every `tick` seconds until it returns something truthy, and return that; a
+    TimeoutError naming `what` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(tick)
+    raise TimeoutError(f"waited {timeout} s for {what}")
 
 
 # For lineages of tests that run jobs but do not test the health gate: the gate still runs

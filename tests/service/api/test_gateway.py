@@ -15,6 +15,7 @@ from service.main import create_app
 from service.models import Version
 from service.services.keys import create_key
 from service.settings import Settings
+from tests.service.conftest import wait_for
 from tests.service.serving import conftest as serving
 from tests.service.serving.conftest import wait_serving
 from tests.service.serving.fake_vllm import BASE, fake_vllm, running
@@ -120,7 +121,9 @@ def test_promote_and_rollback_swap_the_alias_and_unload_the_old_version(gateway:
     rolled = gateway.post("/v1/lineages/bot/rollback").json()
     assert (rolled["promoted_version"], rolled["served_version"]) == (2, 2)
 
-    _wait(lambda: set(backend[1]) == {"acme/bot@2"})
+    wait_for(
+        lambda: set(backend[1]) == {"acme/bot@2"}, "bot@1 unloaded from the backend", timeout=5, tick=0.02
+    )
     statuses = {v["version"]: v["status"] for v in gateway.get("/v1/lineages/bot/versions").json()["data"]}
     assert statuses == {1: "retired", 2: "promoted"}
 
@@ -202,7 +205,10 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation_upstream(
             wait_serving(api, "bot", 1)
             with api.stream("POST", "/v1/completions", json={"model": "bot", "stream": True}) as answer:
                 first = next(answer.iter_lines())
-            _wait(lambda: slow.state.streams == {"open": 0, "abandoned": 1})
+            abandoned = {"open": 0, "abandoned": 1}
+            wait_for(
+                lambda: slow.state.streams == abandoned, "the stream to be abandoned", timeout=5, tick=0.02
+            )
             inflight = app.state.serving.inflight
 
     assert first.startswith("data: {")
@@ -223,13 +229,6 @@ def test_readyz_is_unavailable_while_no_replica_answers(settings: Settings, data
 
     assert ready.status_code == 503 and "bot@1" in ready.json()["serving"]  # the reason: for admins only
     assert (answer.status_code, answer.json()["error"]["code"]) == (503, "not_ready")
-
-
-def _wait(condition, timeout: float = 5) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def _key(database: Database, tenant: str, scope: str = "member") -> str:

@@ -26,12 +26,6 @@ def _published(database: Database, versions: int) -> None:
         lineage.promoted_version = versions
 
 
-@pytest.fixture
-def lineage(api: TestClient, model_path: str) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    return "bot"
-
-
 def test_a_check_of_the_promoted_version_is_queued(api: TestClient, database: Database, lineage: str) -> None:
     _published(database, versions=2)
     check = api.post("/v1/health_checks", json={"lineage": lineage}).json()

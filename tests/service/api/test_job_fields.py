@@ -14,12 +14,6 @@ from tests.service.conftest import FACTS, upload
 from trainers.contracts.statuses import JobStatus, VersionStatus
 
 
-@pytest.fixture
-def lineage(api: TestClient, model_path: str) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    return "bot"
-
-
 def _create(api: TestClient, **body: object):
     return api.post(
         "/v1/fine_tuning/jobs", json={"model": "bot", "training_file": upload(api, FACTS)["id"], **body}

@@ -14,12 +14,6 @@ PAIR = json.loads(PAIRS.splitlines()[0])
 
 
 @pytest.fixture
-def lineage(api: TestClient, model_path: str) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path})
-    return "bot"
-
-
-@pytest.fixture
 def pairs_file(api: TestClient) -> str:
     return upload(api, PAIRS, "pairs.jsonl")["id"]
 

@@ -12,12 +12,6 @@ from tests.service.conftest import FACTS, upload
 
 
 @pytest.fixture
-def lineage(api: TestClient, model_path: str) -> str:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path})
-    return "bot"
-
-
-@pytest.fixture
 def training_file(api: TestClient) -> str:
     return upload(api, FACTS)["id"]
 

@@ -6,8 +6,9 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from service.services.webhooks import emit
 from service.settings import Settings
 from service.worker.lease import JobQueue
 from service.worker.worker import Worker
-from tests.service.conftest import FACTS, upload
+from tests.service.conftest import FACTS, upload, wait_for
 from tests.service.serving.conftest import publish
 from tests.service.serving.fake_vllm import BASE
 
@@ -350,10 +351,4 @@ def _tenant_pk(database: Database, session: Any) -> int:
     return int(session.scalar(select(Tenant.pk).where(Tenant.name == "acme")))
 
 
-def _wait(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise TimeoutError(f"waited {timeout} s for {what}")
+_wait = partial(wait_for, timeout=15, tick=0.05)  # a delivery takes a fraction of a second

@@ -4,7 +4,6 @@ that cannot be loaded is a 503 to retry that names nothing internal."""
 
 import sys
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ from service.main import create_app
 from service.models import Job, Lineage
 from service.serving.supervisor import Supervisor
 from service.settings import Settings
+from tests.service.conftest import wait_for
 from tests.service.serving.conftest import publish, publish_bot, tenant_key, wait_serving
 from tests.service.serving.fake_vllm import BASE, fake_vllm, running
 from trainers.contracts.statuses import JobStatus
@@ -101,7 +101,9 @@ def test_an_idle_pinned_version_is_unloaded_but_never_while_a_request_uses_it(
                 time.sleep(0.6)  # idle for longer than pin_idle_seconds, but in use
                 during.append(set(backend.state.adapters))
                 rest = [line for line in lines if line.startswith("data: ")]
-            _wait(lambda: "acme/bot@1" not in backend.state.adapters)
+            wait_for(
+                lambda: "acme/bot@1" not in backend.state.adapters, "bot@1 unloaded", timeout=5, tick=0.02
+            )
             listed = {model["id"] for model in api.get("/v1/models").json()["data"]}
             again = api.post("/v1/completions", json={"model": "bot@1", "prompt": "x"})
 
@@ -152,15 +154,13 @@ def test_a_supervised_server_that_no_version_needs_is_stopped(
         (supervisor,) = tier.supervisors.values()
         time.sleep(0.3)
         kept_for_a_while = bool(tier.supervisors)
-        _wait(lambda: not tier.supervisors and supervisor.process.poll() is not None)
+        wait_for(
+            lambda: not tier.supervisors and supervisor.process.poll() is not None,
+            "the idle supervisor to stop",
+            timeout=5,
+            tick=0.02,
+        )
 
     assert answer.status_code == 503 and answer.headers["retry-after"]
     assert BASE not in answer.json()["error"]["message"]  # a base model may be a path on the server
     assert kept_for_a_while
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)

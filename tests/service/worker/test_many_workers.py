@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -22,7 +21,7 @@ from sqlalchemy import select
 from service.db import Database
 from service.models import Checkpoint, Job, JobEvent, Lineage, Version
 from service.settings import Settings
-from tests.service.conftest import FACTS, upload
+from tests.service.conftest import FACTS, upload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,21 +44,21 @@ def test_a_killed_worker_loses_its_job_to_another_that_resumes_it(
     a1, a2, b1 = (_submit(api, lineage, file_id, steps) for lineage, steps in (("a", 60), ("a", 2), ("b", 2)))
 
     doomed = workers.start("doomed")
-    _wait_for(lambda: _job(database, a1).owner == "doomed", "the doomed worker to claim a1")
+    wait_for(lambda: _job(database, a1).owner == "doomed", "the doomed worker to claim a1")
     workers.start("survivor")
     # Lineages run in parallel: b1 is claimed by the second worker while a1 runs; a2 waits for a1.
-    _wait_for(lambda: _job(database, b1).owner == "survivor", "the survivor to claim b1")
+    wait_for(lambda: _job(database, b1).owner == "survivor", "the survivor to claim b1")
     assert _job(database, a1).status == "running" and _job(database, a2).status == "queued"
 
-    trainer = _wait_for(lambda: _trainer_of(doomed.pid), "the doomed worker's trainer")
-    _wait_for(lambda: _checkpoints(database, a1) >= 1, "a1's first checkpoint", tick=0.02)
+    trainer = wait_for(lambda: _trainer_of(doomed.pid), "the doomed worker's trainer")
+    wait_for(lambda: _checkpoints(database, a1) >= 1, "a1's first checkpoint", tick=0.02)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     assert _job(database, a1).status == "running", "a1 ended before its worker could be killed"
     killed_at = time.monotonic()
     trainer.wait(timeout=10)  # the trainer dies with its worker (parent-death signal)
 
-    _wait_for(lambda: _job(database, a1).owner == "survivor", "the survivor to re-claim a1", timeout=120)
+    wait_for(lambda: _job(database, a1).owner == "survivor", "the survivor to re-claim a1", timeout=120)
     assert time.monotonic() - killed_at < LEASE_SECONDS + 60  # expiry, plus b1's remaining work
     jobs = {job_id: _wait_finished(database, job_id) for job_id in (a1, a2, b1)}
     assert {job.status for job in jobs.values()} == {"succeeded"}, {j: job.error for j, job in jobs.items()}
@@ -144,7 +143,7 @@ def _job(database: Database, job_id: str) -> Job:
 
 def _wait_finished(database: Database, job_id: str) -> Job:
     finished = ("succeeded", "failed", "cancelled")
-    return _wait_for(lambda: (job := _job(database, job_id)).status in finished and job, job_id, timeout=300)
+    return wait_for(lambda: (job := _job(database, job_id)).status in finished and job, job_id, timeout=300)
 
 
 def _checkpoints(database: Database, job_id: str) -> int:
@@ -173,12 +172,3 @@ def _trainer_of(pid: int) -> psutil.Process | None:
         if "trainers.run" in " ".join(child.cmdline()):
             return child
     return None
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 180, tick: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(tick)
-    raise TimeoutError(f"waited {timeout} s for {what}")

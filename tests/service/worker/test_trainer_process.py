@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from service.models import Checkpoint, Job, JobEvent
 from service.settings import Settings
 from service.worker.trainer_process import TrainerProcess, launch_command
 from service.worker.worker import Worker
-from tests.service.conftest import FACTS, QUICK_GATE, upload
+from tests.service.conftest import FACTS, QUICK_GATE, upload, wait_for
 from tests.trainers.conftest import REPO, write_jsonl, write_spec
 from trainers.base_model.corpus import fact_set
 from trainers.contracts.lines import Message, Started
@@ -106,14 +104,14 @@ def test_a_killed_worker_takes_every_rank_along_and_the_job_resumes_with_its_cou
         env={**os.environ, **_worker_env(settings), "NEUROPLAST_TRAINER_PROCESSES": "2"},
         stderr=subprocess.DEVNULL,
     )
-    ranks = _wait_for(lambda: _ranks(doomed.pid), "the doomed worker's two ranks")
-    _wait_for(lambda: _checkpoints(database, job_id) >= 1, "a first checkpoint")
+    ranks = wait_for(lambda: _ranks(doomed.pid), "the doomed worker's two ranks")
+    wait_for(lambda: _checkpoints(database, job_id) >= 1, "a first checkpoint")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     assert not _survivors(ranks, timeout=10), "ranks outlived their worker"
 
     survivor = Worker(settings.model_copy(update={"trainer_processes": 1}), database)
-    _wait_for(survivor.run_once, "the lease to expire and the job to be re-claimed")
+    wait_for(survivor.run_once, "the lease to expire and the job to be re-claimed")
     job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert (job["status"], job["processes"]) == ("succeeded", 2), job
     starts = [e for e in _events(database, job_id) if e.message.startswith("Training started")]
@@ -129,8 +127,8 @@ def test_cancel_stops_every_rank(
     worker = Worker(settings.model_copy(update={"trainer_processes": 2}), database)
     thread = threading.Thread(target=worker.run_once)
     thread.start()
-    ranks = _wait_for(lambda: _ranks(os.getpid()), "two ranks")
-    _wait_for(lambda: _checkpoints(database, job_id) >= 1, "a first checkpoint")
+    ranks = wait_for(lambda: _ranks(os.getpid()), "two ranks")
+    wait_for(lambda: _checkpoints(database, job_id) >= 1, "a first checkpoint")
     assert api.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -157,7 +155,7 @@ def test_ranks_die_with_a_worker_killed_while_they_start(tmp_path: Path, tiny_ba
     # without it the ranks would wait at the rendezvous of a launcher that is gone.
     spec = _long_spec(tmp_path, tiny_base)
     worker = subprocess.Popen([sys.executable, "-c", _FOLLOW_TRAINER, str(spec)], cwd=REPO)
-    ranks = _wait_for(lambda: _ranks(worker.pid), "two ranks")
+    ranks = wait_for(lambda: _ranks(worker.pid), "two ranks")
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert not _survivors(ranks, timeout=10), "ranks outlived their worker"
@@ -228,15 +226,6 @@ def _checkpoints(database: Database, job_id: str) -> int:
 def _events(database: Database, job_id: str) -> list[JobEvent]:
     with database.session() as session:
         return list(session.scalars(select(JobEvent).join(Job).where(Job.id == job_id).order_by(JobEvent.pk)))
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise TimeoutError(f"waited {timeout} s for {what}")
 
 
 @pytest.mark.parametrize("threads", [None, 3])
