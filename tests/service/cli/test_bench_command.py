@@ -1,4 +1,4 @@
-"""`neuroplast bench cl` hands its arguments to `python -m bench.cl` in the checkout, and its exit code back."""
+"""`neuroplast bench cl` runs `python -m bench.cl` in the checkout with its arguments and exits as it does."""
 
 import subprocess
 import sys
