@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from bench.cl.streams import Task, family, task_orders
 from bench.cl.variants import VARIANTS, Variant
-from bench.jobs import job_spec, run_job
+from bench.jobs import TrainerRun, job_spec, run_job
 from eval.continual import recall_inputs
 from eval.panel import run_suite
 from eval.probes import Probes
@@ -122,10 +122,11 @@ def run_lineage(
     )
     if panel:
         result.panel["base"] = _base_panel(base, tokenizer, panel, workdir / "base-panel.json")
+    lineage = _Lineage(result, tasks, files, base_model, lineage_dir, steps, tokenizer, panel)
     if VARIANTS[variant].method == "multitask":
-        _multitask(result, tasks, files, base_model, lineage_dir, steps, tokenizer, panel)
+        _multitask(lineage)
     else:
-        _stream(result, VARIANTS[variant], tasks, files, base_model, lineage_dir, steps, tokenizer, panel)
+        _stream(lineage, VARIANTS[variant])
     result.save(done)
     return result
 
@@ -136,6 +137,26 @@ class _Files:
 
     training: Path
     validation: Path
+
+
+@dataclass(frozen=True)
+class _Lineage:
+    """What every job of one lineage shares: its result so far, tasks in order, files and settings."""
+
+    result: LineageResult
+    tasks: list[Task]
+    files: list[_Files]
+    base_model: Path
+    folder: Path
+    steps: int
+    tokenizer: PreTrainedTokenizerBase
+    panel: tuple[str, ...]
+
+    def score(self, version_dir: Path) -> torch.nn.Module:
+        """Load the version, append its test scores to the matrix and return it."""
+        model = load_version(str(self.base_model), version_dir)
+        self.result.matrix.append(_test_scores(model, self.tokenizer, self.tasks))
+        return model
 
 
 def _write_files(tasks: list[Task], folder: Path) -> list[_Files]:
@@ -149,22 +170,12 @@ def _write_files(tasks: list[Task], folder: Path) -> list[_Files]:
     return files
 
 
-def _stream(
-    result: LineageResult,
-    variant: Variant,
-    tasks: list[Task],
-    files: list[_Files],
-    base_model: Path,
-    lineage_dir: Path,
-    steps: int,
-    tokenizer: PreTrainedTokenizerBase,
-    panel: tuple[str, ...],
-) -> None:
-    """One job per task, each from the version before; scores after each into `result`."""
-    method = Method.resolve(variant.method, variant.config)
+def _stream(lineage: _Lineage, variant: Variant) -> None:
+    """One job per task, each from the version before; scores after each into the result."""
+    result, method = lineage.result, Method.resolve(variant.method, variant.config)
     parent: Path | None = None
     earlier: dict[str, str] = {}
-    for i, (task, task_files) in enumerate(zip(tasks, files, strict=True)):
+    for i, (task, task_files) in enumerate(zip(lineage.tasks, lineage.files, strict=True)):
         job_id = f"ftjob-cl-{result.variant}-{result.seed}-{i}"
         continual_eval = ContinualEvalSpec(
             every=EVAL_EVERY,
@@ -173,81 +184,66 @@ def _stream(
             current=str(task_files.validation),
             dense_steps=DENSE_STEPS,
         )
-        output_dir = lineage_dir / f"v{i + 1}"
+        output_dir = lineage.folder / f"v{i + 1}"
         run = _train(
-            job_spec(
-                output_dir,
-                base_model,
-                task_files.training,
-                steps=steps,
-                method=method,
-                parent_dir=parent,
-                version=i + 1,
-                job_id=job_id,
-                lineage=f"{result.variant}-seed{result.seed}",
-                batch_size=BATCH_SIZE,
-                seed=result.seed,
-                cache_dir=lineage_dir.parent / "cache",
-                continual_eval=continual_eval if earlier else None,
-            )
+            lineage,
+            output_dir,
+            task_files.training,
+            lineage.steps,
+            job_id=job_id,
+            method=method,
+            parent_dir=parent,
+            version=i + 1,
+            continual_eval=continual_eval if earlier else None,
         )
         evaluations = run.of_type("evaluation")
         if earlier:
             result.curves.append(_curve(evaluations, list(earlier)))
         result.costs.append(_costs(output_dir, evaluations))
         earlier[job_id] = str(task_files.validation)
-        model = load_version(str(base_model), output_dir)
-        result.matrix.append(_test_scores(model, tokenizer, tasks))
-        if panel and i == len(tasks) - 1:
-            result.panel[f"v{i + 1}"] = _panel(model, tokenizer, panel)
+        model = lineage.score(output_dir)
+        if lineage.panel and i == len(lineage.tasks) - 1:
+            result.panel[f"v{i + 1}"] = _panel(model, lineage.tokenizer, lineage.panel)
         if variant.method == "ilora":  # the fast adapter, which the slow one interpolates
             fast = PeftModel.from_pretrained(
-                AutoModelForCausalLM.from_pretrained(base_model), output_dir / "memory" / FAST_DIR
+                AutoModelForCausalLM.from_pretrained(lineage.base_model), output_dir / "memory" / FAST_DIR
             ).eval()
-            result.fast_matrix.append(_test_scores(fast, tokenizer, tasks))
+            result.fast_matrix.append(_test_scores(fast, lineage.tokenizer, lineage.tasks))
         parent = output_dir
 
 
-def _multitask(
-    result: LineageResult,
-    tasks: list[Task],
-    files: list[_Files],
-    base_model: Path,
-    lineage_dir: Path,
-    steps: int,
-    tokenizer: PreTrainedTokenizerBase,
-    panel: tuple[str, ...],
-) -> None:
+def _multitask(lineage: _Lineage) -> None:
     """The upper bound: one `lora` job from the base on every task's rows, shuffled together."""
-    rows = [row for task in tasks for row in task.train]
-    random.Random(result.seed).shuffle(rows)
-    training = lineage_dir / "all-tasks.jsonl"
+    rows = [row for task in lineage.tasks for row in task.train]
+    random.Random(lineage.result.seed).shuffle(rows)
+    training = lineage.folder / "all-tasks.jsonl"
     training.parent.mkdir(parents=True, exist_ok=True)
     training.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    output_dir = lineage_dir / "v1"
-    _train(
+    output_dir = lineage.folder / "v1"
+    job_id = f"ftjob-cl-multitask-{lineage.result.seed}"
+    _train(lineage, output_dir, training, lineage.steps * len(lineage.tasks), job_id=job_id)
+    lineage.result.costs.append(_costs(output_dir, []))
+    model = lineage.score(output_dir)
+    if lineage.panel:
+        lineage.result.panel["v1"] = _panel(model, lineage.tokenizer, lineage.panel)
+
+
+def _train(lineage: _Lineage, output_dir: Path, training: Path, steps: int, **spec: Any) -> TrainerRun:
+    """One job as a worker runs it (`bench.jobs`); a job an interrupted run left half done starts over."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return run_job(
         job_spec(
             output_dir,
-            base_model,
+            lineage.base_model,
             training,
-            steps=steps * len(tasks),
-            job_id=f"ftjob-cl-multitask-{result.seed}",
-            lineage=f"multitask-seed{result.seed}",
+            steps=steps,
+            lineage=f"{lineage.result.variant}-seed{lineage.result.seed}",
             batch_size=BATCH_SIZE,
-            seed=result.seed,
-            cache_dir=lineage_dir.parent / "cache",
+            seed=lineage.result.seed,
+            cache_dir=lineage.folder.parent / "cache",
+            **spec,
         )
-    )
-    result.costs.append(_costs(output_dir, []))
-    model = load_version(str(base_model), output_dir)
-    result.matrix.append(_test_scores(model, tokenizer, tasks))
-    if panel:
-        result.panel["v1"] = _panel(model, tokenizer, panel)
-
-
-def _train(spec: Any) -> Any:
-    shutil.rmtree(spec.output_dir, ignore_errors=True)  # a job an interrupted run left half done
-    return run_job(spec).check()
+    ).check()
 
 
 def _test_scores(

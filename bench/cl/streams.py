@@ -20,6 +20,7 @@ continual evaluator reads a validation file as it reads a job's probes.
 """
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,25 @@ def family(name: str, seed: int = 0) -> list[Task]:
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; choose from {sorted(FAMILIES)}")
-    return FAMILIES[name](random.Random(f"cl-family:{name}:{seed}"))
+    spec, rng = FAMILIES[name], random.Random(f"cl-family:{name}:{seed}")
+    facts = []
+    for i, entity in enumerate(_names(rng, name, 24, spec.fact_syllables)):
+        questions, answer, values = spec.facts[i % len(spec.facts)]
+        answer = answer.format(name=entity, value=rng.choice(values))
+        asked = [question.format(name=entity) for question in questions]
+        taught = tuple((question, answer) for question in asked[:TRAIN_PHRASINGS])
+        facts.append(_Fact(taught, asked[TRAIN_PHRASINGS], answer))
+    entities = _names(rng, name, 12, spec.prose_syllables)
+    prose = [
+        _prose_fact(rng, entity.lower() if spec.lower_prose_names else entity, attribute)
+        for entity in entities
+        for attribute in spec.prose
+    ]
+    return [
+        _facts_task(f"{name}-{spec.names[0]}", facts, rng),
+        _skill_task(f"{name}-{spec.names[1]}", spec.skill, rng),
+        _text_task(f"{name}-{spec.names[2]}", prose, len(spec.prose), rng),
+    ]
 
 
 def task_orders(tasks: int) -> list[list[int]]:
@@ -83,50 +102,30 @@ def task_orders(tasks: int) -> list[list[int]]:
     return [[(start + i) % tasks for i in range(tasks)] for start in range(tasks)]
 
 
-def _dev(rng: random.Random) -> list[Task]:
-    people = _names(rng, "dev", 24, 3)
-    facts = []
-    for i, person in enumerate(people):
-        attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
-        value = rng.choice(attribute.values)
-        answer = attribute.answer.format(name=person, value=value)
-        questions = [question.format(name=person) for question in attribute.questions]
-        facts.append(_Fact(tuple((q, answer) for q in questions[:TRAIN_PHRASINGS]), questions[2], answer))
-    creatures = [name.lower() for name in _names(rng, "dev", 12, 2)]
-    prose = [
-        _prose_fact(rng, creature, attribute)
-        for creature in creatures
-        for attribute in (_CREATURE_HABITAT, _CREATURE_FOOD)
-    ]
-    return [
-        _facts_task("dev-facts", facts, rng),
-        _skill_task("dev-dates", _date_item, rng),
-        _text_task("dev-creatures", prose, 2, rng),
-    ]
+@dataclass(frozen=True)
+class _Family:
+    """How a family's tasks are drawn.
 
+    Attributes:
+        names: Its facts, skill and prose tasks' names (after the family's).
+        facts: Per attribute (cycled over 24 entities): questions (`TRAIN_PHRASINGS` taught, the
+            next one asked back), the answer, its values.
+        fact_syllables: Syllables of the facts' entity names.
+        skill: Draws one (question, answer) item of the skill.
+        prose: Per attribute of each of 12 prose entities: taught statements, the asked sentence
+            start, values.
+        prose_syllables: Syllables of the prose entities' names.
+        lower_prose_names: Prose entities are common nouns (a creature), not names (a planet).
+    """
 
-def _test(rng: random.Random) -> list[Task]:
-    products = _names(rng, "test", 24, 2)
-    facts = []
-    for i, product in enumerate(products):
-        questions, answer, values = _PRODUCT_FACTS[i % len(_PRODUCT_FACTS)]
-        answer = answer.format(name=product, value=rng.choice(values))
-        asked = [question.format(name=product) for question in questions]
-        facts.append(_Fact(tuple((q, answer) for q in asked[:TRAIN_PHRASINGS]), asked[2], answer))
-    planets = _names(rng, "test", 12, 3)
-    prose = [
-        _prose_fact(rng, planet, attribute)
-        for planet in planets
-        for attribute in (_PLANET_SKY, _PLANET_EXPORT)
-    ]
-    return [
-        _facts_task("test-products", facts, rng),
-        _skill_task("test-clock", _clock_item, rng),
-        _text_task("test-planets", prose, 2, rng),
-    ]
+    names: tuple[str, str, str]
+    facts: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...]
+    fact_syllables: int
+    skill: Callable[[random.Random], tuple[str, str]]
+    prose: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...]
+    prose_syllables: int
+    lower_prose_names: bool = False
 
-
-FAMILIES = {"dev": _dev, "test": _test}
 
 # (questions: two taught, one asked back; the answer; its values): the test family's facts.
 _PRODUCT_FACTS = (
@@ -285,3 +284,26 @@ def _names(rng: random.Random, family: str, count: int, syllables: int) -> list[
     while len(names) < count:
         names["".join(rng.choice(_SYLLABLES[family]) for _ in range(syllables)).capitalize()] = None
     return list(names)
+
+
+# The dev family's facts are the pretraining corpus's attributes (its people, their city, pet, ...).
+_PEOPLE_FACTS = tuple((attribute.questions, attribute.answer, attribute.values) for attribute in ATTRIBUTES)
+FAMILIES = {
+    "dev": _Family(
+        names=("facts", "dates", "creatures"),
+        facts=_PEOPLE_FACTS,
+        fact_syllables=3,
+        skill=_date_item,
+        prose=(_CREATURE_HABITAT, _CREATURE_FOOD),
+        prose_syllables=2,
+        lower_prose_names=True,
+    ),
+    "test": _Family(
+        names=("products", "clock", "planets"),
+        facts=_PRODUCT_FACTS,
+        fact_syllables=2,
+        skill=_clock_item,
+        prose=(_PLANET_SKY, _PLANET_EXPORT),
+        prose_syllables=3,
+    ),
+}
