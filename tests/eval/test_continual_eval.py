@@ -1,4 +1,4 @@
-"""Continual evaluation inside a job: its schedule, one pass over every job's items, a tracker across jobs."""
+"""Continual evaluation in a job (eval/continual.py): its schedule, one pass, a tracker across jobs."""
 
 import json
 from pathlib import Path
