@@ -87,7 +87,7 @@ def _row(name: str, runs: list[LineageResult], lora: dict[int, LineageResult], f
     step = statistics.fmean(c["train_s_per_step"] for c in costs)
     return (
         f"| {name} | {len(runs)} | {accuracy} | {forgetting} | {ratio} | {final} | {fwt} | {min_acc} "
-        f"| {replayed:,.0f} | {trained:,.0f} | {step:.2f} | {_panel_change(runs)} |"
+        f"| {replayed:,.0f} | {trained:,.0f} | {step:.2f} | {'-' if fast else _panel_change(runs)} |"
     )
 
 
