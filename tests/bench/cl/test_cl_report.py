@@ -48,11 +48,13 @@ def test_the_verdict_compares_with_lora_and_the_best_replay(tmp_path: Path) -> N
     text = markdown(results, "## header", {"test": tmp_path / "gap.png"})
     assert "| trc | 3 |" in text and "| replay | 3 |" in text
     assert (
-        "- `trc`: forgetting 0.27 of lora's; final task +0.0 ± 0.0 points against lora's; forgetting "
-        "-15.0 ± 0.0 points against `replay` (the replay with least forgetting): goal met." in text
+        "- `trc` (3 seeds): forgetting 0.27 of lora's; final task +0.0 ± 0.0 points against lora's; "
+        "forgetting -15.0 ± 0.0 points against `replay` (the replay with least forgetting): goal met." in text
     )
-    assert "- `ilora`: forgetting 0.73 of lora's; final task -40.0 ± 0.0 points" in text
+    assert "- `ilora` (3 seeds): forgetting 0.73 of lora's; final task -40.0 ± 0.0 points" in text
     assert text.count("goal not met") == 1
+    one_seed = markdown([r for r in results if r.seed == 0], "## header", {})
+    assert "- `trc` (1 seeds)" in one_seed and "too few seeds to judge" in one_seed and "goal" not in one_seed
     assert "Dev family" not in text  # no dev lineages ran
 
 
