@@ -11,12 +11,17 @@ from service.worker.lease import JobQueue
 from tests.service.conftest import FACTS, upload
 
 
+def _queued_job(api: TestClient, model_path: str) -> str:
+    """A job queued on a new lineage `bot`; its id."""
+    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
+    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
+    return str(api.post("/v1/fine_tuning/jobs", json=body).json()["id"])
+
+
 def test_time_spent_paused_does_not_count_towards_the_time_limit(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
-    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    job_id = _queued_job(api, model_path)
     assert JobQueue(database, settings).claim("w1") is not None
     api.post(f"/v1/fine_tuning/jobs/{job_id}/pause").raise_for_status()
     with database.session() as session:  # started an hour ago, then paused for the last 40 minutes
@@ -37,12 +42,12 @@ def test_time_spent_paused_does_not_count_towards_the_time_limit(
 
 def test_a_paused_job_keeps_its_quota_slot(api: TestClient, settings: Settings, model_path: str) -> None:
     settings.max_active_jobs = 1
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
-    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    job_id = _queued_job(api, model_path)
     api.post(f"/v1/fine_tuning/jobs/{job_id}/pause").raise_for_status()
 
-    refused = api.post("/v1/fine_tuning/jobs", json=body)
+    refused = api.post(
+        "/v1/fine_tuning/jobs", json={"model": "bot", "training_file": upload(api, FACTS)["id"]}
+    )
 
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exceeded"
 
@@ -56,9 +61,7 @@ def _messages(api: TestClient, job_id: str) -> list[str]:
 def test_a_resumed_job_says_it_resumed_after_the_pause_from_its_checkpoint(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
-    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    job_id = _queued_job(api, model_path)
     queue = JobQueue(database, settings)
     assert queue.claim("w1") is not None
     api.post(f"/v1/fine_tuning/jobs/{job_id}/pause").raise_for_status()
@@ -84,9 +87,7 @@ def test_a_resumed_job_says_it_resumed_after_the_pause_from_its_checkpoint(
 def test_a_job_paused_before_its_first_claim_starts_as_any_other(
     api: TestClient, database: Database, settings: Settings, model_path: str
 ) -> None:
-    api.post("/v1/lineages", json={"name": "bot", "base_model": model_path}).raise_for_status()
-    body = {"model": "bot", "training_file": upload(api, FACTS)["id"]}
-    job_id = api.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+    job_id = _queued_job(api, model_path)
     api.post(f"/v1/fine_tuning/jobs/{job_id}/pause").raise_for_status()
     api.post(f"/v1/fine_tuning/jobs/{job_id}/resume").raise_for_status()
 
