@@ -5,7 +5,7 @@ root, where they rewrite their sections: `python -m bench.continual --methods lo
 (36 versions), and the `trc` section's command, which that section names (84 versions, about
 20 minutes with `--parallel 2` and `OMP_NUM_THREADS=1` on 2 cores). So does the brain-rot
 dose-response on SmolLM2, `python -m bench.brainrot` (15 jobs and their panels, about 40 minutes),
-the continual-learning benchmark on SmolLM2, `python -m bench.cl` (about 8 minutes per lineage on
+the continual-learning benchmark on SmolLM2, `python -m bench.cl` (about 10 minutes per lineage on
 one core; its section names the variants and seeds run), and the cost of continual evaluation
 there, `python -m bench.continual_eval_cost` (about 10 minutes).
 """
