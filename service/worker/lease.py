@@ -158,8 +158,12 @@ def _claimed_event(session: Session, job: Job, owner: str, claimed_before: bool)
     if session.scalar(newest) != RESUMED_EVENT:
         return f"Resumed (attempt {job.attempts}) on worker {owner}."
     step = session.scalar(select(func.max(Checkpoint.step_number)).where(Checkpoint.job_pk == job.pk))
-    where = f"from its checkpoint at step {step}" if step else "from the start: it had no checkpoint yet"
-    return f"Resumed after a pause on worker {owner}, {where}."
+    # The trainer goes on from the newest complete checkpoint on disk, which may be newer than
+    # the newest the worker recorded before the pause stopped it.
+    where = (
+        f"its newest recorded checkpoint is at step {step}" if step else "it had no recorded checkpoint yet"
+    )
+    return f"Resumed after a pause on worker {owner}; {where}."
 
 
 @cache  # built once: idle workers run it every poll

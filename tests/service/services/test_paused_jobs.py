@@ -79,8 +79,8 @@ def test_a_resumed_job_says_it_resumed_after_the_pause_from_its_checkpoint(
     claims = [m for m in _messages(api, job_id) if " on worker " in m]
     assert claims == [
         "Started on worker w1.",
-        "Resumed after a pause on worker w2, from the start: it had no checkpoint yet.",
-        "Resumed after a pause on worker w3, from its checkpoint at step 100.",
+        "Resumed after a pause on worker w2; it had no recorded checkpoint yet.",
+        "Resumed after a pause on worker w3; its newest recorded checkpoint is at step 100.",
     ]
 
 

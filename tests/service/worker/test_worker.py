@@ -191,4 +191,5 @@ def test_a_paused_job_stops_its_trainer_and_resumes_from_its_checkpoint(
     claims = [e["message"] for e in reversed(events) if " on worker " in e["message"]]
     assert claims[0].startswith("Started on worker") and len(claims) == 2
     assert claims[1].startswith("Resumed after a pause on worker")
-    assert claims[1].endswith(f"from its checkpoint at step {starts[1]['resumed_from_step']}.")
+    recorded = int(claims[1].removesuffix(".").rsplit(" ", 1)[-1])  # the trainer may find a newer one
+    assert 0 < recorded <= starts[1]["resumed_from_step"]
