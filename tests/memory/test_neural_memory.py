@@ -36,12 +36,14 @@ def _reference(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tensor, lis
     def split(projected: torch.Tensor) -> torch.Tensor:  # (batch, dim') -> (batch, heads, head_dim)
         return projected.view(x.shape[0], heads, head_dim)
 
-    def mlp(weights: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:  # z: (batch, heads, head_dim)
-        hidden = z
+    def mlp(weights: list[torch.Tensor], z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """M(z) for z (batch, heads, head_dim), and each layer's input."""
+        hidden, inputs = z, []
         for i, weight in enumerate(weights):
+            inputs.append(hidden)
             hidden = torch.einsum("bhi,bhio->bho", hidden, weight)
             hidden = F.gelu(hidden) if i < len(weights) - 1 else hidden
-        return z + hidden
+        return z + hidden, inputs
 
     weights = [w.detach().unsqueeze(0).expand(x.shape[0], -1, -1, -1).clone() for w in memory.initial_weights]
     momentum = [torch.zeros_like(w) for w in weights]
@@ -55,11 +57,17 @@ def _reference(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tensor, lis
         value = F.normalize(F.silu(split(memory.to_values(x_t))), dim=-1)
         eta = torch.sigmoid(memory.to_momentum(x_t))[..., None, None]  # (batch, heads, 1, 1)
         theta = memory.max_step_size * torch.sigmoid(memory.to_step_size(x_t))[..., None, None] * (1 - eta)
+        theta = theta / memory.chunk_size  # the chunk's loss is its tokens' mean surprise
         alpha = torch.sigmoid(memory.to_decay(x_t))[..., None, None]
-        reads.append(mlp(chunk_start, query).reshape(x.shape[0], -1).detach())
+        reads.append(mlp(chunk_start, query)[0].reshape(x.shape[0], -1).detach())
         # Summed over (batch, head), each with its own weights: the per-head gradients.
-        surprise = ((mlp(chunk_start, key) - value) ** 2).sum()
-        gradients = torch.autograd.grad(surprise, chunk_start)
+        recalled, inputs = mlp(chunk_start, key)
+        gradients = torch.autograd.grad(((recalled - value) ** 2).sum(), chunk_start)
+        # Normalised LMS: a layer's gradient over its input's squared norm, when above 1.
+        gradients = tuple(
+            g / (z.detach() ** 2).sum(-1).clamp(min=1)[..., None, None]
+            for g, z in zip(gradients, inputs, strict=True)
+        )
         momentum = [eta * s - theta * g for s, g in zip(momentum, gradients, strict=True)]
         weights = [(1 - alpha) * w + s for w, s in zip(weights, momentum, strict=True)]
     return torch.stack(reads, dim=1), [w.detach() for w in weights]
@@ -160,3 +168,19 @@ def test_runs_in_fp32_whatever_the_input_dtype() -> None:
         low, full = memory(x), memory(x.float())
     assert low.retrieved.dtype == torch.float32
     assert torch.equal(low.retrieved, full.retrieved)
+
+
+@pytest.mark.parametrize("spread", [1.0, 0.05])
+def test_writes_stay_finite_at_the_largest_step_the_gates_allow(spread: float) -> None:
+    # Gates saturated at the largest step and a long momentum, over random keys (spread 1) and
+    # near-identical ones (spread 0.05, like a trained model's hidden states): summed chunk
+    # gradients without normalisation went to NaN here.
+    torch.manual_seed(0)
+    memory = NeuralMemory(DIM, heads=2, head_dim=8, depth=2, expansion=4, chunk_size=16)
+    with torch.no_grad():
+        memory.to_step_size.bias.fill_(10.0)
+        memory.to_momentum.bias.fill_(3.0)
+        x = _inputs(1, batch=1) + spread * _inputs(1024, batch=1, seed=2)
+        out = memory(x)
+    assert all(torch.isfinite(w).all() and w.norm() < 100 for w in out.state.weights)
+    assert torch.isfinite(out.retrieved).all()

@@ -40,7 +40,7 @@ class TitansConfig(ReplayConfig):
     # docs/methods.md, titans: chunks of 16-64; 16 keeps reads fresh and writes stable.
     chunk_size: int = 16
     # The largest bound measured stable with chunks of 16 (memory/neural_memory.py).
-    max_step_size: float = 0.2
+    max_step_size: float = 0.5
     # The paper's memory trains alone on a frozen model; LoRA on the base is optional.
     base_lora: bool = False
 
