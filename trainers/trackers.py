@@ -7,6 +7,11 @@ later); `MLFLOW_TRACKING_URI` (a server, or a database such as `sqlite:///path`;
 store in the version's folder, `mlflow.db`, rather than the trainer's working directory, where
 every job would share one; MLflow 3 refuses a `file:` folder unless `MLFLOW_ALLOW_FILE_STORE=true`).
 TensorBoard writes event files into the version's `tensorboard/` folder.
+
+A job that starts again (resumed after a pause, or after its worker died) continues its runs
+rather than opening new ones: the W&B run's id is the job's id (`resume="allow"`), the MLflow run
+is the one tagged with the job's id, and TensorBoard's folder is the same. Steps the job trains
+again after its checkpoint are logged again (W&B keeps only steps past its last one).
 """
 
 import os
@@ -64,6 +69,8 @@ def _wandb(integration: Integration, job_id: str, config: dict[str, Any], folder
         tags=[*integration.tags, job_id],
         config=config,
         dir=str(folder / "wandb"),
+        id=job_id,
+        resume="allow",
     )
     return (lambda metrics, step: run.log(metrics, step=step)), run.finish
 
@@ -76,9 +83,14 @@ def _mlflow(integration: Integration, job_id: str, config: dict[str, Any], folde
     client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(integration.project)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(integration.project)
-    tags = {**dict.fromkeys(integration.tags, ""), "job_id": job_id}
-    run_id = client.create_run(experiment_id, run_name=integration.name, tags=tags).info.run_id
-    client.log_batch(run_id, params=[Param(name, str(value)[:250]) for name, value in config.items()])
+    earlier = client.search_runs([experiment_id], filter_string=f"tags.job_id = '{job_id}'", max_results=1)
+    if earlier:  # the job started before: go on with its run
+        run_id = earlier[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        tags = {**dict.fromkeys(integration.tags, ""), "job_id": job_id}
+        run_id = client.create_run(experiment_id, run_name=integration.name, tags=tags).info.run_id
+        client.log_batch(run_id, params=[Param(name, str(value)[:250]) for name, value in config.items()])
 
     def log(metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)

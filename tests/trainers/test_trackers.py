@@ -7,6 +7,7 @@ import dataclasses
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ MEASURED = [  # (step, a metrics line's values): valid_loss not measured at step
 ]
 
 
-def _log_and_close(integration: Integration, folder: Path) -> None:
+def _log_and_close(
+    integration: Integration, folder: Path, measured: list[tuple[int, dict[str, Any]]] = MEASURED
+) -> None:
     trackers = Trackers([integration], "ftjob-1", CONFIG, folder)
-    for step, metrics in MEASURED:
+    for step, metrics in measured:
         trackers.log(metrics, step)
     trackers.close()
 
@@ -63,6 +66,35 @@ def test_a_wandb_run_records_the_settings_and_every_measured_metric(
     ]
     assert run["finished"]
     assert not (tmp_path / "wandb-dir").exists()  # the run is the version's: under its folder
+
+
+def test_a_job_started_again_continues_its_wandb_run(offline_wandb: dict[str, str], tmp_path: Path) -> None:
+    integration = Integration("wandb", "facts", name="run-1")
+
+    _log_and_close(integration, tmp_path / "v1", MEASURED[:1])
+    time.sleep(1.1)  # W&B names an offline run's folder by the second it starts
+    _log_and_close(integration, tmp_path / "v1", MEASURED[1:])  # after a pause
+
+    starts = [_wandb_run(path) for path in sorted((tmp_path / "v1").glob("wandb/wandb/offline-run-*"))]
+    assert [run["id"] for run in starts] == ["ftjob-1", "ftjob-1"]  # one run, synced as one
+    assert [step for run in starts for step, _ in run["history"]] == [10, 20]
+
+
+def test_a_job_started_again_continues_its_mlflow_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "v1").mkdir()
+    integration = Integration("mlflow", "facts", name="run-1")
+
+    _log_and_close(integration, tmp_path / "v1", MEASURED[:1])
+    _log_and_close(integration, tmp_path / "v1", MEASURED[1:])
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'v1' / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("facts").experiment_id])  # type: ignore[union-attr]
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(10, 2.5), (20, 2.0)]
 
 
 @pytest.mark.parametrize("store", ["file", "unset"])
@@ -148,9 +180,9 @@ def test_the_trainer_logs_each_metrics_line_to_the_jobs_wandb_run(
 
 
 def _wandb_run(folder: Path) -> dict[str, Any]:
-    """The one offline W&B run under a version's folder, from its run file: settings, config,
-    history as (step, the logged values), and whether it finished."""
-    [path] = (folder / "wandb").glob("wandb/offline-run-*/run-*.wandb")
+    """The one offline W&B run under a version's folder (or in a run's own folder), from its run
+    file: id, settings, config, history as (step, the logged values), and whether it finished."""
+    [path] = [*(folder / "wandb").glob("wandb/offline-run-*/run-*.wandb"), *folder.glob("run-*.wandb")]
     run: dict[str, Any] = {"history": [], "finished": False}
     for data in _leveldb_log_records(path.read_bytes()):
         record = wandb_internal_pb2.Record()
@@ -159,6 +191,7 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
         if kind == "run":
             started = record.run
             run.update(project=started.project, entity=started.entity, name=started.display_name)
+            run["id"] = started.run_id
             run["tags"] = list(started.tags)
             run["config"] = {
                 item.key: json.loads(item.value_json)
