@@ -23,14 +23,16 @@ from trainers.contracts.job import JobSpec
 from trainers.trackers import Trackers
 
 CONFIG = {"lineage": "bot", "batch_size": 4}
-MEASURED = [  # (step, a metrics line's values): valid_loss not measured at step 10
+MEASURED: list[tuple[int, dict[str, float | int | None]]] = [  # valid_loss not measured at step 10
     (10, {"train_loss": 2.5, "valid_loss": None, "trained_tokens": 120}),
     (20, {"train_loss": 2.0, "valid_loss": 2.25, "trained_tokens": 240}),
 ]
 
 
 def _log_and_close(
-    integration: Integration, folder: Path, measured: list[tuple[int, dict[str, Any]]] = MEASURED
+    integration: Integration,
+    folder: Path,
+    measured: list[tuple[int, dict[str, float | int | None]]] = MEASURED,
 ) -> None:
     trackers = Trackers([integration], "ftjob-1", CONFIG, folder)
     for step, metrics in measured:
@@ -185,7 +187,7 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
     [path] = [*(folder / "wandb").glob("wandb/offline-run-*/run-*.wandb"), *folder.glob("run-*.wandb")]
     run: dict[str, Any] = {"history": [], "finished": False}
     for data in _leveldb_log_records(path.read_bytes()):
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf
         record.ParseFromString(data)
         kind = record.WhichOneof("record_type")
         if kind == "run":
