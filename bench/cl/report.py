@@ -145,8 +145,8 @@ def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageRe
         )
         final = _paired(runs, lora, _final_task)
         line = (
-            f"- `{name}` ({len(runs)} seeds): forgetting {ratio:.2f} of lora's; final task {_signed(final)} "
-            "points against lora's"
+            f"- `{name}` ({len(runs)} seed{'s' * (len(runs) > 1)}): forgetting {ratio:.2f} of lora's; "
+            f"final task {_signed(final)} points against lora's"
         )
         met = ratio <= 0.5 and final[0] + final[1] >= -5
         if best is not None:

@@ -54,7 +54,7 @@ def test_the_verdict_compares_with_lora_and_the_best_replay(tmp_path: Path) -> N
     assert "- `ilora` (3 seeds): forgetting 0.73 of lora's; final task -40.0 ± 0.0 points" in text
     assert text.count("goal not met") == 1
     one_seed = markdown([r for r in results if r.seed == 0], "## header", {})
-    assert "- `trc` (1 seeds)" in one_seed and "too few seeds to judge" in one_seed and "goal" not in one_seed
+    assert "- `trc` (1 seed)" in one_seed and "too few seeds to judge" in one_seed and "goal" not in one_seed
     assert "Dev family" not in text  # no dev lineages ran
 
 
