@@ -16,8 +16,10 @@ does not train them again.
 """
 
 import json
+import os
 import random
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,10 +166,20 @@ def _write_files(tasks: list[Task], folder: Path) -> list[_Files]:
     files = []
     for task in tasks:
         training, validation = folder / f"{task.name}.jsonl", folder / f"{task.name}-validation.json"
-        training.write_text("".join(json.dumps(row) + "\n" for row in task.train))
-        validation.write_text(json.dumps(Probes(seed=0, recall=task.validation).to_json()))
+        _write_once(training, "".join(json.dumps(row) + "\n" for row in task.train))
+        _write_once(validation, json.dumps(Probes(seed=0, recall=task.validation).to_json()))
         files.append(_Files(training, validation))
     return files
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Write `text` unless `path` holds it: lineages of one seed share their data files, and one
+    may be reading them while another starts (the replace is atomic, so a reader sees one whole file)."""
+    if path.exists() and path.read_text() == text:
+        return
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _stream(lineage: _Lineage, variant: Variant) -> None:
