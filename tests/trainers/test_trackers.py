@@ -186,7 +186,7 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
     file: id, settings, config, history as (step, the logged values), and whether it finished."""
     [path] = [*(folder / "wandb").glob("wandb/offline-run-*/run-*.wandb"), *folder.glob("run-*.wandb")]
     run: dict[str, Any] = {"history": [], "finished": False}
-    for data in _leveldb_log_records(path.read_bytes()):
+    for data in _leveldb_log_records(_finished_file(path)):
         record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf
         record.ParseFromString(data)
         kind = record.WhichOneof("record_type")
@@ -211,6 +211,22 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
         elif kind == "exit":
             run["finished"] = True
     return run
+
+
+def _finished_file(path: Path, timeout: float = 60) -> bytes:
+    """The run file once W&B's core process has written all of it: `finish()` can return before
+    (CI's loaded machine read files that did not yet hold the run record)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = path.read_bytes()
+        kinds = set()
+        for data in _leveldb_log_records(raw):
+            record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf
+            record.ParseFromString(data)
+            kinds.add(record.WhichOneof("record_type"))
+        if {"run", "exit"} <= kinds or time.monotonic() > deadline:
+            return raw
+        time.sleep(0.5)
 
 
 def _leveldb_log_records(raw: bytes) -> list[bytes]:
