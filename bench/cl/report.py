@@ -131,8 +131,9 @@ def family_tables(results: list[LineageResult], family: str) -> str:
 
 def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageResult]) -> str:
     """The goal, method by method, on the seeds it shares with `lora`: forgetting at most half of
-    lora's, final task within 5 points, and below the best replay baseline's (paired intervals of
-    the differences); no verdict on fewer than `VERDICT_SEEDS` seeds."""
+    lora's, a mean final task at most 5 points below lora's, and forgetting clearly below the best
+    replay baseline's (the paired interval of the difference below 0); no verdict on fewer than
+    `VERDICT_SEEDS` seeds."""
     lines = []
     replays = {name: grouped[name] for name in REPLAY if name in grouped}
     best = min(replays, key=lambda n: statistics.fmean(map(_forgetting, replays[n])), default=None)
@@ -148,7 +149,7 @@ def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageRe
             f"- `{name}` ({len(runs)} seed{'s' * (len(runs) > 1)}): forgetting {ratio:.2f} of lora's; "
             f"final task {_signed(final)} points against lora's"
         )
-        met = ratio <= 0.5 and final[0] + final[1] >= -5
+        met = ratio <= 0.5 and final[0] >= -5
         if best is not None:
             against = _paired(runs, {r.seed: r for r in replays[best]}, _forgetting)
             line += (
