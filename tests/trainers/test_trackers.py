@@ -186,9 +186,7 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
     file: id, settings, config, history as (step, the logged values), and whether it finished."""
     [path] = [*(folder / "wandb").glob("wandb/offline-run-*/run-*.wandb"), *folder.glob("run-*.wandb")]
     run: dict[str, Any] = {"history": [], "finished": False}
-    for data in _leveldb_log_records(_finished_file(path)):
-        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf
-        record.ParseFromString(data)
+    for record in _finished_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             started = record.run
@@ -213,19 +211,19 @@ def _wandb_run(folder: Path) -> dict[str, Any]:
     return run
 
 
-def _finished_file(path: Path, timeout: float = 60) -> bytes:
-    """The run file once W&B's core process has written all of it: `finish()` can return before
-    (CI's loaded machine read files that did not yet hold the run record)."""
+def _finished_records(path: Path, timeout: float = 60) -> list[Any]:
+    """The run file's records once W&B's core process has written all of it: `finish()` can return
+    before (CI's loaded machine read files that did not yet hold the run record)."""
     deadline = time.monotonic() + timeout
     while True:
-        raw = path.read_bytes()
-        kinds = set()
-        for data in _leveldb_log_records(raw):
+        records = []
+        for data in _leveldb_log_records(path.read_bytes()):
             record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf
             record.ParseFromString(data)
-            kinds.add(record.WhichOneof("record_type"))
+            records.append(record)
+        kinds = {record.WhichOneof("record_type") for record in records}
         if {"run", "exit"} <= kinds or time.monotonic() > deadline:
-            return raw
+            return records
         time.sleep(0.5)
 
 

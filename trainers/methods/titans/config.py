@@ -39,7 +39,7 @@ class TitansConfig(ReplayConfig):
     expansion: int = 4
     # docs/methods.md, titans: chunks of 16-64; 16 keeps reads fresh and writes stable.
     chunk_size: int = 16
-    # The largest bound measured stable with chunks of 16 (memory/neural_memory.py).
+    # Half the largest bound measured stable with chunks of 16 (memory/neural_memory.py).
     max_step_size: float = 0.5
     # The paper's memory trains alone on a frozen model; LoRA on the base is optional.
     base_lora: bool = False
