@@ -10,10 +10,12 @@ repository root, on a machine that trains.
 """
 
 import argparse
+import multiprocessing
 import os
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,21 +76,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list["LineageResult"]:
+    """Train the lineages not finished yet, `args.parallel` at once, each in a process of its own
+    (transformers' model loading is not thread-safe, and a lineage's scoring is Python-bound)."""
+    panel = tuple(suite for suite in args.panel.split(",") if suite)
+    one = partial(_lineage, base=args.base, workdir=args.workdir, steps=args.steps, panel=panel)
+    with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(one, work))
+
+
+def _lineage(
+    item: tuple[str, str, int], base: Path, workdir: Path, steps: int, panel: tuple[str, ...]
+) -> "LineageResult":
     from bench.cl.protocol import run_lineage
 
-    panel = tuple(suite for suite in args.panel.split(",") if suite)
-
-    def one(item: tuple[str, str, int]) -> "LineageResult":
-        family_name, variant, seed = item
-        result = run_lineage(family_name, variant, seed, args.base, args.workdir, args.steps, panel)
-        print(
-            f"{family_name} {variant} seed {seed}: final row {[round(s, 2) for s in result.matrix[-1]]}",
-            flush=True,
-        )
-        return result
-
-    with ThreadPoolExecutor(args.parallel) as pool:
-        return list(pool.map(one, work))
+    family_name, variant, seed = item
+    result = run_lineage(family_name, variant, seed, base, workdir, steps, panel)
+    print(
+        f"{family_name} {variant} seed {seed}: final row {[round(s, 2) for s in result.matrix[-1]]}",
+        flush=True,
+    )
+    return result
 
 
 def _finished(workdir: Path, work: list[tuple[str, str, int]]) -> list["LineageResult"]:

@@ -1,9 +1,11 @@
 """One lineage of the continual-learning benchmark, trained for real on the tiny base (a few steps)."""
 
+import argparse
 from pathlib import Path
 
 import pytest
 
+from bench.cl.__main__ import _run
 from bench.cl.protocol import DENSE_STEPS, LineageResult, run_lineage
 
 
@@ -38,3 +40,11 @@ def test_a_finished_lineage_is_read_back_not_trained_again(tiny_base: Path, tmp_
     again = run_lineage("dev", "multitask", seed=0, base_model=tiny_base, workdir=tmp_path, steps=1)
     assert again == first and result.stat().st_mtime_ns == stamp
     assert LineageResult.load(result) == first
+
+
+def test_lineages_trained_two_at_once_land_in_the_order_asked(tiny_base: Path, tmp_path: Path) -> None:
+    work = [("dev", "multitask", 0), ("test", "multitask", 0)]
+    args = argparse.Namespace(base=tiny_base, workdir=tmp_path, steps=1, panel="", parallel=2)
+    results = _run(work, args)  # two at once: models load concurrently, which threads could not do
+    assert [(r.family, r.variant, r.seed) for r in results] == work
+    assert all((tmp_path / f / "multitask-seed0" / "result.json").exists() for f in ("dev", "test"))
