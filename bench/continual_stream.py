@@ -245,6 +245,11 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+# Lineages score in threads, and transformers' model loading is not thread-safe: two at once fail
+# with "Cannot copy out of meta tensor".
+_LOADING = threading.Lock()
+
+
 def _run_lineage(
     method: str,
     seed: int,
@@ -278,7 +283,8 @@ def _run_lineage(
             continual_eval,
         )
         probes[job_id] = str(probes_file)
-        model = load_version(AutoModelForCausalLM.from_pretrained(base_model), output_dir)
+        with _LOADING:
+            model = load_version(AutoModelForCausalLM.from_pretrained(base_model), output_dir)
         matrix.append(
             [recall(model, tokenizer, tasks[j].rows) if j <= i else None for j in range(len(tasks))]
         )
