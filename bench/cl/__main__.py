@@ -4,9 +4,10 @@
 
 teaches each family's three tasks (`bench/cl/streams.py`) to one lineage per variant and seed
 (`bench/cl/protocol.py`), then writes its section of docs/benchmarks.md and one stability-gap
-figure per family. Lineages an earlier run finished (their `result.json` in the work folder) are
-read back, not trained again, so an interrupted run goes on where it stopped. Run it from the
-repository root, on a machine that trains.
+figure per family. Each finished lineage leaves its record in `bench/cl/results/` (committed, so
+the tables can be written again on any checkout); lineages with a record are read back, not
+trained again, so an interrupted run goes on where it stopped. Run it from the repository root,
+on a machine that trains.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from eval.panel import PANEL_SUITES
 if TYPE_CHECKING:  # torch comes in only once the arguments are read
     from bench.cl.protocol import LineageResult
 
+RESULTS = Path(__file__).parent / "results"
 DEFAULT_VARIANTS = "lora,replay-0.25,replay,replay-1.0,replay-distill,ewc,multitask,ilora,titans,trc"
 
 
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         "--base", type=Path, default=Path(".bench/real-model/base-smollm2"), help="base model folder"
     )
     parser.add_argument("--workdir", type=Path, default=Path(".bench/cl-real"), help="scratch folder")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="finished lineages' records, one JSON file each"
+    )
     parser.add_argument(
         "--panel",
         default=",".join(PANEL_SUITES),
@@ -60,13 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.seeds < 1 or args.steps < 1 or args.parallel < 1:
         parser.error("--seeds, --steps and --parallel must be at least 1")
     if not (args.base / "config.json").exists():
-        parser.error(f"no base model in {args.base}: `neuroplast base fetch smollm2-135m-instruct` makes one")
+        parser.error(
+            f"no base model in {args.base}: `neuroplast base fetch smollm2-135m-instruct --out {args.base}`"
+        )
     families = list(FAMILIES) if args.family == "both" else [args.family]
     # Seed-major, test family first: an interrupted run has every variant's first seeds.
     work = [(f, v, s) for s in range(args.seeds) for f in sorted(families, reverse=True) for v in variants]
     from bench.cl.report import markdown, plot_stability_gap
 
-    results = _finished(args.workdir, work) if args.report_only else _run(work, args)
+    results = _finished(args.results, work) if args.report_only else _run(work, args)
     plots = {}
     for name in families:
         plots[name] = Path(f"docs/images/stability-gap-{name}.png")
@@ -79,18 +86,20 @@ def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list["Li
     """Train the lineages not finished yet, `args.parallel` at once, each in a process of its own
     (transformers' model loading is not thread-safe, and a lineage's scoring is Python-bound)."""
     panel = tuple(suite for suite in args.panel.split(",") if suite)
-    one = partial(_lineage, base=args.base, workdir=args.workdir, steps=args.steps, panel=panel)
+    one = partial(
+        _lineage, base=args.base, workdir=args.workdir, steps=args.steps, panel=panel, records=args.results
+    )
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(one, work))
 
 
 def _lineage(
-    item: tuple[str, str, int], base: Path, workdir: Path, steps: int, panel: tuple[str, ...]
+    item: tuple[str, str, int], base: Path, workdir: Path, steps: int, panel: tuple[str, ...], records: Path
 ) -> "LineageResult":
     from bench.cl.protocol import run_lineage
 
     family_name, variant, seed = item
-    result = run_lineage(family_name, variant, seed, base, workdir, steps, panel)
+    result = run_lineage(family_name, variant, seed, base, workdir, steps, panel, records)
     print(
         f"{family_name} {variant} seed {seed}: final row {[round(s, 2) for s in result.matrix[-1]]}",
         flush=True,
@@ -98,10 +107,10 @@ def _lineage(
     return result
 
 
-def _finished(workdir: Path, work: list[tuple[str, str, int]]) -> list["LineageResult"]:
-    from bench.cl.protocol import LineageResult
+def _finished(records: Path, work: list[tuple[str, str, int]]) -> list["LineageResult"]:
+    from bench.cl.protocol import LineageResult, record_path
 
-    paths = [workdir / f / f"{v}-seed{s}" / "result.json" for f, v, s in work]
+    paths = [record_path(records, *item) for item in work]
     return [LineageResult.load(path) for path in paths if path.exists()]
 
 

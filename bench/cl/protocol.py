@@ -11,7 +11,9 @@ also run the health panel's suites when asked (the stream's cost to what the mod
 The `multitask` variant is the upper bound: one `lora` job from the base on all tasks' rows
 together, as many steps as the stream's jobs together, scored once.
 
-A lineage's outcome is one `result.json`; a run finds the lineages an earlier one finished and
+A lineage's outcome is one record, `<family>/<variant>-seed<seed>.json` in a records folder (the
+benchmark keeps them in the repository, `bench/cl/results/`, so that a machine lost in the middle
+of a run loses only the lineages in flight); a run finds the lineages an earlier one finished and
 does not train them again.
 """
 
@@ -41,7 +43,7 @@ from trainers.contracts.methods import Method
 from trainers.methods.ilora.method import FAST_DIR
 from trainers.servable import load_version
 
-__all__ = ["DENSE_STEPS", "EVAL_EVERY", "LineageResult", "run_lineage"]
+__all__ = ["DENSE_STEPS", "EVAL_EVERY", "LineageResult", "record_path", "run_lineage"]
 
 DENSE_STEPS = 20  # a continual evaluation after each of a job's first steps: the stability gap
 EVAL_EVERY = 10  # and every this many steps after them
@@ -50,7 +52,7 @@ BATCH_SIZE = 8
 
 @dataclass
 class LineageResult:
-    """What one lineage showed (`result.json`).
+    """What one lineage showed (its record, `record_path`).
 
     Attributes:
         family: `"dev"` or `"test"`.
@@ -81,7 +83,10 @@ class LineageResult:
     panel: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        """Write the record whole or not at all: a run stopped mid-write leaves no half record."""
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        partial.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "LineageResult":
@@ -96,6 +101,7 @@ def run_lineage(
     workdir: Path,
     steps: int,
     panel: tuple[str, ...] = (),
+    records: Path | None = None,
 ) -> LineageResult:
     """Teach the family's tasks (drawn with `seed`, in the seed's order) to one lineage of `variant`.
 
@@ -104,15 +110,16 @@ def run_lineage(
         variant: A key of `VARIANTS`.
         seed: Tasks, order and training seed.
         base_model: The base model's folder.
-        workdir: Where data, versions and `result.json` go (`<family>/<variant>-seed<seed>/`).
+        workdir: Where data and versions go (`<family>/<variant>-seed<seed>/`).
         steps: Optimizer steps per job.
         panel: Health-panel suites to run on the base and the last version.
+        records: The folder of finished lineages' records; `workdir` if not given.
 
     Returns:
-        The result, also written to `result.json`; a finished one is read back, not rerun.
+        The result, also written to its record; a finished one is read back, not rerun.
     """
     lineage_dir = workdir / family_name / f"{variant}-seed{seed}"
-    done = lineage_dir / "result.json"
+    done = record_path(records or workdir, family_name, variant, seed)
     if done.exists():
         return LineageResult.load(done)
     tasks = [family(family_name, seed)[i] for i in task_orders(3)[seed % 3]]
@@ -129,8 +136,14 @@ def run_lineage(
         _multitask(lineage)
     else:
         _stream(lineage, VARIANTS[variant])
+    done.parent.mkdir(parents=True, exist_ok=True)
     result.save(done)
     return result
+
+
+def record_path(records: Path, family_name: str, variant: str, seed: int) -> Path:
+    """Where a lineage's `LineageResult` is kept once it has finished."""
+    return records / family_name / f"{variant}-seed{seed}.json"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """One lineage of the continual-learning benchmark, trained for real on the tiny base (a few steps)."""
 
 import argparse
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,18 +34,24 @@ def test_a_lineage_is_scored_after_every_task_and_its_tracker_spans_the_jobs(
 
 
 def test_a_finished_lineage_is_read_back_not_trained_again(tiny_base: Path, tmp_path: Path) -> None:
-    first = run_lineage("dev", "multitask", seed=0, base_model=tiny_base, workdir=tmp_path, steps=1)
+    records = tmp_path / "records"
+    first = run_lineage("dev", "multitask", 0, tiny_base, tmp_path / "work", steps=1, records=records)
     assert len(first.matrix) == 1 and first.costs[0]["steps"] == 3  # one job, as long as the stream
-    result = tmp_path / "dev" / "multitask-seed0" / "result.json"
-    stamp = result.stat().st_mtime_ns
-    again = run_lineage("dev", "multitask", seed=0, base_model=tiny_base, workdir=tmp_path, steps=1)
-    assert again == first and result.stat().st_mtime_ns == stamp
-    assert LineageResult.load(result) == first
+    record = records / "dev" / "multitask-seed0.json"
+    assert [path.name for path in record.parent.iterdir()] == [record.name]  # no half-written leftovers
+    stamp = record.stat().st_mtime_ns
+    # The record alone is enough: a fresh checkout (no work folder) reads it back.
+    shutil.rmtree(tmp_path / "work")
+    again = run_lineage("dev", "multitask", 0, tiny_base, tmp_path / "work", steps=1, records=records)
+    assert again == first and record.stat().st_mtime_ns == stamp
+    assert LineageResult.load(record) == first
 
 
 def test_lineages_trained_two_at_once_land_in_the_order_asked(tiny_base: Path, tmp_path: Path) -> None:
     work = [("dev", "multitask", 0), ("test", "multitask", 0)]
-    args = argparse.Namespace(base=tiny_base, workdir=tmp_path, steps=1, panel="", parallel=2)
+    args = argparse.Namespace(
+        base=tiny_base, workdir=tmp_path, steps=1, panel="", parallel=2, results=tmp_path
+    )
     results = _run(work, args)  # two at once: models load concurrently, which threads could not do
     assert [(r.family, r.variant, r.seed) for r in results] == work
-    assert all((tmp_path / f / "multitask-seed0" / "result.json").exists() for f in ("dev", "test"))
+    assert all((tmp_path / f / "multitask-seed0.json").exists() for f in ("dev", "test"))
