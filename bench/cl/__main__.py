@@ -15,8 +15,7 @@ import multiprocessing
 import os
 import shlex
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,27 +83,25 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(work: list[tuple[str, str, int]], args: argparse.Namespace) -> list["LineageResult"]:
     """Train the lineages not finished yet, `args.parallel` at once, each in a process of its own
-    (transformers' model loading is not thread-safe, and a lineage's scoring is Python-bound)."""
+    (transformers' model loading is not thread-safe, and a lineage's scoring is Python-bound).
+
+    Returns the finished lineages in the order asked; one that fails is reported and left out,
+    and the others go on.
+    """
+    from bench.cl.protocol import run_lineage  # importable by name in the spawned processes
+
     panel = tuple(suite for suite in args.panel.split(",") if suite)
-    one = partial(
-        _lineage, base=args.base, workdir=args.workdir, steps=args.steps, panel=panel, records=args.results
-    )
+    settings = dict(base_model=args.base, workdir=args.workdir, steps=args.steps, records=args.results)
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(one, work))
-
-
-def _lineage(
-    item: tuple[str, str, int], base: Path, workdir: Path, steps: int, panel: tuple[str, ...], records: Path
-) -> "LineageResult":
-    from bench.cl.protocol import run_lineage
-
-    family_name, variant, seed = item
-    result = run_lineage(family_name, variant, seed, base, workdir, steps, panel, records)
-    print(
-        f"{family_name} {variant} seed {seed}: final row {[round(s, 2) for s in result.matrix[-1]]}",
-        flush=True,
-    )
-    return result
+        futures = {pool.submit(run_lineage, *item, panel=panel, **settings): item for item in work}
+        for future in as_completed(futures):
+            family_name, variant, seed = futures[future]
+            if error := future.exception():
+                print(f"{family_name} {variant} seed {seed}: failed: {error!r}", flush=True)
+            else:
+                final = [round(score, 2) for score in future.result().matrix[-1]]
+                print(f"{family_name} {variant} seed {seed}: final row {final}", flush=True)
+    return [future.result() for future in futures if not future.exception()]
 
 
 def _finished(records: Path, work: list[tuple[str, str, int]]) -> list["LineageResult"]:
