@@ -19,17 +19,3 @@ def make_adapter(base: Path, out: Path, seed: int) -> Path:
                 parameter.normal_(0, 0.5)
     model.save_pretrained(out)
     return out
-
-
-def peft_greedy(base: Path, adapter: Path, prompt: str, max_tokens: int) -> str:
-    """Greedy continuation of `prompt` by base + adapter in transformers/peft (the reference)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
-    ids = tokenizer(prompt, return_tensors="pt").input_ids
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False, min_new_tokens=max_tokens)
-    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))

@@ -1,5 +1,6 @@
 """With serving on, a job's version is evaluated through the gateway, as users are served it."""
 
+import json
 from pathlib import Path
 
 import httpx
@@ -57,8 +58,13 @@ def test_a_trc_version_is_scored_through_the_gateway_by_the_native_backend(
     (in_process,) = list(evaluate(spec))
     assert retention["versions"] == [1]
     assert isinstance(in_process.scores, dict) and retention["matrices"]
+    # Where an item's two answers nearly tie (a random tiny model's often do), the server's batched
+    # decoding and this process's may take different sides: an item-counted score moves by one item.
+    probes = json.loads((version_dir / "probes.json").read_text())
+    items = {"recall_exact": "recall", "recall_rouge_l": "recall", "recognition": "recognition"}
     for score, matrix in retention["matrices"].items():
-        assert matrix[0][0] == pytest.approx(in_process.scores[score], abs=0.02), score
+        tolerance = 1 / len(probes[items[score]]) + 1e-9 if score in items else 0.02
+        assert matrix[0][0] == pytest.approx(in_process.scores[score], abs=tolerance), score
     # The evaluator's key lived as long as the evaluation.
     evaluator_keys = [key for key in keys if (key.get("name") or "").startswith("evaluator of cols")]
     assert evaluator_keys and all(key["revoked_at"] for key in evaluator_keys)

@@ -13,8 +13,8 @@ import pytest
 from service.db import Database
 from service.local import LocalService, local_service
 from tests.service.conftest import FACTS, QUICK_GATE, finished_job
-from tests.service.serving.adapters import peft_greedy
 from tests.service.serving.conftest import publish
+from tests.service.serving.greedy import NearGreedy
 from tests.service.storage.s3 import Bucket, bucket, s3_endpoint
 
 __all__ = ["bucket", "s3_endpoint"]  # fixtures: a real S3 server on loopback
@@ -65,10 +65,10 @@ def test_a_jobs_version_answers_through_the_gateway_like_peft(
     )
 
     adapter = service.data_dir / "store" / "default" / "bot" / "v1" / "adapter"
-    expected = peft_greedy(serving_base, adapter, PROMPT, 12)
+    reference = NearGreedy.peft(serving_base, adapter, PROMPT, 12)
     assert answer.status_code == 200 and answer.headers["x-neuroplast-model"] == "default/bot@1"
-    assert answer.json()["choices"][0]["text"] == expected
-    assert streamed == ("default/bot@1", expected)
+    assert reference.admits(answer.json()["choices"][0]["text"])
+    assert streamed == ("default/bot@1", answer.json()["choices"][0]["text"])
     assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["role"] == "assistant"
     assert httpx.get(f"{service.url}/readyz").json()["serving"] == "ok"
 
@@ -142,7 +142,10 @@ def _wait_model(api: httpx.Client, model: str, version: int, timeout: float = 60
 def test_the_evaluators_serving_runner_scores_like_the_in_process_one(
     vllm_url: str, serving_base: Path
 ) -> None:
-    """Probes can run against what is served: vLLM's echoed logprobs and greedy text match transformers."""
+    """Probes can run against what is served: vLLM's echoed logprobs and greedy text are transformers'.
+
+    Greedy text up to near-ties (`tests/service/serving/greedy.py`).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from eval.runners import InProcessRunner, ServingRunner
@@ -156,7 +159,11 @@ def test_the_evaluators_serving_runner_scores_like_the_in_process_one(
     # vLLM's CPU kernels round differently from transformers': mean NLLs agree to about 0.6%.
     assert served.nll(texts, scored_from) == pytest.approx(local.nll(texts, scored_from), rel=0.02)
     prompts, lengths = [context, "Once"], [6, 3]
-    assert served.complete(prompts, lengths) == local.complete(prompts, lengths)
+    answers = served.complete(prompts, lengths)
+    assert all(
+        NearGreedy(local.model, local.tokenizer, *asked).admits(answer)
+        for *asked, answer in zip(prompts, lengths, answers, strict=True)
+    )
 
 
 def test_a_version_in_s3_reaches_vllm_through_the_serving_cache(
@@ -184,7 +191,9 @@ def test_a_version_in_s3_reaches_vllm_through_the_serving_cache(
 
     cached = data_dir.joinpath("cache", "serving", "s3", bucket.name, "neuroplast", "default", "s3bot", "v1")
     assert answer.headers["x-neuroplast-model"] == "default/s3bot@1"
-    assert answer.json()["choices"][0]["text"] == peft_greedy(serving_base, cached / "adapter", PROMPT, 12)
-    assert answer.json()["choices"][0]["text"] == peft_greedy(
-        serving_base, versions[0] / "adapter", PROMPT, 12
+    assert NearGreedy.peft(serving_base, cached / "adapter", PROMPT, 12).admits(
+        answer.json()["choices"][0]["text"]
+    )
+    assert NearGreedy.peft(serving_base, versions[0] / "adapter", PROMPT, 12).admits(
+        answer.json()["choices"][0]["text"]
     )
