@@ -209,9 +209,10 @@ tokens per second over the whole run; latency is per request.
 Native against vLLM on the same `lora` version: {batched / vllm:.2f} of its throughput (target: at
 least 0.5; {"met" if batched / vllm >= 0.5 else "not met in this run"}). Batching: the native backend
 serves the `lora` version at {batched / one:.1f}x the throughput it had one request at a time
-({one:.1f} -> {batched:.1f} tokens/s). `trc` decodes without a key-value cache (each step re-reads
-the prefix){trc_limit}. `titans` rows share a batch only when their prompt lengths agree modulo
-the memory's chunk (16 tokens here; docs/serving.md), so these 8 questions split into several batches.
+({one:.1f} -> {batched:.1f} tokens/s). `trc` decodes with the key-value cache too, its router and
+hippocampal read keeping their own input at earlier positions beside it{trc_limit}. `titans` rows
+share a batch only when their prompt lengths agree modulo the memory's chunk (16 tokens here;
+docs/serving.md), so these 8 questions split into several batches.
 {fairness}
 """
 

@@ -72,7 +72,7 @@ class Batch:
     Args:
         forward: Calls the model (`input_ids`, `attention_mask`, `position_ids`, `cache`,
             `use_cache`, `logits_to_keep`) and returns its output.
-        use_cache: Whether the model decodes with a key-value cache (trc does not).
+        use_cache: Whether to decode with a key-value cache (not where a version's config turns it off).
         memory: Hooks of a stateful version, or None.
     """
 

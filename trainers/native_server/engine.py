@@ -218,7 +218,7 @@ class NativeModel:
         args = (rows, self.tokenizer, self.eos, self.pad, self.max_seconds)
         if model in self.versions:
             version = self.versions[model]
-            use_cache = bool(getattr(getattr(version, "config", None), "use_cache", True))  # trc: False
+            use_cache = bool(getattr(getattr(version, "config", None), "use_cache", True))
             memory = RowMemory(version) if isinstance(version, StatefulVersion) else None
             decode_batch(Batch(version, use_cache, memory), *args)
         elif model == self.base and isinstance(self.model, PeftModel):

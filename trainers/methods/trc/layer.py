@@ -20,7 +20,12 @@ hippocampal read adds, before the layer runs,
 
 with W_o = up @ down and `up` zero-initialised. B_k, B_0 and `up` start at zero, so at
 initialisation the model is exactly the base model. The means skip padding (either side): the
-model's `attention_mask` reaches them through a `PaddingMask` set by a pre-hook on the model.
+model's `attention_mask` reaches them through a `Prefix` set by a pre-hook on the model.
+
+Both means run over every position <= t, which a key-value cache does not hold: while the model
+decodes with one, the router and the read keep their own input at earlier positions
+(`EarlierInput`), so a decoding step that sees only the new token gives what a pass over the whole
+sequence would.
 """
 
 import math
@@ -34,8 +39,9 @@ from memory.hippocampus import Hippocampus
 
 __all__ = [
     "ColumnLinear",
+    "EarlierInput",
     "HippocampalRead",
-    "PaddingMask",
+    "Prefix",
     "RoutingSlot",
     "ThalamicRouter",
     "causal_mean",
@@ -57,14 +63,38 @@ class RoutingSlot:
 
 
 @dataclass
-class PaddingMask:
-    """The current forward pass's attention mask, read by the router and the hippocampal read.
+class Prefix:
+    """What the current forward pass tells the router and the hippocampal read about its positions.
 
     Attributes:
-        mask: (batch, seq), 1 on real tokens; None when the caller passed none (no padding).
+        mask: (batch, prefix + seq), 1 on real tokens, over the cached prefix too; None when the
+            caller passed none (no padding).
+        cached: The pass decodes with a key-value cache, which later passes continue.
+        continuing: The pass continues a cached prefix: its hidden states are of new positions only.
     """
 
     mask: torch.Tensor | None = None
+    cached: bool = False
+    continuing: bool = False
+
+
+class EarlierInput:
+    """A module's (detached) input at earlier positions, kept while the model decodes with a cache.
+
+    Args:
+        prefix: The model's current pass.
+    """
+
+    def __init__(self, prefix: Prefix) -> None:
+        self.prefix = prefix
+        self.kept: torch.Tensor | None = None  # (batch, prefix, d)
+
+    def extend(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, d) -> (batch, prefix + seq, d): this pass's input after the kept one."""
+        if self.prefix.continuing and self.kept is not None:
+            hidden = torch.cat([self.kept, hidden], dim=1)
+        self.kept = hidden if self.prefix.cached else None
+        return hidden
 
 
 class ColumnLinear(nn.Module):
@@ -141,7 +171,7 @@ class ThalamicRouter(nn.Module):
         chunk_size: The past context is pooled per chunk of this many positions.
         uniform: Ablation: every column gets gate 1/K, no parameters.
         slot: Where the gates go.
-        padding: The forward pass's padding, left out of the pooled past.
+        prefix: The forward pass's positions: padding is left out of the pooled past.
     """
 
     def __init__(
@@ -154,13 +184,13 @@ class ThalamicRouter(nn.Module):
         chunk_size: int,
         uniform: bool,
         slot: RoutingSlot,
-        padding: PaddingMask,
+        prefix: Prefix,
     ) -> None:
         super().__init__()
         self.columns, self.top_k, self.group_size, self.chunk_size = columns, top_k, group_size, chunk_size
         self.uniform = uniform
         self.slot = slot
-        self.padding = padding
+        self.prefix, self.earlier = prefix, EarlierInput(prefix)
         self.logits: torch.Tensor | None = None  # of the last forward pass, for the auxiliary losses
         self.probabilities: torch.Tensor | None = None
         if not uniform:
@@ -184,12 +214,9 @@ class ThalamicRouter(nn.Module):
             self.slot.gates = hidden.new_full((batch, seq, self.columns), 1 / self.columns)
             return self.slot.gates
         hidden = hidden.detach()
+        past = past_chunk_mean(self.earlier.extend(hidden), self.chunk_size, self.prefix.mask)[:, -seq:]
         context = torch.cat(
-            [
-                self.diffuse_norm(past_chunk_mean(hidden, self.chunk_size, self.padding.mask)),
-                self.focal_norm(hidden),
-            ],
-            dim=-1,
+            [self.diffuse_norm(past), self.focal_norm(hidden)], dim=-1
         )  # (batch, seq, 2 * hidden)
         logits = self.gate(self.compress(context))  # (batch, seq, columns)
         strength = F.softplus(logits).view(batch, seq, -1, self.group_size)  # (batch, seq, groups, group)
@@ -232,15 +259,15 @@ class HippocampalRead(nn.Module):
         store: The lineage's store (its committed entries are read).
         top_k: Entries per read.
         temperature: Softmax temperature over cosine similarities.
-        padding: The forward pass's padding, left out of the query's mean.
+        prefix: The forward pass's positions: padding is left out of the query's mean.
     """
 
     def __init__(
-        self, hidden: int, rank: int, store: Hippocampus, top_k: int, temperature: float, padding: PaddingMask
+        self, hidden: int, rank: int, store: Hippocampus, top_k: int, temperature: float, prefix: Prefix
     ) -> None:
         super().__init__()
         self.store = store
-        self.padding = padding
+        self.prefix, self.earlier = prefix, EarlierInput(prefix)
         self.top_k, self.temperature = top_k, temperature
         self.gate = nn.Linear(2 * hidden, 1)
         self.down = nn.Linear(hidden, rank, bias=False)
@@ -250,7 +277,10 @@ class HippocampalRead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (batch, seq, hidden) -> the same plus F_hip."""
         state = hidden.detach()
-        query = F.normalize(causal_mean(state, self.padding.mask), dim=-1)  # (batch, seq, hidden)
+        seq = state.shape[1]
+        query = F.normalize(
+            causal_mean(self.earlier.extend(state), self.prefix.mask)[:, -seq:], dim=-1
+        )  # (batch, seq, hidden)
         readout = self.store.read(query, self.top_k, self.temperature).to(
             hidden.dtype
         )  # (batch, seq, hidden)

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 
 from memory.hippocampus import Hippocampus
 from trainers.methods.trc.config import TrcConfig
-from trainers.methods.trc.layer import ColumnLinear, HippocampalRead, PaddingMask, RoutingSlot, ThalamicRouter
+from trainers.methods.trc.layer import ColumnLinear, HippocampalRead, Prefix, RoutingSlot, ThalamicRouter
 
 __all__ = [
     "COLUMNS_FILE",
@@ -64,8 +64,8 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
     layers = model.get_decoder().layers
     injection_layer = len(layers) // 2  # design: a middle layer (docs/methods.md)
     cortex = Cortex([], [], None, injection_layer)
-    padding = PaddingMask()
-    model.register_forward_pre_hook(partial(_take_padding, padding=padding), with_kwargs=True)
+    prefix = Prefix()
+    model.register_forward_pre_hook(partial(_take_prefix, prefix=prefix), with_kwargs=True)
     for index, layer in enumerate(layers):
         slot = RoutingSlot()
         columns = {}
@@ -86,7 +86,7 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
             columns[name] = column
         if index == injection_layer and store is not None:
             cortex.read = HippocampalRead(
-                hidden, config.r, store, config.read_top_k, config.read_temperature, padding
+                hidden, config.r, store, config.read_top_k, config.read_temperature, prefix
             )
             layer.hippocampus = cortex.read
             layer.register_forward_pre_hook(_add_readout)
@@ -99,7 +99,7 @@ def attach(model: PreTrainedModel, config: TrcConfig, store: Hippocampus | None)
             config.chunk_size,
             uniform=not config.router,
             slot=slot,
-            padding=padding,
+            prefix=prefix,
         )
         layer.thalamus = router
         layer.register_forward_pre_hook(_route)
@@ -174,18 +174,12 @@ def export_peft_adapter(
 
 
 def load_version(base_model: PreTrainedModel, version_dir: Path) -> nn.Module:
-    """A published `trc` version: `base_model` with its columns, routers and store, in eval mode.
-
-    The router's past context and the read's query are means over the whole prefix, which a
-    key-value cache does not keep, so generation recomputes the prefix (`use_cache` off).
-    """
+    """A published `trc` version: `base_model` with its columns, routers and store, in eval mode."""
     config = TrcConfig(**json.loads((version_dir / "manifest.json").read_text())["config"])
     memory_dir = version_dir / "memory"
     store = Hippocampus.load(memory_dir) if config.hippocampus else None
     attach(base_model, config, store)
     load_columns(base_model, memory_dir / COLUMNS_FILE)
-    base_model.config.use_cache = False
-    base_model.generation_config.use_cache = False
     return base_model.eval()
 
 
@@ -194,8 +188,11 @@ def _targeted(name: str, target_modules: str | list[str]) -> bool:
     return target_modules == "all-linear" or name.rsplit(".", 1)[-1] in target_modules
 
 
-def _take_padding(model: nn.Module, args: tuple, kwargs: dict, padding: PaddingMask) -> None:
-    padding.mask = kwargs.get("attention_mask")  # callers may pass none: then nothing is padding
+def _take_prefix(model: nn.Module, args: tuple, kwargs: dict, prefix: Prefix) -> None:
+    prefix.mask = kwargs.get("attention_mask")  # callers may pass none: then nothing is padding
+    cache = kwargs.get("cache")
+    prefix.cached = cache is not None or kwargs.get("use_cache") is True
+    prefix.continuing = cache is not None and cache.get_seq_length() > 0
 
 
 def _route(layer: nn.Module, args: tuple) -> None:

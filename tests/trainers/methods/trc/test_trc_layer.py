@@ -4,7 +4,7 @@ import torch
 
 from trainers.methods.trc.layer import (
     ColumnLinear,
-    PaddingMask,
+    Prefix,
     RoutingSlot,
     ThalamicRouter,
     causal_mean,
@@ -15,7 +15,7 @@ from trainers.methods.trc.layer import (
 def _router(uniform: bool = False, columns: int = 4, top_k: int = 2) -> ThalamicRouter:
     torch.manual_seed(0)
     return ThalamicRouter(
-        16, columns, 8, top_k, 2, chunk_size=4, uniform=uniform, slot=RoutingSlot(), padding=PaddingMask()
+        16, columns, 8, top_k, 2, chunk_size=4, uniform=uniform, slot=RoutingSlot(), prefix=Prefix()
     )
 
 

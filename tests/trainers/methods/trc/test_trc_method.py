@@ -8,7 +8,7 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, DynamicCache
 
 from trainers.contracts.lines import ContinualEvaluation
 from trainers.data import Collator
@@ -146,7 +146,7 @@ def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: 
 
     served = load_version(AutoModelForCausalLM.from_pretrained(tiny_base), version)
     torch.testing.assert_close(served(input_ids=IDS).logits, expected)
-    assert not served.training and not served.config.use_cache
+    assert not served.training
 
     # The PEFT export is the best rank-r approximation of the usage-weighted update, and it is
     # closer to the routed model than the base model is.
@@ -198,3 +198,26 @@ def test_padding_on_either_side_does_not_change_a_rows_logits(tiny_base: Path) -
     left = model(input_ids=torch.cat([pad, IDS], 1), attention_mask=torch.cat([zeros, ones], 1)).logits
     torch.testing.assert_close(right[:, : IDS.shape[1]], alone, atol=1e-5, rtol=0)
     torch.testing.assert_close(left[:, 3:], alone, atol=1e-4, rtol=0)
+
+
+def test_decoding_with_a_key_value_cache_gives_the_whole_sequences_logits(tiny_base: Path) -> None:
+    """The router's pooled past and the read's query span the cached prefix, across chunk bounds."""
+    method, model = _method(tiny_base)
+    _train(method, model, "job-1", ROWS, steps=4)
+    assert method.cortex is not None and method.cortex.read is not None
+    with torch.no_grad():
+        method.cortex.read.up.weight.normal_()
+    model.eval()
+    long = torch.arange(40, 60).unsqueeze(0)  # (1, 20): past two chunks of 8
+    ids = torch.cat([long, torch.cat([torch.zeros(1, 5, dtype=torch.long), long[:, :15]], 1)])  # (2, 20)
+    mask = (torch.arange(20) >= torch.tensor([[0], [5]])).long()  # the second row left-padded by 5
+    with torch.no_grad():
+        whole = model(input_ids=ids, attention_mask=mask).logits  # (2, 20, vocab)
+        cache, prompt = DynamicCache(), 6
+        steps = [model(input_ids=ids[:, :prompt], attention_mask=mask[:, :prompt], cache=cache).logits]
+        for t in range(prompt, 20):
+            step = model(input_ids=ids[:, t : t + 1], attention_mask=mask[:, : t + 1], cache=cache)
+            steps.append(step.logits)
+    cached = torch.cat(steps, dim=1)
+    torch.testing.assert_close(cached[0], whole[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(cached[1, 5:], whole[1, 5:], atol=1e-4, rtol=0)
