@@ -66,7 +66,7 @@ system-deps:
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
 		else echo "install Postgres (e.g. apt-get install postgresql) for the tests marked postgres"; fi; }
 
-test: install system-deps  ## the whole suite (984 tests; at 764 it took about 26 minutes on 2 cores, plus installs)
+test: install system-deps  ## the whole suite (987 tests; about an hour on 2 cores, plus installs)
 	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest  # a Postgres that cannot start fails the run
 
 test-fast: install  ## everything but the tests that train models or start vLLM
