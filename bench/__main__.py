@@ -23,6 +23,7 @@ from bench import (
     serving,
     soak,
     titans,
+    vllm_precision,
 )
 from bench.report import REPORT, machine, write_section
 
@@ -43,6 +44,8 @@ def main() -> None:
     write_section("service-vs-peft", _service_vs_peft_section(jobs))
     print("serving: hot swap, gateway throughput, memory over swaps ...", flush=True)
     serving.main()  # writes its own section
+    print("vLLM on a CPU: SmolLM2 served in bfloat16 against float32 ...", flush=True)
+    vllm_precision.main()  # writes its own section
     print("evaluation: recall against recognition under interference, cost of continual evaluation ...")
     retention.main()  # writes its own section
     print("health: the gate against junk training data, a full health check's time ...")

@@ -28,6 +28,7 @@ from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
 from service.local import free_port
 from service.serving.supervisor import PROJECT_VLLM_PYTHON
+from service.settings import VLLM_DEFAULT_ARGS
 from trainers.contracts.methods import Method
 from trainers.native_server.engine import MAX_SECONDS
 
@@ -66,12 +67,12 @@ def native_server(log: Path, max_batch: int | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def vllm_server(log: Path) -> Iterator[str]:
-    """vLLM on SmolLM2 with runtime LoRA loading, as the serving tier starts it; yields its URL."""
+def vllm_server(log: Path, args: tuple[str, ...] = VLLM_DEFAULT_ARGS) -> Iterator[str]:
+    """vLLM on SmolLM2 with runtime LoRA loading, as the serving tier starts it (`args`: its
+    `vllm_args`); yields its URL."""
     port = free_port()
     command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(BASE)]
-    command += ["--port", str(port), "--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8"]
-    command += ["--max-lora-rank", "16"]
+    command += ["--port", str(port), "--enable-lora", "--max-lora-rank", "16", *args]
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
     with _process(command, env, log) as process:
         yield _healthy(f"http://127.0.0.1:{port}", process, log)

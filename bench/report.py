@@ -19,6 +19,23 @@ def machine() -> str:
     return f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, Python {python}, no GPU"
 
 
+def cpu() -> str:
+    """The CPU's model name and its bfloat16 instructions, if any (from /proc/cpuinfo on Linux).
+
+    Speeds on a CPU depend on them: the trainer's automatic precision is bfloat16 autocast only
+    where they exist (`trainers/precision.py`), and without them bfloat16 products are several
+    times slower than float32 ("vLLM on a CPU" in docs/benchmarks.md).
+    """
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    flags = {flag for line in lines if line.startswith("flags") for flag in line.split()}
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    return f"{name or platform.processor() or 'unknown CPU'}, " + (
+        f"with {', '.join(native)}" if native else "no bfloat16 instructions"
+    )
+
+
 def write_section(name: str, markdown: str) -> None:
     """Replace (or append) the section `name` of docs/benchmarks.md with `markdown`."""
     text = REPORT.read_text() if REPORT.exists() else HEADER

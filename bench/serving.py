@@ -23,7 +23,7 @@ from service.local import LocalService, free_port, local_service, small_base
 from service.models import Lineage, Version
 from service.services.lineages import promote_version
 from service.serving.supervisor import PROJECT_VLLM_PYTHON
-from service.settings import Settings
+from service.settings import VLLM_DEFAULT_ARGS, Settings
 
 WORKDIR = Path(".bench")
 SWAPS = 40
@@ -39,7 +39,7 @@ COMPLETION = {
     "ignore_eos": True,
 }
 STEPS_METRIC = "vllm:iteration_tokens_total_count"
-VLLM_ARGS = ["--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"]
+VLLM_ARGS = ["--enable-lora", "--max-lora-rank", "16", *VLLM_DEFAULT_ARGS]
 
 
 def main() -> None:

@@ -7,6 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The project's vLLM is the CPU build (the `cpu` extra). Its bfloat16 matmuls ran 4-6x slower
+# than float32 on a 2-core avx512_bf16 machine (docs/serving.md, "Precision"), and the models
+# served here are small, so it serves in float32.
+VLLM_DEFAULT_ARGS = ("--dtype", "float32", "--max-loras", "4", "--max-cpu-loras", "8")
+
 
 class Settings(BaseSettings):
     """Settings of the API and the workers. Paths are derived from `data_dir` unless set."""
@@ -118,7 +123,7 @@ class Settings(BaseSettings):
         None, description="Python that has vLLM installed; .venv-vllm/bin/python or this one if unset."
     )
     vllm_args: list[str] = Field(
-        default_factory=lambda: ["--max-loras", "4", "--max-cpu-loras", "8"],
+        default_factory=lambda: list(VLLM_DEFAULT_ARGS),
         description="Extra arguments of supervised vLLM servers (besides model, host, port, --enable-lora, "
         "--max-lora-rank).",
     )

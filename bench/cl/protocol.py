@@ -33,6 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from bench.cl.streams import Task, family, task_orders
 from bench.cl.variants import VARIANTS, Variant
 from bench.jobs import TrainerRun, job_spec, run_job
+from bench.report import cpu
 from eval.continual import recall_inputs
 from eval.panel import run_suite
 from eval.probes import Probes
@@ -41,6 +42,7 @@ from eval.runners import InProcessRunner
 from trainers.contracts.job import ContinualEvalSpec
 from trainers.contracts.methods import Method
 from trainers.methods.ilora.method import FAST_DIR
+from trainers.precision import compute_dtype
 from trainers.servable import load_version
 
 __all__ = ["DENSE_STEPS", "EVAL_EVERY", "LineageResult", "record_path", "run_lineage"]
@@ -69,6 +71,9 @@ class LineageResult:
             (training only, the continual evaluations' time taken out) and `eval_s`.
         panel: For the base (`"base"`) and the last version (`"v3"`; the upper bound's `"v1"`),
             each suite's mean item score.
+        host: Where it trained: `cpu` (`bench.report.cpu`) and `precision`, the trainer's
+            automatic choice there (bfloat16 autocast only where the CPU has the instructions);
+            empty in records made before it was kept. Step costs compare only on one host.
     """
 
     family: str
@@ -81,6 +86,7 @@ class LineageResult:
     curves: list[list[dict[str, Any]]] = field(default_factory=list)
     costs: list[dict[str, float]] = field(default_factory=list)
     panel: dict[str, dict[str, float]] = field(default_factory=dict)
+    host: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """Write the record whole or not at all: a run stopped mid-write leaves no half record."""
@@ -129,6 +135,7 @@ def run_lineage(
     result = LineageResult(
         family_name, variant, seed, [task.name for task in tasks], _test_scores(base, tokenizer, tasks), []
     )
+    result.host = {"cpu": cpu(), "precision": str(compute_dtype("auto")).removeprefix("torch.")}
     if panel:
         result.panel["base"] = _base_panel(base, tokenizer, panel, workdir / "base-panel.json")
     lineage = _Lineage(result, tasks, files, base_model, lineage_dir, steps, tokenizer, panel)

@@ -211,9 +211,20 @@ def plot_stability_gap(results: list[LineageResult], family: str, path: Path) ->
     plt.close(figure)
 
 
+def _hosts(results: list[LineageResult]) -> str:
+    """Which CPUs and precisions the records trained on: their s/step compare only within one."""
+    counts: dict[str, int] = {}
+    for result in results:
+        host = result.host
+        key = f"{host['cpu']}, {host['precision']}" if host else "not kept (records made before 2026-12-07)"
+        counts[key] = counts.get(key, 0) + 1
+    listed = "; ".join(f"{key}: {count}" for key, count in sorted(counts.items()))
+    return f"Records by host (CPU, the trainer's automatic precision; s/step compares within one): {listed}."
+
+
 def markdown(results: list[LineageResult], header: str, plots: dict[str, Path]) -> str:
     """The section: `header` (command, machine, protocol), then per family its tables and figure."""
-    parts = [header]
+    parts = [header, _hosts(results)]
     for family, title in (("test", "Test family (no default tuned on it)"), ("dev", "Dev family")):
         tables = family_tables(results, family)
         if tables:

@@ -8,6 +8,8 @@ import pytest
 
 from bench.cl.__main__ import _run
 from bench.cl.protocol import DENSE_STEPS, LineageResult, run_lineage
+from bench.report import cpu
+from trainers.precision import compute_dtype
 
 
 def test_a_lineage_is_scored_after_every_task_and_its_tracker_spans_the_jobs(
@@ -31,6 +33,8 @@ def test_a_lineage_is_scored_after_every_task_and_its_tracker_spans_the_jobs(
     assert all(cost["steps"] == 3 and cost["train_s_per_step"] > 0 for cost in result.costs)
     assert set(result.panel) == {"base", "v3"} and set(result.panel["v3"]) == {"perplexity"}
     assert DENSE_STEPS >= 3
+    # Where it trained, so that its step costs are compared only with the same host's.
+    assert result.host == {"cpu": cpu(), "precision": str(compute_dtype("auto")).removeprefix("torch.")}
 
 
 def test_a_finished_lineage_is_read_back_not_trained_again(tiny_base: Path, tmp_path: Path) -> None:

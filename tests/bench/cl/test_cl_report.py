@@ -67,3 +67,15 @@ def test_the_stability_gap_curve_is_relative_to_the_new_jobs_start(tmp_path: Pat
     assert curve[:4] == pytest.approx([0.0, -10.0, -20.0, -30.0])
     plot_stability_gap(runs, "test", tmp_path / "gap.png")
     assert (tmp_path / "gap.png").stat().st_size > 1000
+
+
+def test_the_section_says_which_host_each_record_trained_on(tmp_path: Path) -> None:
+    old = _lineage("lora", 0, drop=0.4)  # a record from before hosts were kept
+    here = [_lineage(variant, 1, drop=0.3) for variant in ("lora", "trc")]
+    for result in here:
+        result.host = {"cpu": "AMD EPYC, no bfloat16 instructions", "precision": "float32"}
+    text = markdown([old, *here], "## header", {})
+    assert (
+        "AMD EPYC, no bfloat16 instructions, float32: 2; not kept (records made before 2026-12-07): 1."
+        in text
+    )

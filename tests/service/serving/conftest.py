@@ -19,8 +19,9 @@ from service.models import Lineage, Tenant, Version
 from service.services.keys import create_key
 from service.services.lineages import promote_version
 from service.serving.supervisor import PROJECT_VLLM_PYTHON
+from service.settings import VLLM_DEFAULT_ARGS
 
-VLLM_ARGS = ["--enable-lora", "--max-loras", "4", "--max-cpu-loras", "8", "--max-lora-rank", "16"]
+VLLM_ARGS = ["--enable-lora", "--max-lora-rank", "16", *VLLM_DEFAULT_ARGS]
 
 
 @pytest.fixture(scope="session")
