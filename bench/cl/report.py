@@ -216,7 +216,7 @@ def _hosts(results: list[LineageResult]) -> str:
     counts: dict[str, int] = {}
     for result in results:
         host = result.host
-        key = f"{host['cpu']}, {host['precision']}" if host else "not kept (records made before 2026-12-07)"
+        key = f"{host['cpu']}, {host['precision']}" if host else "not kept (made before records kept it)"
         counts[key] = counts.get(key, 0) + 1
     listed = "; ".join(f"{key}: {count}" for key, count in sorted(counts.items()))
     return f"Records by host (CPU, the trainer's automatic precision; s/step compares within one): {listed}."
