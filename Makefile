@@ -70,7 +70,7 @@ system-deps:
 # most tests wait on a trainer, vLLM or a server for much of their time.
 TEST_WORKERS ?= 2
 
-test: install system-deps  ## the whole suite (992 tests; about an hour on 2 cores, plus installs)
+test: install system-deps  ## the whole suite (989 tests; about an hour on 2 cores, plus installs)
 	# A Postgres that cannot start fails the run.
 	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
