@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in families:
         plots[name] = Path(f"docs/images/stability-gap-{name}.png")
         plot_stability_gap(results, name, plots[name])
-    write_section(args.section, markdown(results, _header(args, argv), plots))
+    write_section(
+        args.section, markdown(results, f"{_header(args, argv)}\n{_coverage(work, results)}", plots)
+    )
     print(f"wrote its section of {REPORT} and {', '.join(map(str, plots.values()))}")
 
 
@@ -109,6 +111,23 @@ def _finished(records: Path, work: list[tuple[str, str, int]]) -> list["LineageR
 
     paths = [record_path(records, *item) for item in work]
     return [LineageResult.load(path) for path in paths if path.exists()]
+
+
+def _coverage(work: list[tuple[str, str, int]], results: list["LineageResult"]) -> str:
+    """How many of the lineages asked have a record, and which seeds each variant still lacks."""
+    done = {(result.family, result.variant, result.seed) for result in results}
+    missing: dict[tuple[str, str], list[int]] = {}
+    for family_name, variant, seed in work:
+        if (family_name, variant, seed) not in done:
+            missing.setdefault((family_name, variant), []).append(seed)
+    ran = f"{len(work) - sum(map(len, missing.values()))} of the {len(work)} lineages asked have run"
+    if not missing:
+        return f"{ran}."
+    lacking = "; ".join(
+        f"{family_name} `{variant}` {'seed' + 's' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+        for (family_name, variant), seeds in missing.items()
+    )
+    return f"{ran}; not yet: {lacking}."
 
 
 def _header(args: argparse.Namespace, argv: list[str] | None) -> str:
