@@ -7,9 +7,9 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The project's vLLM is the CPU build (the `cpu` extra). Its bfloat16 matmuls ran 4-6x slower
-# than float32 on a 2-core avx512_bf16 machine (docs/serving.md, "Precision"), and the models
-# served here are small, so it serves in float32.
+# The project's vLLM is the CPU build (the `cpu` extra). On a 2-core CPU without bfloat16
+# instructions its requests ran 5-6x slower in bfloat16, vLLM's own pick for a float32 checkpoint,
+# than in float32 (docs/serving.md, "Precision"); the models served here are small, so float32.
 VLLM_DEFAULT_ARGS = ("--dtype", "float32", "--max-loras", "4", "--max-cpu-loras", "8")
 
 
