@@ -26,11 +26,12 @@ def cpu() -> str:
     where they exist (`trainers/precision.py`), and without them bfloat16 products are several
     times slower than float32 ("vLLM on a CPU" in docs/benchmarks.md).
     """
+    from trainers.precision import cpu_bf16_instructions  # torch: only for the sections that ask
+
     info = Path("/proc/cpuinfo")
     lines = info.read_text().splitlines() if info.exists() else []
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    flags = {flag for line in lines if line.startswith("flags") for flag in line.split()}
-    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    native = cpu_bf16_instructions()
     return f"{name or platform.processor() or 'unknown CPU'}, " + (
         f"with {', '.join(native)}" if native else "no bfloat16 instructions"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["base_dtype", "compute_dtype", "device_type"]
+__all__ = ["base_dtype", "compute_dtype", "cpu_bf16_instructions", "device_type"]
 
 
 def device_type() -> str:
@@ -23,7 +23,9 @@ def device_type() -> str:
 def compute_dtype(precision: str) -> torch.dtype:
     """The dtype of matrix products for a spec's `precision` (`"auto"`, `"float32"`, `"bfloat16"`)."""
     if precision == "auto":
-        native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else _cpu_has_native_bf16()
+        native = (
+            torch.cuda.is_bf16_supported() if torch.cuda.is_available() else bool(cpu_bf16_instructions())
+        )
         precision = "bfloat16" if native else "float32"
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
 
@@ -39,10 +41,12 @@ def base_dtype(compute: torch.dtype) -> torch.dtype:
     return compute if device_type() == "cuda" else torch.float32
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_bf16_instructions() -> list[str]:
+    """The CPU's bfloat16 instruction sets (`avx512_bf16`, `amx_bf16`) from /proc/cpuinfo; none
+    where it cannot be read (not Linux: no cheap way to tell, so stay exact)."""
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to tell, so stay exact
-        return False
+    except OSError:
+        return []
     flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
