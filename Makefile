@@ -66,13 +66,14 @@ system-deps:
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
 		else echo "install Postgres (e.g. apt-get install postgresql) for the tests marked postgres"; fi; }
 
-# Test files run TEST_WORKERS at a time, each file whole in one worker (its module fixtures once).
+# Test files run TEST_WORKERS at a time, each file whole in one worker (its module fixtures once),
+# the longest first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
 # Many tests wait on a trainer, vLLM or a server: on 2 cores, two workers kept 1.6 cores busy and
 # took 38 minutes, where one took about an hour.
 TEST_WORKERS ?= 2
 
 test: install system-deps  ## the whole suite (989 tests; 38 minutes on 2 cores, plus installs)
-	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile  # no Postgres: fails
+	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder  # no Postgres: fails
 
 test-fast: install  ## everything but the tests that train models or start vLLM
 	$(PY) -m pytest -m "not slow"

@@ -9,6 +9,25 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach a hub
 
+# Longest first: `make test` hands whole files to two workers in collection order
+# (`--no-loadscope-reorder`), and the real-model file alone takes about 12 minutes; started last,
+# it kept one core idle to the end. The markers stand in for the files' lengths.
+_LONGEST_FIRST = ("real_model", "vllm", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a test marked `real_model` first, then `vllm`, then `slow`, then the rest; each
+    file's tests stay together and in order (its module fixtures are set up once)."""
+
+    def rank(item: pytest.Item) -> int:
+        marked = [name for name in _LONGEST_FIRST if item.get_closest_marker(name)]
+        return _LONGEST_FIRST.index(marked[0]) if marked else len(_LONGEST_FIRST)
+
+    files: dict[Path, int] = {}
+    for item in items:
+        files[item.path] = min(files.get(item.path, len(_LONGEST_FIRST)), rank(item))
+    items.sort(key=lambda item: files[item.path])
+
 
 @pytest.fixture(scope="session", autouse=True)
 def model_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
