@@ -39,9 +39,9 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _points(values: Sequence[float]) -> str:
-    """Accuracy points with the interval, e.g. `12.3 ± 4.5`."""
+    """Accuracy points with the interval, e.g. `12.3 ± 4.5`; one seed has no interval: `12.3`."""
     mean, half = interval([100 * value for value in values])
-    return f"{mean:.1f} ± {half:.1f}"
+    return f"{mean:.1f} ± {half:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
 def _by_variant(results: list[LineageResult], family: str) -> dict[str, list[LineageResult]]:
