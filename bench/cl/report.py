@@ -126,7 +126,28 @@ def family_tables(results: list[LineageResult], family: str) -> str:
     text = f"{_HEADER}\n" + "\n".join(main)
     if ablations:
         text += f"\n\nAblations:\n\n{_HEADER}\n" + "\n".join(ablations)
+        if against := _against_full_method(grouped):
+            text += f"\n\nEach ablation against its full method on the same seeds (points):\n\n{against}"
     return f"{text}\n\n{_verdicts(grouped, lora)}"
+
+
+def _against_full_method(grouped: dict[str, list[LineageResult]]) -> str:
+    """What changing one mechanism does: an ablation's forgetting and final task minus its full
+    method's, seed by seed (the same tasks in the same order)."""
+    lines = []
+    for name, runs in grouped.items():
+        method = VARIANTS[name].method
+        full = {r.seed: r for r in grouped.get(method, [])}
+        paired = [run for run in runs if run.seed in full]
+        if name in MAIN or name == method or not paired:
+            continue
+        seeds = len(paired)
+        lines.append(
+            f"- `{name}` against `{method}` ({seeds} seed{'s' * (seeds > 1)}): forgetting "
+            f"{_signed(_paired(paired, full, _forgetting), seeds)}, final task "
+            f"{_signed(_paired(paired, full, _final_task), seeds)}."
+        )
+    return "\n".join(lines)
 
 
 def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageResult]) -> str:
@@ -147,13 +168,14 @@ def _verdicts(grouped: dict[str, list[LineageResult]], lora: dict[int, LineageRe
         final = _paired(runs, lora, _final_task)
         line = (
             f"- `{name}` ({len(runs)} seed{'s' * (len(runs) > 1)}): forgetting {ratio:.2f} of lora's; "
-            f"final task {_signed(final)} points against lora's"
+            f"final task {_signed(final, len(runs))} points against lora's"
         )
         met = ratio <= 0.5 and final[0] >= -5
         if best is not None:
             against = _paired(runs, {r.seed: r for r in replays[best]}, _forgetting)
             line += (
-                f"; forgetting {_signed(against)} points against `{best}` (the replay with least forgetting)"
+                f"; forgetting {_signed(against, len(runs))} points against `{best}`"
+                " (the replay with least forgetting)"
             )
             met = met and against[0] + against[1] < 0
         verdict = (
@@ -170,8 +192,9 @@ def _paired(
     return interval([100 * (metric(r) - metric(reference[r.seed])) for r in runs if r.seed in reference])
 
 
-def _signed(value: tuple[float, float]) -> str:
-    return f"{value[0]:+.1f} ± {value[1]:.1f}"
+def _signed(value: tuple[float, float], seeds: int = 2) -> str:
+    """A signed mean with its interval, e.g. `-3.2 ± 4.5`; one seed has no interval: `-3.2`."""
+    return f"{value[0]:+.1f} ± {value[1]:.1f}" if seeds > 1 else f"{value[0]:+.1f}"
 
 
 def stability_gap(runs: list[LineageResult]) -> list[float]:

@@ -87,3 +87,19 @@ def test_the_section_says_which_lineages_asked_have_not_run() -> None:
     ran = [_lineage("lora", seed, drop=0.4) for seed in range(3)] + [_lineage("trc", 0, drop=0.1)]
     assert _coverage(asked, ran) == "4 of the 6 lineages asked have run; not yet: test `trc` seeds 1, 2."
     assert _coverage(asked[:2], ran) == "2 of the 2 lineages asked have run."
+
+
+def test_each_ablation_is_set_against_its_full_method_on_the_same_seeds() -> None:
+    results = [
+        *(_lineage("lora", seed, drop=0.4) for seed in range(2)),
+        *(_lineage("trc", seed, drop=0.1) for seed in range(2)),
+        *(_lineage("trc-no-router", seed, drop=0.2 + 0.1 * seed, final=0.8) for seed in range(2)),
+        _lineage("ilora-no-consistency", 0, drop=0.3),  # its full method has not run: nothing to set against
+    ]
+    text = markdown(results, "## header", {})
+    assert (
+        "- `trc-no-router` against `trc` (2 seeds): forgetting +22.5 ± 95.3, final task -10.0 ± 0.0." in text
+    )
+    assert "`ilora-no-consistency` against" not in text and "| ilora-no-consistency | 1 |" in text
+    one_seed = markdown([r for r in results if r.seed == 0], "## header", {})
+    assert "- `trc-no-router` against `trc` (1 seed): forgetting +15.0, final task -10.0." in one_seed
