@@ -72,8 +72,8 @@ system-deps:
 # took 38 minutes, where one took about an hour.
 TEST_WORKERS ?= 2
 
-test: install system-deps  ## the whole suite (989 tests; 38 minutes on 2 cores, plus installs)
-	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder  # no Postgres: fails
+test: install system-deps  ## the whole suite (990 tests; 38 minutes on 2 cores, plus installs)
+	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15  # no Postgres: fails
 
 test-fast: install  ## everything but the tests that train models or start vLLM
 	$(PY) -m pytest -m "not slow"
