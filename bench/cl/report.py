@@ -128,7 +128,9 @@ def family_tables(results: list[LineageResult], family: str) -> str:
         text += f"\n\nAblations:\n\n{_HEADER}\n" + "\n".join(ablations)
         if against := _against_full_method(grouped):
             text += f"\n\nEach ablation against its full method on the same seeds (points):\n\n{against}"
-    return f"{text}\n\n{_verdicts(grouped, lora)}"
+    if verdicts := _verdicts(grouped, lora):
+        text += f"\n\nThe goal, method by method:\n\n{verdicts}"
+    return text
 
 
 def _against_full_method(grouped: dict[str, list[LineageResult]]) -> str:
