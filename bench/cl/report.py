@@ -19,7 +19,7 @@ __all__ = ["MAIN", "markdown", "plot_stability_gap"]
 MAIN = (
     "lora",
     *("replay-0.25", "replay", "replay-1.0", "replay-distill"),
-    *("ewc", "ewc-10", "ewc-100"),
+    *("ewc", "ewc-10", "ewc-100", "ewc-10000", "ewc-100000"),
     *("ilora", "titans", "trc"),
 )
 CONTINUAL = ("ilora", "titans", "trc")  # the methods the goal is set for

@@ -34,6 +34,10 @@ VARIANTS = {
     "ewc": Variant("ewc", what="LoRA + online EWC, weight 1"),
     "ewc-10": Variant("ewc", {"ewc_weight": 10.0}, "LoRA + online EWC, weight 10"),
     "ewc-100": Variant("ewc", {"ewc_weight": 100.0}, "LoRA + online EWC, weight 100"),
+    # The Fisher of a job that memorised its rows is tiny (docs/methods.md, ewc): these weights
+    # are where the penalty starts to weigh against the new job's loss.
+    "ewc-10000": Variant("ewc", {"ewc_weight": 1e4}, "LoRA + online EWC, weight 10^4"),
+    "ewc-100000": Variant("ewc", {"ewc_weight": 1e5}, "LoRA + online EWC, weight 10^5"),
     "multitask": Variant("multitask", what="upper bound: one LoRA job on all tasks at once"),
     "ilora": Variant("ilora", what="I-LoRA (slow adapter served)"),
     "ilora-no-consistency": Variant("ilora", {"consistency_weight": 0.0}, "I-LoRA, consistency weight 0"),
