@@ -194,7 +194,7 @@ def _paired(
     return interval([100 * (metric(r) - metric(reference[r.seed])) for r in runs if r.seed in reference])
 
 
-def _signed(value: tuple[float, float], seeds: int = 2) -> str:
+def _signed(value: tuple[float, float], seeds: int) -> str:
     """A signed mean with its interval, e.g. `-3.2 ± 4.5`; one seed has no interval: `-3.2`."""
     return f"{value[0]:+.1f} ± {value[1]:.1f}" if seeds > 1 else f"{value[0]:+.1f}"
 
