@@ -215,24 +215,35 @@ def stability_gap(runs: list[LineageResult]) -> list[float]:
 
 
 def plot_stability_gap(results: list[LineageResult], family: str, path: Path) -> None:
-    """Earlier tasks' accuracy over a new job's first steps, one line per variant."""
+    """Earlier tasks' accuracy over a new job's first steps, one line per variant: the methods and
+    baselines in one panel, the ablations beside their full methods in another."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for name, runs in _by_variant(results, family).items():
-        if runs[0].curves:
-            axis.plot(range(DENSE_STEPS + 1), stability_gap(runs), label=name, marker=".")
-    axis.axhline(0, color="grey", linewidth=0.5)
-    axis.set_xlabel("step of the new job")
-    axis.set_ylabel("earlier tasks' accuracy - at step 0 (points)")
-    axis.set_title(f"Stability gap, {family} family (validation probes)")
-    axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
+    grouped = {name: runs for name, runs in _by_variant(results, family).items() if runs[0].curves}
+    ablations = [name for name in grouped if name not in MAIN]
+    full = {VARIANTS[name].method for name in ablations}
+    panels = [("methods and baselines", [name for name in grouped if name in MAIN])]
+    if ablations:
+        beside = [name for name in grouped if name in full or name in ablations]
+        panels.append(("ablations, beside their full methods", beside))
+    # axes: (1, panels)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab20")
+    for axis, (title, names) in zip(axes[0], panels, strict=True):
+        for index, name in enumerate(names):
+            curve = stability_gap(grouped[name])
+            axis.plot(range(DENSE_STEPS + 1), curve, label=name, marker=".", color=colours(index % 20))
+        axis.axhline(0, color="grey", linewidth=0.5)
+        axis.set_xlabel("step of the new job")
+        axis.set_title(title, fontsize=10)
+        axis.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    axes[0][0].set_ylabel("earlier tasks' accuracy - at step 0 (points)")
+    figure.suptitle(f"Stability gap, {family} family (validation probes)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -70,6 +70,9 @@ def test_the_stability_gap_curve_is_relative_to_the_new_jobs_start(tmp_path: Pat
     assert curve[:4] == pytest.approx([0.0, -10.0, -20.0, -30.0])
     plot_stability_gap(runs, "test", tmp_path / "gap.png")
     assert (tmp_path / "gap.png").stat().st_size > 1000
+    ablated = [*runs, _lineage("trc", 0, drop=0.1), _lineage("trc-no-router", 0, drop=0.2)]
+    plot_stability_gap(ablated, "test", tmp_path / "two-panels.png")  # the ablations get a panel
+    assert (tmp_path / "two-panels.png").stat().st_size > (tmp_path / "gap.png").stat().st_size
 
 
 def test_the_section_says_which_host_each_record_trained_on(tmp_path: Path) -> None:
