@@ -22,6 +22,8 @@ MAIN = (
     *("ewc", "ewc-10", "ewc-100", "ewc-10000", "ewc-100000"),
     *("ilora", "titans", "trc"),
 )
+# Each changes one mechanism of its method (`VARIANTS[name].method`), which it is set against.
+ABLATIONS = tuple(name for name in VARIANTS if name not in MAIN and name != "multitask")
 CONTINUAL = ("ilora", "titans", "trc")  # the methods the goal is set for
 REPLAY = ("replay-0.25", "replay", "replay-1.0", "replay-distill")  # tuned replay: the best of these
 VERDICT_SEEDS = 3  # paired seeds a verdict needs: with fewer, an interval says nothing
@@ -116,10 +118,10 @@ def family_tables(results: list[LineageResult], family: str) -> str:
     if not grouped:
         return ""
     lora = {r.seed: r for r in grouped.get("lora", [])}
-    main = [_row(name, runs, lora) for name, runs in grouped.items() if name in MAIN or name == "multitask"]
+    main = [_row(name, runs, lora) for name, runs in grouped.items() if name not in ABLATIONS]
     ablations = []
     for name, runs in grouped.items():
-        if name not in MAIN and name != "multitask":
+        if name in ABLATIONS:
             ablations.append(_row(name, runs, lora))
         if runs[0].fast_matrix:
             ablations.append(_row(f"{name} (fast adapter)", runs, lora, fast=True))
@@ -137,11 +139,11 @@ def _against_full_method(grouped: dict[str, list[LineageResult]]) -> str:
     """What changing one mechanism does: an ablation's forgetting and final task minus its full
     method's, seed by seed (the same tasks in the same order)."""
     lines = []
-    for name, runs in grouped.items():
+    for name in ABLATIONS:
         method = VARIANTS[name].method
         full = {r.seed: r for r in grouped.get(method, [])}
-        paired = [run for run in runs if run.seed in full]
-        if name in MAIN or name == method or not paired:
+        paired = [run for run in grouped.get(name, []) if run.seed in full]
+        if not paired:
             continue
         seeds = len(paired)
         lines.append(
@@ -223,9 +225,9 @@ def plot_stability_gap(results: list[LineageResult], family: str, path: Path) ->
     import matplotlib.pyplot as plt
 
     grouped = {name: runs for name, runs in _by_variant(results, family).items() if runs[0].curves}
-    ablations = [name for name in grouped if name not in MAIN]
+    ablations = [name for name in grouped if name in ABLATIONS]
     full = {VARIANTS[name].method for name in ablations}
-    panels = [("methods and baselines", [name for name in grouped if name in MAIN])]
+    panels = [("methods and baselines", [name for name in grouped if name not in ABLATIONS])]
     if ablations:
         beside = [name for name in grouped if name in full or name in ablations]
         panels.append(("ablations, beside their full methods", beside))
