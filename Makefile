@@ -69,10 +69,10 @@ system-deps:
 # Test files run TEST_WORKERS at a time, each file whole in one worker (its module fixtures once),
 # the longest first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
 # Many tests wait on a trainer, vLLM or a server: on 2 cores, two workers kept 1.6 cores busy and
-# took 38 minutes, where one took about an hour.
+# took 38 minutes, where one took about an hour; longest first, CI's clean clone took 33.5 with installs.
 TEST_WORKERS ?= 2
 
-test: install system-deps  ## the whole suite (990 tests; 38 minutes on 2 cores, plus installs)
+test: install system-deps  ## the whole suite (990 tests; about 34 minutes on 2 cores, installs included)
 	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15  # no Postgres: fails
 
 test-fast: install  ## everything but the tests that train models or start vLLM
