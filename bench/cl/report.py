@@ -6,6 +6,7 @@ seed by seed (the same tasks in the same order), so the interval of a difference
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,8 +67,18 @@ def _accuracy(result: LineageResult, fast: bool = False) -> float:
     return statistics.fmean((result.fast_matrix if fast else result.matrix)[-1])
 
 
-def _row(name: str, runs: list[LineageResult], lora: dict[int, LineageResult], fast: bool = False) -> str:
-    """One table row: scores with intervals, forgetting against lora's, costs, general ability."""
+def _row(
+    name: str,
+    runs: list[LineageResult],
+    lora: dict[int, LineageResult],
+    timed_on: str | None,
+    fast: bool = False,
+) -> str:
+    """One table row: scores with intervals, forgetting against lora's, costs, general ability.
+
+    The seconds per step are those of the runs on `timed_on` only (all runs where no record
+    kept its host): a step in bfloat16 and one in float32 do not compare.
+    """
     accuracy = _points([_accuracy(r, fast) for r in runs])
     if runs[0].variant == "multitask":  # one version: no forgetting to speak of
         forgetting = final = ratio = min_acc = fwt = "-"
@@ -87,10 +98,11 @@ def _row(name: str, runs: list[LineageResult], lora: dict[int, LineageResult], f
     costs = [cost for r in runs for cost in r.costs]
     replayed = statistics.fmean(c["replayed_tokens"] for c in costs)
     trained = statistics.fmean(c["trained_tokens"] for c in costs)
-    step = statistics.fmean(c["train_s_per_step"] for c in costs)
+    timed = [c for r in runs if timed_on in (None, _host(r)) for c in r.costs]
+    step = f"{statistics.fmean(c['train_s_per_step'] for c in timed):.2f}" if timed else "-"
     return (
         f"| {name} | {len(runs)} | {accuracy} | {forgetting} | {ratio} | {final} | {fwt} | {min_acc} "
-        f"| {replayed:,.0f} | {trained:,.0f} | {step:.2f} | {'-' if fast else _panel_change(runs)} |"
+        f"| {replayed:,.0f} | {trained:,.0f} | {step} | {'-' if fast else _panel_change(runs)} |"
     )
 
 
@@ -112,19 +124,19 @@ _HEADER = (
 )
 
 
-def family_tables(results: list[LineageResult], family: str) -> str:
-    """The comparison table and the ablation table of one family."""
+def family_tables(results: list[LineageResult], family: str, timed_on: str | None) -> str:
+    """The comparison table and the ablation table of one family (s/step: `_row`)."""
     grouped = _by_variant(results, family)
     if not grouped:
         return ""
     lora = {r.seed: r for r in grouped.get("lora", [])}
-    main = [_row(name, runs, lora) for name, runs in grouped.items() if name not in ABLATIONS]
+    main = [_row(name, runs, lora, timed_on) for name, runs in grouped.items() if name not in ABLATIONS]
     ablations = []
     for name, runs in grouped.items():
         if name in ABLATIONS:
-            ablations.append(_row(name, runs, lora))
+            ablations.append(_row(name, runs, lora, timed_on))
         if runs[0].fast_matrix:
-            ablations.append(_row(f"{name} (fast adapter)", runs, lora, fast=True))
+            ablations.append(_row(f"{name} (fast adapter)", runs, lora, timed_on, fast=True))
     text = f"{_HEADER}\n" + "\n".join(main)
     if ablations:
         text += f"\n\nAblations:\n\n{_HEADER}\n" + "\n".join(ablations)
@@ -249,22 +261,38 @@ def plot_stability_gap(results: list[LineageResult], family: str, path: Path) ->
     plt.close(figure)
 
 
-def _hosts(results: list[LineageResult]) -> str:
-    """Which CPUs and precisions the records trained on: their s/step compare only within one."""
-    counts: dict[str, int] = {}
-    for result in results:
-        host = result.host
-        key = f"{host['cpu']}, {host['precision']}" if host else "not kept (made before records kept it)"
-        counts[key] = counts.get(key, 0) + 1
+_NOT_KEPT = "not kept (made before records kept it)"
+
+
+def _host(result: LineageResult) -> str:
+    return f"{result.host['cpu']}, {result.host['precision']}" if result.host else _NOT_KEPT
+
+
+def _timing_host(results: list[LineageResult]) -> str | None:
+    """The host most records kept (the first by name of a tie): the one whose step times are shown."""
+    counts = Counter(_host(result) for result in results if result.host)
+    return max(sorted(counts), key=counts.__getitem__) if counts else None
+
+
+def _hosts(results: list[LineageResult], timed_on: str | None) -> str:
+    """Which CPUs and precisions the records trained on, and which one the s/step column reads."""
+    counts = Counter(_host(result) for result in results)
     listed = "; ".join(f"{key}: {count}" for key, count in sorted(counts.items()))
-    return f"Records by host (CPU, the trainer's automatic precision; s/step compares within one): {listed}."
+    timing = (
+        f" The s/step column reads only the records of {timed_on}, the host most of them trained on"
+        " (step times compare only within one host; `-`: no record of the variant there)."
+        if timed_on and len(counts) > 1
+        else ""
+    )
+    return f"Records by host (CPU, the trainer's automatic precision): {listed}.{timing}"
 
 
 def markdown(results: list[LineageResult], header: str, plots: dict[str, Path]) -> str:
     """The section: `header` (command, machine, protocol), then per family its tables and figure."""
-    parts = [header, _hosts(results)]
+    timed_on = _timing_host(results)
+    parts = [header, _hosts(results, timed_on)]
     for family, title in (("test", "Test family (no default tuned on it)"), ("dev", "Dev family")):
-        tables = family_tables(results, family)
+        tables = family_tables(results, family, timed_on)
         if tables:
             parts.append(f"### {title}\n\n{tables}")
             if family in plots:

@@ -88,6 +88,26 @@ def test_the_section_says_which_host_each_record_trained_on(tmp_path: Path) -> N
     )
 
 
+def test_step_times_are_read_on_one_host_only() -> None:
+    def on(host: str, result: LineageResult, seconds: float) -> LineageResult:
+        result.host = {"cpu": "AMD EPYC", "precision": host}
+        result.costs = [{**cost, "train_s_per_step": seconds} for cost in result.costs]
+        return result
+
+    results = [
+        on("bfloat16", _lineage("lora", 0, drop=0.4), 2.0),
+        on("bfloat16", _lineage("lora", 1, drop=0.4), 3.0),
+        on("float32", _lineage("lora", 2, drop=0.4), 9.0),  # slower precision: left out of the mean
+        on("float32", _lineage("trc", 0, drop=0.1), 9.0),  # no record on the timing host
+    ]
+    text = markdown(results, "## header", {})
+    assert "reads only the records of AMD EPYC, bfloat16" in text
+    lora, trc = (line for line in text.splitlines() if line.startswith(("| lora |", "| trc |")))
+    assert lora.split(" | ")[-2] == "2.50" and trc.split(" | ")[-2] == "-"
+    unkept = markdown([_lineage("lora", 0, drop=0.4)], "## header", {})  # no host kept: every record
+    assert "reads only" not in unkept and "| 1.50 |" in unkept
+
+
 def test_the_section_says_which_lineages_asked_have_not_run() -> None:
     asked = [("test", variant, seed) for seed in range(3) for variant in ("lora", "trc")]
     ran = [_lineage("lora", seed, drop=0.4) for seed in range(3)] + [_lineage("trc", 0, drop=0.1)]
