@@ -13,22 +13,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from bench.jobs import job_spec, run_job
 from bench.report import machine, write_section
-from service.local import free_port
-from service.serving.supervisor import PROJECT_VLLM_PYTHON
-from service.settings import VLLM_DEFAULT_ARGS
+from service.serving.supervisor import running_backend
 from trainers.contracts.methods import Method
 from trainers.native_server.engine import MAX_SECONDS
 
@@ -54,55 +48,6 @@ def train(root: Path, method: str) -> Path:
     out = root / method / "v1"
     run_job(job_spec(out, BASE, TRAINING, steps=2, method=Method.resolve(method), lineage=method)).check()
     return out
-
-
-@contextmanager
-def native_server(log: Path, max_batch: int | None = None) -> Iterator[str]:
-    """`python -m trainers.native_server` on SmolLM2 as the supervisor starts it; yields its URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "trainers.native_server", "--model", str(BASE), "--port", str(port)]
-    command += ["--max-batch", str(max_batch)] if max_batch else []
-    with _process(command, dict(os.environ), log) as process:
-        yield _healthy(f"http://127.0.0.1:{port}", process, log)
-
-
-@contextmanager
-def vllm_server(log: Path, args: tuple[str, ...] = VLLM_DEFAULT_ARGS) -> Iterator[str]:
-    """vLLM on SmolLM2 with runtime LoRA loading, as the serving tier starts it (`args`: its
-    `vllm_args`); yields its URL."""
-    port = free_port()
-    command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(BASE)]
-    command += ["--port", str(port), "--enable-lora", "--max-lora-rank", "16", *args]
-    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with _process(command, env, log) as process:
-        yield _healthy(f"http://127.0.0.1:{port}", process, log)
-
-
-@contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(60)
-
-
-def _healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited during start-up:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not start in {timeout} s")
 
 
 def load(url: str, name: str, version: Path) -> None:
@@ -151,18 +96,19 @@ def run(root: Path) -> dict[str, dict[str, float]]:
     versions = {method: train(root, method) for method in ("lora", "trc", "titans")}
     results: dict[str, dict[str, float]] = {}
     loads = [load_average()]
-    with native_server(root / "native.log") as url:
+    with running_backend(BASE, root / "native.log", backend="native") as native:
         for method, version in versions.items():
-            load(url, f"bench/{method}@1", version)
+            load(native.url, f"bench/{method}@1", version)
         for method in versions:
-            results[f"native {method}"] = measure(url, f"bench/{method}@1")
+            results[f"native {method}"] = measure(native.url, f"bench/{method}@1")
             loads.append(load_average())
-    with native_server(root / "native-one.log", max_batch=1) as url:
-        load(url, "bench/lora@1", versions["lora"])
-        results["native lora, one request at a time"] = measure(url, "bench/lora@1")
-    with vllm_server(root / "vllm.log") as url:
-        load(url, "bench/lora@1", versions["lora"])
-        results["vLLM lora"] = measure(url, "bench/lora@1")
+    one_at_a_time = ["--max-batch", "1"]
+    with running_backend(BASE, root / "native-one.log", backend="native", extra_args=one_at_a_time) as native:
+        load(native.url, "bench/lora@1", versions["lora"])
+        results["native lora, one request at a time"] = measure(native.url, "bench/lora@1")
+    with running_backend(BASE, root / "vllm.log") as vllm:
+        load(vllm.url, "bench/lora@1", versions["lora"])
+        results["vLLM lora"] = measure(vllm.url, "bench/lora@1")
         loads.append(load_average())
     results["load"] = {"before": loads[0], "max": max(loads)}
     return results

@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from bench.report import machine, write_section
 from service.db import Database
-from service.local import LocalService, free_port, local_service, small_base
+from service.local import LocalService, local_service, small_base
 from service.models import Lineage, Version
 from service.services.lineages import promote_version
-from service.serving.supervisor import PROJECT_VLLM_PYTHON
-from service.settings import VLLM_DEFAULT_ARGS, Settings
+from service.serving.supervisor import RunningBackend, running_backend
+from service.settings import Settings
 
 WORKDIR = Path(".bench")
 SWAPS = 40
@@ -39,26 +39,21 @@ COMPLETION = {
     "ignore_eos": True,
 }
 STEPS_METRIC = "vllm:iteration_tokens_total_count"
-VLLM_ARGS = ["--enable-lora", "--max-lora-rank", "16", *VLLM_DEFAULT_ARGS]
 
 
 def main() -> None:
     base = small_base(WORKDIR / "base-small")
     store = WORKDIR / "serving-store"
     paths = [_adapter(base, store / f"v{n}" / "adapter", seed=n) for n in (1, 2)]
-    vllm, url = _start_vllm(base, [])
-    try:
-        results = _measure_through_gateway(base, url, paths, vllm)
-    finally:
-        _stop(vllm)
+    with running_backend(base, WORKDIR / "vllm.log") as vllm:
+        results = _measure_through_gateway(base, vllm, paths)
     results["restart_s"] = [_restart_seconds(base, paths[1]) for _ in range(RESTARTS)]
     print(json.dumps(results, indent=2))
     write_section("serving", _section(results))
 
 
-def _measure_through_gateway(
-    base: Path, url: str, paths: list[Path], vllm: subprocess.Popen[bytes]
-) -> dict[str, object]:
+def _measure_through_gateway(base: Path, vllm: RunningBackend, paths: list[Path]) -> dict[str, object]:
+    url = vllm.url
     data_dir = WORKDIR / "serving-service"
     subprocess.run(["rm", "-rf", str(data_dir)], check=True)
     with local_service(
@@ -72,8 +67,8 @@ def _measure_through_gateway(
         served = _served_name(api)
         paths = {"gateway": (f"{service.url}/v1", service.key, "bench"), "direct": (f"{url}/v1", "", served)}
         sequential_ms = {path: _sequential_ms(*target) for path, target in paths.items()}
-        spin_s = _spin_after_one_request(vllm.pid, *paths["direct"])
-        engine = psutil.Process(vllm.pid).children(recursive=True)
+        spin_s = _spin_after_one_request(vllm.process.pid, *paths["direct"])
+        engine = psutil.Process(vllm.process.pid).children(recursive=True)
         gateway_process = psutil.Process(service.process.pid)
         cpu_before = _cpu_s([gateway_process])
         load_before = os.getloadavg()[0]
@@ -94,11 +89,11 @@ def _measure_through_gateway(
         # The API process's CPU over all rounds, per request it relayed.
         relayed = sum(sum(rounds["gateway"]) for rounds in throughput.values()) * THROUGHPUT_SECONDS
         gateway_cpu_ms = 1000 * (_cpu_s([gateway_process]) - cpu_before) / relayed
-        rss_before = _rss_mb(vllm.pid)
+        rss_before = _rss_mb(vllm.process.pid)
         for swap in range(MEMORY_SWAPS):
             _swap_seconds(api, swap)
         time.sleep(2)
-        rss_after = _rss_mb(vllm.pid)
+        rss_after = _rss_mb(vllm.process.pid)
     return {
         "swap_s": swap_s,
         "load_average": (load_before + os.getloadavg()[0]) / 2,
@@ -157,36 +152,12 @@ async def _throughput(url: str, key: str, model: str, mixed: bool) -> float:
 
 def _restart_seconds(base: Path, adapter: Path) -> float:
     """The naive swap: restart vLLM with the new adapter as a static module, until it answers."""
+    static = ["--lora-modules", f"bench={adapter}"]
     started = time.perf_counter()
-    process, url = _start_vllm(base, ["--lora-modules", f"bench={adapter}"])
-    httpx.post(f"{url}/v1/completions", json={"model": "bench", **COMPLETION, "max_tokens": 1}, timeout=120)
-    elapsed = time.perf_counter() - started
-    _stop(process)
-    return elapsed
-
-
-def _start_vllm(base: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
-    command += ["--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS, *extra]
-    log = (WORKDIR / "vllm.log").open("ab")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM exited; see {WORKDIR / 'vllm.log'}")
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, 15)
-    process.wait(60)
+    with running_backend(base, WORKDIR / "vllm.log", extra_args=static) as vllm:
+        first = {"model": "bench", **COMPLETION, "max_tokens": 1}
+        httpx.post(f"{vllm.url}/v1/completions", json=first, timeout=120)
+        return time.perf_counter() - started
 
 
 def _sequential_ms(url: str, key: str, model: str, requests: int = 30) -> float:

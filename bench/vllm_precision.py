@@ -18,10 +18,11 @@ from pathlib import Path
 import httpx
 import torch
 
-from bench.native_serving import BASE, vllm_server
+from bench.native_serving import BASE
 from bench.real_model import fetched_base
 from bench.report import cpu, machine, write_section
 from eval.panel.perplexity import reference_chunks
+from service.serving.supervisor import running_backend
 from service.settings import VLLM_DEFAULT_ARGS
 
 COMMAND = "python -m bench.vllm_precision"
@@ -43,10 +44,12 @@ def main() -> None:
         args[dtype_at] = dtype
         with (
             tempfile.TemporaryDirectory() as scratch,
-            vllm_server(Path(scratch) / "vllm.log", tuple(args)) as url,
+            running_backend(BASE, Path(scratch) / "vllm.log", vllm_args=args) as vllm,
         ):
             print(f"vLLM in {dtype} ...", flush=True)
-            latencies[dtype] = {name: _median_latency(url, chunks, extra) for name, extra in REQUESTS.items()}
+            latencies[dtype] = {
+                name: _median_latency(vllm.url, chunks, extra) for name, extra in REQUESTS.items()
+            }
     products = {dtype: _product_ms(getattr(torch, dtype)) for dtype in ("bfloat16", "float32")}
     write_section("vllm-precision", _section(latencies, products))
     print(latencies, products)

@@ -19,12 +19,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from service.child_processes import dying_with_parent
 from service.local import free_port
 from service.serving.replica import Replica
-from service.settings import Settings
+from service.settings import VLLM_DEFAULT_ARGS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +56,23 @@ class Supervisor:
     def command(self) -> list[str]:
         """The command line of the backend server (the key travels in `environment`, not here,
         since any user of the machine can read a process's arguments)."""
-        if self.replica.backend == "native":
-            server = [sys.executable, "-m", "trainers.native_server", "--model", self.replica.base_model]
-            limits = ["--max-tokens", str(self.settings.gateway_max_tokens)]
-            limits += ["--max-seconds", str(self.settings.native_max_seconds)]
-            return [*server, "--port", str(self.port), *limits]
-        python = self.settings.vllm_python or (
-            PROJECT_VLLM_PYTHON if PROJECT_VLLM_PYTHON.exists() else Path(sys.executable)
-        )
-        server = [str(python), "-m", "vllm.entrypoints.openai.api_server"]
-        address = ["--host", "127.0.0.1", "--port", str(self.port)]
-        return [
-            *server,
-            "--model",
+        command = backend_command(
+            self.replica.backend,
             self.replica.base_model,
-            *address,
-            "--enable-lora",
-            "--max-lora-rank",
-            str(self.settings.vllm_max_lora_rank),
-            *self.settings.vllm_args,
-        ]
+            self.port,
+            vllm_python=self.settings.vllm_python,
+            max_lora_rank=self.settings.vllm_max_lora_rank,
+            vllm_args=self.settings.vllm_args,
+        )
+        if self.replica.backend == "native":
+            command += ["--max-tokens", str(self.settings.gateway_max_tokens)]
+            command += ["--max-seconds", str(self.settings.native_max_seconds)]
+        return command
 
     def environment(self) -> dict[str, str]:
-        """The server's environment: runtime LoRA loading on, and its key (vLLM and the native
-        backend both read `VLLM_API_KEY`)."""
-        return {
-            **os.environ,
-            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-            "HF_HUB_OFFLINE": "1",
-            "VLLM_API_KEY": self.api_key,
-        }
+        """The server's environment, with its key (vLLM and the native backend both read
+        `VLLM_API_KEY`)."""
+        return backend_environment(self.api_key)
 
     def start(self) -> None:
         """Keep the server running in a task of the event loop until `close`."""
@@ -146,13 +137,101 @@ class Supervisor:
 
     def stop(self) -> None:
         """Terminate the server's process group (engine processes included) and wait for it."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(30)
-        except ProcessLookupError:
-            pass  # already gone, engine processes included
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            _stop_group(self.process)
+
+
+def backend_command(
+    backend: str,
+    base_model: str,
+    port: int,
+    *,
+    vllm_python: Path | None = None,
+    max_lora_rank: int = 16,
+    vllm_args: Sequence[str] = VLLM_DEFAULT_ARGS,
+) -> list[str]:
+    """The command line of a `vllm` or `native` backend serving `base_model` on loopback `port`,
+    with runtime LoRA loading (vLLM from `vllm_python`, else the project's `.venv-vllm`)."""
+    if backend == "native":
+        return [sys.executable, "-m", "trainers.native_server", "--model", base_model, "--port", str(port)]
+    python = vllm_python or (PROJECT_VLLM_PYTHON if PROJECT_VLLM_PYTHON.exists() else Path(sys.executable))
+    server = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", base_model]
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    return [*server, *address, "--enable-lora", "--max-lora-rank", str(max_lora_rank), *vllm_args]
+
+
+def backend_environment(api_key: str | None = None) -> dict[str, str]:
+    """A backend server's environment: runtime LoRA loading on, no hub, and `api_key` if any."""
+    return {
+        **os.environ,
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "HF_HUB_OFFLINE": "1",
+        **({"VLLM_API_KEY": api_key} if api_key else {}),
+    }
+
+
+@dataclass
+class RunningBackend:
+    """A backend server started by `running_backend`: its URL and its API server's process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def running_backend(
+    base_model: Path,
+    log: Path,
+    *,
+    backend: str = "vllm",
+    extra_args: Sequence[str] = (),
+    vllm_args: Sequence[str] = VLLM_DEFAULT_ARGS,
+    timeout: float = 300,
+) -> Iterator[RunningBackend]:
+    """One backend server for a block of code (benchmarks, tests), started as the tier starts it
+    but with no key and no restarts; yielded once `/health` answers, stopped on exit.
+
+    Args:
+        base_model: The base model's folder.
+        log: Where the server's output goes (appended).
+        backend: `vllm` or `native`.
+        extra_args: More arguments, e.g. `--lora-modules name=path` or `--max-batch 8`.
+        vllm_args: vLLM's arguments after the LoRA ones, as the `vllm_args` setting.
+        timeout: Seconds it may take to answer.
+    """
+    port = free_port()
+    command = [*backend_command(backend, str(base_model), port, vllm_args=vllm_args), *extra_args]
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            command, env=backend_environment(), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = RunningBackend(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{server.url}/health"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{backend} did not start on {base_model}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        _stop_group(process)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `process`'s group (vLLM's engine processes included), SIGKILL after 30 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    except ProcessLookupError:
+        pass  # already gone, engine processes included
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,27 +1,20 @@
 """Serving fixtures: a base model vLLM's CPU attention accepts, one shared real vLLM server, adapters."""
 
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from service.db import Database
-from service.local import free_port
 from service.models import Lineage, Tenant, Version
 from service.services.keys import create_key
 from service.services.lineages import promote_version
-from service.serving.supervisor import PROJECT_VLLM_PYTHON
-from service.settings import VLLM_DEFAULT_ARGS
-
-VLLM_ARGS = ["--enable-lora", "--max-lora-rank", "16", *VLLM_DEFAULT_ARGS]
+from service.serving.supervisor import PROJECT_VLLM_PYTHON, running_backend
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +109,8 @@ def vllm_url(tmp_path_factory: pytest.TempPathFactory, serving_base: Path) -> It
 
 @contextmanager
 def running_vllm(base: Path, log: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
-    """A real vLLM server on `base` (runtime LoRA on) for the block's duration; yields its URL.
+    """A real vLLM server on `base`, started as the tier starts it, for the block's duration; yields
+    its URL.
 
     Args:
         base: The base model's folder.
@@ -125,37 +119,5 @@ def running_vllm(base: Path, log: Path, extra_args: Sequence[str] = ()) -> Itera
     """
     if not PROJECT_VLLM_PYTHON.exists():
         pytest.fail(f"vLLM is not installed at {PROJECT_VLLM_PYTHON}: run `make install`")
-    port = free_port()
-    command = [str(PROJECT_VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
-    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port), *VLLM_ARGS, *extra_args],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        yield url
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(60)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM exited during start-up:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"vLLM at {url} did not start in {timeout} s")
+    with running_backend(base, log, extra_args=extra_args) as vllm:
+        yield vllm.url

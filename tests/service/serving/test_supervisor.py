@@ -1,6 +1,7 @@
 """Fault tests: kill the supervised vLLM, and it comes back with every promoted adapter while
 `/readyz` says not-ready in between; kill the service, and no serving process outlives it. A
-server that keeps dying is restarted after growing delays; each server demands its key."""
+server that keeps dying is restarted after growing delays; each server demands its key. A server
+for one block of code (benchmarks, tests) is gone after it, or says why it did not start."""
 
 import asyncio
 import os
@@ -15,7 +16,7 @@ import pytest
 
 from service.db import Database
 from service.local import local_service
-from service.serving.supervisor import Supervisor
+from service.serving.supervisor import Supervisor, running_backend
 from service.settings import Settings
 from tests.service.serving.conftest import publish
 
@@ -161,6 +162,24 @@ def test_a_server_gets_its_key_in_its_environment_never_on_its_command_line(sett
     command = native.command()
     assert command[command.index("--max-tokens") + 1] == str(settings.gateway_max_tokens)
     assert command[command.index("--max-seconds") + 1] == str(settings.native_max_seconds)
+
+
+def test_a_backend_for_a_block_serves_inside_it_and_is_gone_after(tmp_path: Path, tiny_base: Path) -> None:
+    with running_backend(tiny_base, tmp_path / "native.log", backend="native") as native:
+        assert httpx.get(f"{native.url}/health").status_code == 200
+    assert native.process.poll() is not None
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{native.url}/health")
+
+
+def test_a_backend_that_cannot_start_says_why(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with (
+        pytest.raises(RuntimeError, match="native did not start") as error,
+        running_backend(missing, tmp_path / "native.log", backend="native"),
+    ):
+        pass
+    assert str(missing) in str(error.value)  # the server's own words, from its log
 
 
 def _wait_status(url: str, status: int, timeout: float) -> bool:
