@@ -147,16 +147,21 @@ class ColumnLinear(nn.Module):
         stable = F.linear(F.linear(x, self.stable_A), self.stable_B)  # (batch, seq, out)
         return self.base(x) + self.scale * (plastic + stable)
 
-    def routed_delta(self, usage: torch.Tensor) -> torch.Tensor:
-        """The plastic columns' weight update averaged by routing usage: sum_k usage_k B_k A_k.
+    def update_factors(self, usage: torch.Tensor, rate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stable column plus `rate` of the plastic ones averaged by routing usage, as one
+        product `B @ A = B_0 A_0 + rate * sum_k usage_k B_k A_k` (without the `alpha / r` scale).
 
         Args:
             usage: (columns,) mean gate of each column.
+            rate: The plastic columns' share.
 
         Returns:
-            (out, in), without the `alpha / r` scale.
+            B (out, stable_r + columns * r) and A (stable_r + columns * r, in).
         """
-        return torch.einsum("k,okr,kri->oi", usage, self.lora_B, self.lora_A)
+        plastic_B = (self.lora_B * (rate * usage)[:, None]).flatten(1)  # (out, columns * r)
+        B = torch.cat([self.stable_B, plastic_B], dim=1)
+        A = torch.cat([self.stable_A, self.lora_A.flatten(0, 1)], dim=0)
+        return B, A
 
 
 class ThalamicRouter(nn.Module):

@@ -137,8 +137,8 @@ def consolidate(cortex: Cortex, usage: torch.Tensor, rate: float) -> None:
     """
     for layer_usage, columns in zip(usage, cortex.columns, strict=True):
         for column in columns.values():
-            target = column.stable_B @ column.stable_A + rate * column.routed_delta(layer_usage)  # (out, in)
-            stable_B, stable_A = _low_rank(target, column.stable_A.shape[0])
+            factors = column.update_factors(layer_usage, rate)
+            stable_B, stable_A = _low_rank(*factors, column.stable_A.shape[0])
             column.stable_B.copy_(stable_B)
             column.stable_A.copy_(stable_A)
             column.lora_B.mul_(1 - rate)
@@ -157,8 +157,7 @@ def export_peft_adapter(
     weights = {}
     for layer_usage, columns in zip(usage, cortex.columns, strict=True):
         for column in columns.values():
-            merged = column.stable_B @ column.stable_A + column.routed_delta(layer_usage)  # (out, in)
-            lora_B, lora_A = _low_rank(merged, config.r)
+            lora_B, lora_A = _low_rank(*column.update_factors(layer_usage), config.r)
             prefix = f"base_model.model.{names[column]}"
             weights[f"{prefix}.lora_A.weight"] = lora_A.contiguous()
             weights[f"{prefix}.lora_B.weight"] = lora_B.contiguous()
@@ -210,12 +209,20 @@ def trc_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _low_rank(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out, in) -> B (out, rank), A (rank, in) with B @ A the best rank-`rank` approximation."""
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+def _low_rank(B: torch.Tensor, A: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B (out, k) @ A (k, in) -> B' (out, rank), A' (rank, in) with B' @ A' the best rank-`rank`
+    approximation of B @ A (Eckart-Young), its singular values split evenly between the two.
+
+    The SVD is that of a core of at most (k, k): `B = Q_B R_B`, `A^T = Q_A R_A`, so
+    `B @ A = Q_B (R_B R_A^T) Q_A^T`; the (out, in) product is never formed (k is a few dozen where
+    out and in are hundreds: 0.26 s against 10 s for SmolLM2's 210 target layers, on one thread).
+    """
+    q_b, r_b = torch.linalg.qr(B)  # (out, p), (p, k) with p = min(out, k)
+    q_a, r_a = torch.linalg.qr(A.T)  # (in, q), (q, k) with q = min(in, k)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T, full_matrices=False)  # the (p, q) core
     root = s[:rank].sqrt()  # (rank,)
-    b, a = u[:, :rank] * root, root.unsqueeze(1) * vh[:rank]
-    if b.shape[1] < rank:  # a matrix smaller than the rank: pad with zero components
+    b, a = (q_b @ u[:, :rank]) * root, root.unsqueeze(1) * (vh[:rank] @ q_a.T)
+    if b.shape[1] < rank:  # fewer components than the rank: pad with zero ones
         b = torch.cat([b, b.new_zeros(b.shape[0], rank - b.shape[1])], dim=1)
         a = torch.cat([a, a.new_zeros(rank - a.shape[0], a.shape[1])], dim=0)
     return b, a

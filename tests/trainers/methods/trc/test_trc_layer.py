@@ -111,4 +111,5 @@ def test_column_layer_adds_stable_and_gated_plastic_updates() -> None:
     torch.testing.assert_close(column(x), expected)
     usage = torch.tensor([0.2, 0.3, 0.5])
     delta = sum(usage[k] * column.lora_B[:, k] @ column.lora_A[k] for k in range(3))
-    torch.testing.assert_close(column.routed_delta(usage), delta)
+    B, A = column.update_factors(usage, rate=0.5)
+    torch.testing.assert_close(B @ A, column.stable_B @ column.stable_A + 0.5 * delta)

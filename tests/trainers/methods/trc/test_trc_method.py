@@ -152,8 +152,8 @@ def test_a_version_saves_loads_continues_and_exports(tiny_base: Path, tmp_path: 
     # closer to the routed model than the base model is.
     assert method.cortex is not None
     name, column = next(iter(method.cortex.columns[0].items()))
-    merged = column.stable_B @ column.stable_A + column.routed_delta(method._mean_usage()[0])
-    u, singular, vh = torch.linalg.svd(merged.detach())
+    B, A = column.update_factors(method._mean_usage()[0])
+    u, singular, vh = torch.linalg.svd((B @ A).detach())  # the whole (out, in) update's SVD
     weights = load_file(version / "adapter" / "adapter_model.safetensors")
     prefix = f"base_model.model.model.layers.0.{name}"
     exported_update = weights[f"{prefix}.lora_B.weight"] @ weights[f"{prefix}.lora_A.weight"]
