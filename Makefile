@@ -72,7 +72,7 @@ system-deps:
 # took 38 minutes, where one took about an hour; longest first, CI's clean clone took 33.5 with installs.
 TEST_WORKERS ?= 2
 
-test: install system-deps  ## the whole suite (990 tests; about 34 minutes on 2 cores, installs included)
+test: install system-deps  ## the whole suite (1014 tests; about 30 minutes on 2 cores, installs included)
 	NEUROPLAST_REQUIRE_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15  # no Postgres: fails
 
 test-fast: install  ## everything but the tests that train models or start vLLM
