@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # instructions its requests ran 5-6x slower in bfloat16, vLLM's own pick for a float32 checkpoint,
 # than in float32 (docs/serving.md, "Precision"); the models served here are small, so float32.
 VLLM_DEFAULT_ARGS = ("--dtype", "float32", "--max-loras", "4", "--max-cpu-loras", "8")
+VLLM_DEFAULT_MAX_LORA_RANK = 16
 
 
 class Settings(BaseSettings):
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
         "--max-lora-rank).",
     )
     vllm_max_lora_rank: int = Field(
-        16,
+        VLLM_DEFAULT_MAX_LORA_RANK,
         ge=1,
         description="The replicas' --max-lora-rank: a lineage served by vLLM may not ask for a larger r "
         "(supervised replicas are started with it; set it to what external ones run with).",

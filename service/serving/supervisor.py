@@ -9,6 +9,9 @@ A server that keeps dying is restarted after a delay that doubles from `server_r
 up to `server_restart_max_seconds`, so a base model that cannot load does not cost a start-up
 (minutes of CPU for vLLM) every two seconds; a server that stayed up for the longest delay counts
 as healthy again.
+
+`running_backend` starts one such server for a block of code (benchmarks, tests) with the same
+command line and environment, without the restarts.
 """
 
 import asyncio
@@ -29,7 +32,7 @@ import httpx
 from service.child_processes import dying_with_parent
 from service.local import free_port
 from service.serving.replica import Replica
-from service.settings import VLLM_DEFAULT_ARGS, Settings
+from service.settings import VLLM_DEFAULT_ARGS, VLLM_DEFAULT_MAX_LORA_RANK, Settings
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ def backend_command(
     port: int,
     *,
     vllm_python: Path | None = None,
-    max_lora_rank: int = 16,
+    max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK,
     vllm_args: Sequence[str] = VLLM_DEFAULT_ARGS,
 ) -> list[str]:
     """The command line of a `vllm` or `native` backend serving `base_model` on loopback `port`,
